@@ -1,0 +1,130 @@
+"""The interface every backend implements, written once.
+
+A backend is built from a :class:`~gan_backends.spec.GANSpec` and a canonical parameter tree,
+and speaks NumPy at its boundary: arrays in, arrays out, canonical names and layouts. Inside, it
+is idiomatic code of its framework. Shared code never asks which framework it is talking to.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..losses import LossOps
+from ..params import ParamTree, check_tree
+from ..spec import GANSpec
+
+
+@dataclass(frozen=True)
+class TrainBatch:
+    """The inputs of one training step, drawn outside every framework.
+
+    ``real``: ``(n_critic, batch, *data_shape)``, one real batch per D update;
+    ``z_d``: ``(n_critic, batch, latent_dim)``, noise for each D update;
+    ``z_g``: ``(batch, latent_dim)``, noise for the G update.
+    """
+
+    real: np.ndarray
+    z_d: np.ndarray
+    z_g: np.ndarray
+
+    def validate(self, spec: GANSpec) -> None:
+        n, b = spec.n_critic, self.z_g.shape[0]
+        expected = {
+            "real": (n, b, *spec.data_shape),
+            "z_d": (n, b, spec.latent_dim),
+            "z_g": (b, spec.latent_dim),
+        }
+        for name, shape in expected.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"TrainBatch.{name}: expected shape {shape} for spec {spec.name!r}, got {got}")
+
+
+class Backend(ABC):
+    """One framework's implementation of a GAN spec.
+
+    Class attributes describe the backend without building it: ``name`` (registry key),
+    ``modes`` (execution modes, the first being the default), ``supports_float64``.
+    """
+
+    name: ClassVar[str]
+    modes: ClassVar[tuple[str, ...]]
+    loss_ops: ClassVar[LossOps]
+
+    @staticmethod
+    @abstractmethod
+    def from_numpy(array: np.ndarray) -> Any:
+        """A native tensor holding ``array`` (same dtype), on the framework's default device."""
+
+    @classmethod
+    def enable_float64(cls) -> None:
+        """Make float64 computation possible in this process (only JAX needs a switch)."""
+        return None
+
+    def __init__(self, spec: GANSpec, params: ParamTree, *, mode: str | None = None, device: str | None = None):
+        check_tree(spec, params)
+        self.spec = spec
+        self.mode = self.modes[0] if mode is None else mode
+        if self.mode not in self.modes:
+            raise ValueError(f"backend {self.name!r} has no mode {self.mode!r}; modes: {', '.join(self.modes)}")
+        self.requested_device = device
+
+    # -- description ---------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def framework_version(cls) -> str:
+        """Version string(s) of the framework this backend runs on."""
+
+    @classmethod
+    @abstractmethod
+    def default_device(cls) -> str:
+        """The device a new instance picks when none is requested (GPU when present)."""
+
+    @property
+    @abstractmethod
+    def device(self) -> str:
+        """The device this instance computes on, e.g. ``cpu`` or ``cuda:0 (NVIDIA H100)``."""
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.spec.numerics.dtype)
+
+    # -- parameters ----------------------------------------------------------------------
+    @abstractmethod
+    def set_params(self, params: ParamTree) -> None:
+        """Load a canonical tree (and reset the optimiser state)."""
+
+    @abstractmethod
+    def get_params(self) -> ParamTree:
+        """Export the current parameters as a canonical tree of NumPy arrays."""
+
+    # -- computation ---------------------------------------------------------------------
+    @abstractmethod
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """``G(z)`` for ``z`` of shape ``(batch, latent_dim)``."""
+
+    @abstractmethod
+    def discriminate(self, x: np.ndarray) -> np.ndarray:
+        """The logits ``D(x)``, shape ``(batch, 1)``."""
+
+    @abstractmethod
+    def loss_terms(self, real: np.ndarray, z: np.ndarray) -> dict[str, float]:
+        """``d_real``, ``d_fake``, ``d_loss`` and ``g_loss`` at the current parameters."""
+
+    @abstractmethod
+    def gradients(self, real: np.ndarray, z: np.ndarray) -> tuple[dict[str, float], ParamTree]:
+        """Loss terms, and the gradient tree: D's parameters w.r.t. ``d_loss`` (G fixed),
+        G's parameters w.r.t. ``g_loss`` (D fixed)."""
+
+    @abstractmethod
+    def train_step(self, batch: TrainBatch) -> dict[str, float]:
+        """``n_critic`` D updates then one G update; returns the loss terms seen on the way
+        (D's from its last update, ``g_loss`` from the G update)."""
+
+    def _as_input(self, array: np.ndarray) -> np.ndarray:
+        """Inputs cast to the spec dtype on the host, the same way for every backend."""
+        return np.ascontiguousarray(array, dtype=self.dtype)

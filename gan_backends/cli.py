@@ -1,0 +1,143 @@
+"""The ``gan-backends`` command: ``info``, ``specs``, ``check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .backends import FRAMEWORKS, REGISTRY, canonical_name, is_available
+from .environment import backend_status, environment
+from .presets import DEFAULT_PRESET, PRESETS, get_preset
+from .spec import GANSpec, SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="One GAN spec, three frameworks, proven equal.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load_spec(name_or_path: str) -> GANSpec:
+    """A preset name, or the path of a spec JSON file."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise SpecError(f"spec file {name_or_path!r} does not exist")
+        return GANSpec.load(path)
+    return get_preset(name_or_path)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def info() -> None:
+    """List each backend with its framework version, default device and availability."""
+    table = Table(title="gan-backends backends", title_justify="left")
+    for col in ("backend", "available", "version", "default device", "modes", "note"):
+        table.add_column(col)
+    for name in REGISTRY:
+        s = backend_status(name)
+        table.add_row(
+            name,
+            "[green]yes[/]" if s.available else "[red]no[/]",
+            s.version,
+            s.default_device,
+            ", ".join(s.modes),
+            s.detail,
+        )
+    console.print(table)
+
+
+@app.command()
+def specs(name: Annotated[Optional[str], typer.Argument(help="Preset to print as JSON.")] = None) -> None:
+    """List the presets, or print one as spec JSON (a starting point for your own spec file)."""
+    if name is None:
+        for preset, factory in PRESETS.items():
+            doc = (factory.__doc__ or "").strip().splitlines()[0]
+            console.print(f"[bold]{preset}[/]  {doc}")
+        return
+    try:
+        print(get_preset(name).to_json())
+    except SpecError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _parse_modes(items: list[str]) -> dict[str, str]:
+    modes = {}
+    for item in items:
+        if "=" not in item:
+            raise SpecError(f"--mode takes BACKEND=MODE, got {item!r}")
+        backend, mode = item.split("=", 1)
+        modes[canonical_name(backend)] = mode.strip()
+    return modes
+
+
+@app.command()
+def check(
+    spec: Annotated[str, typer.Option(help="Preset name or spec JSON file.")] = DEFAULT_PRESET,
+    backends: Annotated[
+        Optional[str], typer.Option(help="Comma-separated backends; default: every installed framework + numpy.")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps to compare parameters after.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the parameters and of every input.")] = 0,
+    dtype: Annotated[Optional[str], typer.Option(help="Override the spec's dtype: float32 or float64.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="Override matmul precision: highest or tf32.")] = None,
+    mode: Annotated[list[str], typer.Option(help="BACKEND=MODE, e.g. torch=compile, tensorflow=xla, jax=eager.")] = [],  # noqa: B006
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda/gpu; default: GPU when present.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet", help="Every row, or only failures.")] = True,
+) -> None:
+    """Run every backend on the same parameters and inputs and compare each pair.
+
+    Exit status: 0 when every pair agrees within tolerance, 1 when one does not, 2 on bad input.
+    """
+    from .check import run_check
+    from .check.report import render, write_json
+
+    try:
+        gan = load_spec(spec)
+        numerics = gan.numerics
+        if dtype or precision:
+            from .spec import Numerics
+
+            numerics = Numerics(dtype=dtype or numerics.dtype, matmul_precision=precision or numerics.matmul_precision)  # type: ignore[arg-type]
+            gan = gan.replace(numerics=numerics)
+        modes = _parse_modes(mode)
+        if backends is None:
+            names = [*[f for f in FRAMEWORKS if is_available(f)], "numpy"]
+            missing = [f for f in FRAMEWORKS if not is_available(f)]
+            if missing:
+                extras = ",".join(REGISTRY[f].extra or f for f in missing)
+                err_console.print(
+                    f"[yellow]not installed:[/] {', '.join(missing)} (pip install 'gan-backends[{extras}]')"
+                )
+        else:
+            names = [canonical_name(b) for b in backends.split(",") if b.strip()]
+            unavailable = [n for n in names if not is_available(n)]
+            if unavailable:
+                raise SpecError("; ".join(backend_status(n).detail for n in unavailable))
+        if len(names) < 2:
+            raise SpecError(f"a check needs at least two backends, got {names}")
+    except (SpecError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+    report = run_check(gan, names, steps=steps, batch_size=batch_size, seed=seed, modes=modes, device=device)
+    render(report, console, verbose=verbose)
+    if json_path is not None:
+        write_json(report, json_path, environment(names))
+        console.print(f"report written to {json_path}")
+    raise typer.Exit(0 if report.passed else 1)
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Canonical parameters: the one framework-free currency every backend imports and exports.
+
+A parameter tree is an ordered ``dict[str, np.ndarray]``. Names are
+``"{network}.{layer_index}.{param}"``, e.g. ``generator.0.kernel``, where ``layer_index`` is the
+layer's position in the spec's sequence (activations included, as in ``nn.Sequential``).
+Layouts are canonical (see ``docs/layouts.md``): Dense kernel ``(in, out)``, bias ``(out,)``;
+images channels-last. Backends convert at their boundary (torch's ``nn.Linear`` keeps
+``(out, in)``).
+
+Weights are drawn once, here, in NumPy from a seed, so every backend starts from the same
+arrays. Checkpoints are safetensors files carrying the spec as JSON metadata; never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_write_bytes
+from .spec import NETWORKS, GANSpec, Shape, SpecError
+
+ParamTree = dict[str, np.ndarray]
+
+
+def param_shapes(spec: GANSpec, networks: tuple[str, ...] = NETWORKS) -> dict[str, Shape]:
+    """Canonical name -> shape of every trainable parameter, in spec order."""
+    shapes: dict[str, Shape] = {}
+    for net in networks:
+        for i, (layer, (in_shape, _)) in enumerate(zip(spec.layers(net), spec.layer_shapes(net))):
+            for pname, shape in layer.param_shapes(in_shape).items():
+                shapes[f"{net}.{i}.{pname}"] = shape
+    return shapes
+
+
+def network_of(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def split_tree(tree: ParamTree) -> dict[str, ParamTree]:
+    """``{"generator": {...}, "discriminator": {...}}`` from a flat tree."""
+    out: dict[str, ParamTree] = {net: {} for net in NETWORKS}
+    for name, value in tree.items():
+        out[network_of(name)][name] = value
+    return out
+
+
+def init_params(spec: GANSpec, seed: int = 0) -> ParamTree:
+    """Draw every parameter in float64 NumPy from ``seed``, then cast to ``spec.numerics.dtype``.
+
+    ``torch_default`` reproduces ``nn.Linear.reset_parameters``: kernel and bias both
+    ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5) gives that bound).
+    ``normal``: kernel ~ N(0, std^2), bias 0.
+    """
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(spec.numerics.dtype)
+    shapes = param_shapes(spec)
+    tree: ParamTree = {}
+    for name, shape in shapes.items():
+        layer, kind = name.rsplit(".", 1)
+        # Dense kernel (in, out): fan_in = in; a bias shares its layer's kernel fan_in.
+        fan_in = int(np.prod(shapes[f"{layer}.kernel"][:-1]))
+        if spec.init.scheme == "torch_default":
+            bound = 1.0 / np.sqrt(fan_in)
+            value = rng.uniform(-bound, bound, size=shape)
+        elif kind == "kernel":
+            value = rng.normal(0.0, spec.init.std, size=shape)
+        else:
+            value = np.zeros(shape)
+        tree[name] = value.astype(dtype)
+    return tree
+
+
+def check_tree(spec: GANSpec, tree: ParamTree, networks: tuple[str, ...] = NETWORKS) -> None:
+    """Raise :class:`SpecError` naming every missing, extra or wrongly shaped parameter."""
+    expected = param_shapes(spec, networks)
+    problems = []
+    for name, shape in expected.items():
+        if name not in tree:
+            problems.append(f"missing {name} {shape}")
+        elif tuple(tree[name].shape) != shape:
+            problems.append(f"{name}: expected shape {shape}, got {tuple(tree[name].shape)}")
+    for name in tree:
+        if name not in expected:
+            problems.append(f"unexpected parameter {name} {tuple(tree[name].shape)}")
+    if problems:
+        raise SpecError(f"parameters do not fit spec {spec.name!r}: " + "; ".join(problems))
+
+
+def save_params(path: str | Path, tree: ParamTree, spec: GANSpec | None = None) -> None:
+    """Write ``tree`` as safetensors (atomically), with the spec JSON in the metadata."""
+    from safetensors.numpy import save
+
+    metadata = {"format": "gan-backends/params-v1"}
+    if spec is not None:
+        metadata["spec"] = spec.to_json(indent=None)
+    data = save({k: np.ascontiguousarray(v) for k, v in tree.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+
+
+def load_params(path: str | Path) -> tuple[ParamTree, GANSpec | None]:
+    """Read a safetensors parameter file; return the tree (in file order) and its spec if stored."""
+    from safetensors import safe_open
+
+    tree: ParamTree = {}
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = f.metadata() or {}
+        for key in f.keys():
+            tree[key] = f.get_tensor(key)
+    spec = GANSpec.from_dict(json.loads(metadata["spec"])) if "spec" in metadata else None
+    if spec is not None:
+        check_tree(spec, tree)
+        # safetensors sorts keys; restore the spec's canonical order.
+        tree = {name: tree[name] for name in param_shapes(spec)}
+    return tree, spec

@@ -1,0 +1,150 @@
+"""Each framework backend against independent float64 computations.
+
+- float64, tiny spec: gradients against central finite differences of the NumPy forward pass
+  (no backward code shared with anything), and training steps against the NumPy reference's
+  hand-written Adam, to float64 precision.
+- float32, the real ``mlp`` preset: forward, losses and gradients against the float64
+  reference within float32 tolerances.
+"""
+
+import numpy as np
+import pytest
+
+from gan_backends import get_preset, init_params
+from gan_backends.backends import TrainBatch, get_backend
+from gan_backends.backends.numpy_reference import NumpyReference
+from gan_backends.check import compare, tolerance
+
+
+def rel(a, b):
+    return compare(a, b)[0]
+
+
+def draw(rng, spec, batch=6, n_critic=None):
+    n = spec.n_critic if n_critic is None else n_critic
+    return TrainBatch(
+        real=rng.uniform(-1, 1, (n, batch, *spec.data_shape)),
+        z_d=rng.standard_normal((n, batch, spec.latent_dim)),
+        z_g=rng.standard_normal((batch, spec.latent_dim)),
+    )
+
+
+@pytest.mark.parametrize("loss", ["minimax", "non_saturating"])
+def test_float64_gradients_match_finite_differences(framework, loss, rng):
+    spec = get_preset("tiny", dtype="float64", loss=loss, d_scale=0.5)
+    params = init_params(spec, 4)
+    real, z = rng.uniform(-1, 1, (6, 12)), rng.standard_normal((6, 8))
+    backend = get_backend(framework)(spec, params)
+    _, grads = backend.gradients(real, z)
+    h = 1e-6
+    for name, grad in grads.items():
+        which = "d_loss" if name.startswith("discriminator") else "g_loss"
+        for flat in rng.choice(grad.size, size=min(5, grad.size), replace=False):
+            index = np.unravel_index(flat, grad.shape)
+            plus = {k: v.copy() for k, v in params.items()}
+            minus = {k: v.copy() for k, v in params.items()}
+            plus[name][index] += h
+            minus[name][index] -= h
+            fd = (
+                NumpyReference(spec, plus).loss_terms(real, z)[which]
+                - NumpyReference(spec, minus).loss_terms(real, z)[which]
+            ) / (2 * h)
+            assert grad[index] == pytest.approx(fd, rel=1e-6, abs=1e-9), (name, index)
+
+
+@pytest.mark.parametrize("n_critic", [1, 3])
+def test_float64_training_matches_reference(framework, n_critic, rng):
+    spec = get_preset("tiny", dtype="float64").replace(n_critic=n_critic)
+    params = init_params(spec, 9)
+    backend = get_backend(framework)(spec, params)
+    ref = NumpyReference(spec, params)
+    for _ in range(4):
+        batch = draw(rng, spec)
+        terms, ref_terms = backend.train_step(batch), ref.train_step(batch)
+        for key in ref_terms:
+            assert terms[key] == pytest.approx(ref_terms[key], rel=1e-12), key
+    got, want = backend.get_params(), ref.get_params()
+    for name in want:
+        assert rel(got[name], want[name]) < 1e-12, name
+        assert not np.array_equal(want[name], params[name]), f"{name} did not train"
+
+
+def test_weight_decay_is_torch_l2(framework, rng):
+    """Adam(weight_decay) in torch's sense: wd * p added to the gradient (not decoupled)."""
+    spec = get_preset("tiny", dtype="float64")
+    spec = spec.replace(
+        g_optimizer=spec.g_optimizer.__class__(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1)
+    )
+    params = init_params(spec, 1)
+    backend, ref = get_backend(framework)(spec, params), NumpyReference(spec, params)
+    for _ in range(3):
+        batch = draw(rng, spec)
+        backend.train_step(batch)
+        ref.train_step(batch)
+    got, want = backend.get_params(), ref.get_params()
+    assert max(rel(got[k], want[k]) for k in want) < 1e-12
+
+
+@pytest.fixture(scope="module")
+def mlp_case():
+    spec = get_preset("mlp")
+    rng = np.random.default_rng(0)
+    params = init_params(spec, 0)
+    real = rng.uniform(-1, 1, (32, 784)).astype(np.float32)
+    z = rng.standard_normal((32, 100)).astype(np.float32)
+    ref = NumpyReference(spec, params)
+    return spec, params, real, z, ref, ref.gradients(real, z)
+
+
+def test_float32_mlp_against_reference(framework, mlp_case):
+    spec, params, real, z, ref, (ref_terms, ref_grads) = mlp_case
+    tol = tolerance("float32", "float64", "highest")
+    backend = get_backend(framework)(spec, params, device="cpu")
+    fake = backend.generate(z)
+    assert fake.dtype == np.float32 and fake.shape == (32, 784)
+    assert rel(fake, ref.generate(z)) < tol.value
+    assert rel(backend.discriminate(real), ref.discriminate(real)) < tol.value
+    terms, grads = backend.gradients(real, z)
+    assert terms == pytest.approx(ref_terms, rel=tol.loss)
+    assert backend.loss_terms(real, z) == pytest.approx(ref_terms, rel=tol.loss)
+    for name, grad in ref_grads.items():
+        assert grads[name].dtype == np.float32
+        assert rel(grads[name], grad) < tol.grad, name
+
+
+def test_bad_batch_shape_is_named(framework):
+    spec = get_preset("tiny")
+    backend = get_backend(framework)(spec, init_params(spec))
+    bad = TrainBatch(
+        real=np.zeros((1, 4, 11), np.float32), z_d=np.zeros((1, 4, 8), np.float32), z_g=np.zeros((4, 8), np.float32)
+    )
+    with pytest.raises(ValueError, match=r"TrainBatch.real: expected shape \(1, 4, 12\).*got \(1, 4, 11\)"):
+        backend.train_step(bad)
+
+
+def test_unknown_mode_is_named(framework):
+    spec = get_preset("tiny")
+    with pytest.raises(ValueError, match="has no mode 'warp'"):
+        get_backend(framework)(spec, init_params(spec), mode="warp")
+
+
+NON_DEFAULT_MODES = {"torch": ["compile"], "tensorflow": ["xla", "eager"], "jax": ["eager"]}
+
+
+@pytest.mark.slow
+def test_every_mode_agrees_with_reference(framework, rng):
+    spec = get_preset("tiny", dtype="float64")
+    params = init_params(spec, 3)
+    batch = draw(rng, spec)
+    real, z = batch.real[0], batch.z_g
+    ref = NumpyReference(spec, params)
+    _, ref_grads = ref.gradients(real, z)
+    ref.train_step(batch)
+    for mode in NON_DEFAULT_MODES[framework]:
+        backend = get_backend(framework)(spec, params, mode=mode)
+        assert rel(backend.generate(z), NumpyReference(spec, params).generate(z)) < 1e-12, mode
+        _, grads = backend.gradients(real, z)
+        assert max(rel(grads[k], ref_grads[k]) for k in grads) < 1e-12, mode
+        backend.train_step(batch)
+        got = backend.get_params()
+        assert max(rel(got[k], ref.params[k]) for k in got) < 1e-12, mode
