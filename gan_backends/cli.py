@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .backends import FRAMEWORKS, REGISTRY, canonical_name, is_available
@@ -30,7 +31,7 @@ def load_spec(name_or_path: str) -> GANSpec:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {message}")
+    err_console.print(f"[red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -38,19 +39,18 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def info() -> None:
     """List each backend with its framework version, default device and availability."""
     table = Table(title="gan-backends backends", title_justify="left")
-    for col in ("backend", "available", "version", "default device", "modes", "note"):
+    for col in ("backend", "available", "version", "default device", "modes"):
         table.add_column(col)
+    hints = []
     for name in REGISTRY:
         s = backend_status(name)
-        table.add_row(
-            name,
-            "[green]yes[/]" if s.available else "[red]no[/]",
-            s.version,
-            s.default_device,
-            ", ".join(s.modes),
-            s.detail,
-        )
+        available = "[green]yes[/]" if s.available else "[red]no[/]"
+        table.add_row(name, available, s.version, s.default_device, ", ".join(s.modes))
+        if s.detail:
+            hints.append(s.detail)
     console.print(table)
+    for hint in hints:  # below the table: an install command must not be wrapped or cut
+        console.print(escape(hint), soft_wrap=True)
 
 
 @app.command()
@@ -115,7 +115,8 @@ def check(
             if missing:
                 extras = ",".join(REGISTRY[f].extra or f for f in missing)
                 err_console.print(
-                    f"[yellow]not installed:[/] {', '.join(missing)} (pip install 'gan-backends[{extras}]')"
+                    f"[yellow]not installed:[/] {', '.join(missing)} "
+                    + escape(f"(pip install 'gan-backends[{extras}]')")
                 )
         else:
             names = [canonical_name(b) for b in backends.split(",") if b.strip()]

@@ -95,3 +95,16 @@ def test_default_check_as_installed_command():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for pair in ("torch vs tensorflow", "torch vs jax", "tensorflow vs jax"):
         assert f"{pair}: PASS" in proc.stdout
+
+
+def test_install_hint_survives_rich_markup(monkeypatch):
+    """'[jax]' in the hint is text, not a rich markup tag."""
+    from gan_backends.backends import REGISTRY, BackendEntry
+
+    entry = REGISTRY["jax"]
+    monkeypatch.setitem(REGISTRY, "jax", BackendEntry("jax", entry.target, ("jax_not_installed_here",), "jax"))
+    result = runner.invoke(app, ["info"])
+    assert "pip install 'gan-backends[jax]'" in result.output
+    result = runner.invoke(app, ["check", "--backends", "jax,numpy"])
+    assert result.exit_code == 2
+    assert "pip install 'gan-backends[jax]'" in result.output

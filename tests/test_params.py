@@ -53,6 +53,7 @@ def test_safetensors_round_trip_with_spec(tmp_path):
     for k in params:
         assert loaded[k].dtype == params[k].dtype and np.array_equal(loaded[k], params[k])
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write left nothing behind
+    assert path.stat().st_mode & 0o044  # readable by others (umask permitting), unlike mkstemp's 0600
 
 
 def test_check_tree_names_every_problem():
@@ -90,5 +91,5 @@ def test_torch_native_layout_is_out_in():
     params = init_params(spec, 0)
     backend = get_backend("torch")(spec, params)
     state = backend.G.state_dict()
-    assert np.array_equal(state["0.weight"].numpy(), params["generator.0.kernel"].T)
-    assert np.array_equal(state["2.bias"].numpy(), params["generator.2.bias"])
+    assert np.array_equal(state["0.weight"].cpu().numpy(), params["generator.0.kernel"].T)
+    assert np.array_equal(state["2.bias"].cpu().numpy(), params["generator.2.bias"])

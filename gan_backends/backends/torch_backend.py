@@ -79,6 +79,15 @@ def select_device(requested: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _raise_recompile_limit(limit: int = 64) -> None:
+    """Dynamo keys its cache on the code object, and every ``nn.Sequential.forward`` shares one:
+    G and D, grad and no-grad, D frozen or not, float32 and float64 are each a variant. Past the
+    default limit of 8, dynamo silently runs eager; raise it so ``compile`` stays compiled."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), limit))
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
@@ -111,6 +120,7 @@ class TorchBackend(Backend):
         self.D = build_network(spec, "discriminator").to(self._device, self._torch_dtype)
         self._G, self._D = self.G, self.D
         if self.mode == "compile":
+            _raise_recompile_limit()
             self._G, self._D = torch.compile(self.G), torch.compile(self.D)
         self.set_params(params)
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._io import atomic_write_text
@@ -28,7 +29,7 @@ def render(report: CheckReport, console: Console, *, verbose: bool = True) -> No
     for col in ("backend", "mode", "device", "dtype", "version", "status"):
         backends.add_column(col)
     for b in report.backends:
-        status = "[green]ok[/]" if b.error is None else f"[red]{b.error}[/]"
+        status = "[green]ok[/]" if b.error is None else f"[red]{escape(b.error)}[/]"
         backends.add_row(b.name, b.mode, b.device, b.dtype, b.version, status)
     console.print(backends)
     for pair in report.pairs:
@@ -46,7 +47,7 @@ def render(report: CheckReport, console: Console, *, verbose: bool = True) -> No
         for row in pair.rows:
             if not verbose and row.passed:
                 continue
-            mark = "[green]ok[/]" if row.passed else f"[red]FAIL[/] {row.note}"
+            mark = ("[green]ok[/] " if row.passed else "[red]FAIL[/] ") + escape(row.note)
             table.add_row(row.quantity, _fmt(row.rel), _fmt(row.max_abs), f"{row.tol:.0e}", mark)
         if verbose or not pair.passed:
             console.print(table)

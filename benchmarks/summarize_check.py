@@ -1,0 +1,41 @@
+"""Summarise `gan-backends check --json` reports as a Markdown table: the worst relative error
+of each kind (value, loss, grad, param) per backend pair, with the device.
+
+    python benchmarks/summarize_check.py results/check-*.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+
+KINDS = ("value", "loss", "grad", "param")
+
+
+def summarize(path: str) -> list[str]:
+    report = json.load(open(path))
+    devices = {b["name"]: f"{b['device']} ({b['mode']}, {b['dtype']})" for b in report["backends"]}
+    numerics = report["spec"]["numerics"]
+    lines = []
+    for pair in report["pairs"]:
+        worst: dict[str, float] = defaultdict(float)
+        drift_judged = False
+        for row in pair["rows"]:
+            rel = row["rel"] if row["rel"] is not None else float("nan")
+            worst[row["kind"]] = max(worst[row["kind"]], rel)
+            drift_judged |= bool(row["note"]) and row["passed"]
+        cells = " | ".join(f"{worst[k]:.1e}" for k in KINDS)
+        verdict = ("PASS" if pair["passed"] else "FAIL") + (" (params by drift)" if drift_judged else "")
+        lines.append(
+            f"| {pair['a']} vs {pair['b']} | {devices[pair['a']]} | {numerics['dtype']}/{numerics['matmul_precision']}"
+            f" | {cells} | {verdict} |"
+        )
+    return lines
+
+
+if __name__ == "__main__":
+    print("| pair | device of the first | dtype/precision | " + " | ".join(KINDS) + " | verdict |")
+    print("|---|---|---|" + "---|" * (len(KINDS) + 1))
+    for path in sys.argv[1:]:
+        print("\n".join(summarize(path)))
