@@ -108,3 +108,9 @@ def test_install_hint_survives_rich_markup(monkeypatch):
     result = runner.invoke(app, ["check", "--backends", "jax,numpy"])
     assert result.exit_code == 2
     assert "pip install 'gan-backends[jax]'" in result.output
+
+
+def test_bad_mode_argument_exit_two():
+    result = runner.invoke(app, ["check", "--spec", "tiny", "--mode", "torch:compile"])
+    assert result.exit_code == 2
+    assert "--mode takes BACKEND=MODE" in result.output
