@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .backends import FRAMEWORKS, REGISTRY, canonical_name, is_available
+from .backends import FRAMEWORKS, REFERENCE, REGISTRY, canonical_name, is_available
 from .environment import backend_status, environment
 from .presets import DEFAULT_PRESET, PRESETS, get_preset
 from .spec import GANSpec, SpecError
@@ -110,7 +110,7 @@ def check(
             gan = gan.replace(numerics=numerics)
         modes = _parse_modes(mode)
         if backends is None:
-            names = [*[f for f in FRAMEWORKS if is_available(f)], "numpy"]
+            names = [*[f for f in FRAMEWORKS if is_available(f)], REFERENCE]
             missing = [f for f in FRAMEWORKS if not is_available(f)]
             if missing:
                 extras = ",".join(REGISTRY[f].extra or f for f in missing)

@@ -8,11 +8,13 @@ from collections.abc import Callable, Sequence
 from .spec import (
     AdamSpec,
     Dense,
+    Flatten,
     GANSpec,
     Layer,
     LeakyReLU,
     LossSpec,
     Numerics,
+    Reshape,
     SpecError,
     Tanh,
 )
@@ -50,13 +52,9 @@ def mlp(
         generator += [Dense(units=width), LeakyReLU(slope=slope)]
     generator += [Dense(units=features), Tanh()]
     if len(data_shape) > 1:
-        from .spec import Reshape
-
         generator.append(Reshape(shape=data_shape))
     discriminator: list[Layer] = []
     if len(data_shape) > 1:
-        from .spec import Flatten
-
         discriminator.append(Flatten())
     for width in d_hidden:
         discriminator += [Dense(units=width), LeakyReLU(slope=slope)]

@@ -39,6 +39,8 @@ REGISTRY: dict[str, BackendEntry] = {
 }
 ALIASES = {"pytorch": "torch", "tf": "tensorflow", "flax": "jax", "reference": "numpy"}
 FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow", "jax")
+#: The float64 ground truth every framework is held against.
+REFERENCE = "numpy"
 
 
 def canonical_name(name: str) -> str:
@@ -89,4 +91,5 @@ __all__ = [
     "is_available",
     "REGISTRY",
     "FRAMEWORKS",
+    "REFERENCE",
 ]

@@ -48,12 +48,14 @@ class Backend(ABC):
     """One framework's implementation of a GAN spec.
 
     Class attributes describe the backend without building it: ``name`` (registry key),
-    ``modes`` (execution modes, the first being the default), ``supports_float64``.
+    ``modes`` (execution modes, the first being the default), ``host_only``.
     """
 
     name: ClassVar[str]
     modes: ClassVar[tuple[str, ...]]
     loss_ops: ClassVar[LossOps]
+    #: Computes on the host CPU whatever device the other backends use.
+    host_only: ClassVar[bool] = False
 
     @staticmethod
     @abstractmethod
@@ -71,7 +73,6 @@ class Backend(ABC):
         self.mode = self.modes[0] if mode is None else mode
         if self.mode not in self.modes:
             raise ValueError(f"backend {self.name!r} has no mode {self.mode!r}; modes: {', '.join(self.modes)}")
-        self.requested_device = device
 
     # -- description ---------------------------------------------------------------------
     @classmethod

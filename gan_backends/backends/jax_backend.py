@@ -126,6 +126,7 @@ class JaxBackend(Backend):
         donate = (0,) if self._device.platform != "cpu" else ()
         self._generate = wrap(lambda p, z: self.G.apply({"params": p}, z))
         self._discriminate = wrap(lambda p, x: self.D.apply({"params": p}, x))
+        self._loss_terms = wrap(self._loss_terms_impl)
         self._loss_and_grads = wrap(self._loss_and_grads_impl)
         self._train_step = wrap(self._train_step_impl, donate_argnums=donate)
         self.set_params(params)
@@ -201,8 +202,13 @@ class JaxBackend(Backend):
         g_loss, g_grads = jax.value_and_grad(self._g_loss)(state.g_params, state.d_params, z)
         return {**terms, "g_loss": g_loss}, g_grads, d_grads
 
+    def _loss_terms_impl(self, state: TrainState, real, z):
+        _, terms = self._d_loss(state.d_params, state.g_params, real, z)
+        return {**terms, "g_loss": self._g_loss(state.g_params, state.d_params, z)}
+
     def loss_terms(self, real: np.ndarray, z: np.ndarray) -> dict[str, float]:
-        return self.gradients(real, z)[0]
+        terms = self._loss_terms(self.state, self._array(real), self._array(z))
+        return {k: float(v) for k, v in terms.items()}
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> tuple[dict[str, float], ParamTree]:
         terms, g_grads, d_grads = self._loss_and_grads(self.state, self._array(real), self._array(z))

@@ -173,6 +173,7 @@ class NumpyReference(Backend):
 
     name = "numpy"
     modes = ("float64",)
+    host_only = True
 
     def __init__(self, spec: GANSpec, params: ParamTree, *, mode: str | None = None, device: str | None = None):
         super().__init__(spec, params, mode=mode, device=device)
@@ -215,7 +216,13 @@ class NumpyReference(Backend):
         return self.d_net.forward(self.params, self._as_input(x))[0]
 
     def loss_terms(self, real: np.ndarray, z: np.ndarray) -> dict[str, float]:
-        return self.gradients(real, z)[0]
+        """Forward only: finite-difference tests of the backward pass rely on this."""
+        real, z = self._as_input(real), self._as_input(z)
+        fake_logits = self.d_net.forward(self.params, self.g_net.forward(self.params, z)[0])[0]
+        real_logits = self.d_net.forward(self.params, real)[0]
+        terms = discriminator_loss(NUMPY_OPS, real_logits, fake_logits, self.spec.loss)
+        terms["g_loss"] = generator_loss(NUMPY_OPS, fake_logits, self.spec.loss)
+        return {k: float(v) for k, v in terms.items()}
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> tuple[dict[str, float], ParamTree]:
         terms, d_grads = self._d_grads(self.params, self._as_input(real), self._as_input(z))

@@ -183,6 +183,7 @@ class TensorFlowBackend(Backend):
             wrap = lambda fn: tf.function(fn, jit_compile=self.mode == "xla")  # noqa: E731
         self._generate = wrap(self.G.__call__)
         self._discriminate = wrap(self.D.__call__)
+        self._loss_terms = wrap(self._loss_terms_impl)
         self._loss_and_grads = wrap(self._loss_and_grads_impl)
         self._train_step = wrap(self._train_step_impl)
         self.set_params(params)
@@ -242,8 +243,16 @@ class TensorFlowBackend(Backend):
         terms["g_loss"], g_grads = self._g_terms(z)
         return terms, g_grads, d_grads
 
+    def _loss_terms_impl(self, real: tf.Tensor, z: tf.Tensor) -> dict[str, tf.Tensor]:
+        fake = self.G(z)
+        fake_logits = self.D(fake)
+        terms = discriminator_loss(TF_OPS, self.D(real), fake_logits, self.spec.loss)
+        return {**terms, "g_loss": generator_loss(TF_OPS, fake_logits, self.spec.loss)}
+
     def loss_terms(self, real: np.ndarray, z: np.ndarray) -> dict[str, float]:
-        return self.gradients(real, z)[0]
+        with tf.device(self._device):
+            terms = self._loss_terms(self._tensor(real), self._tensor(z))
+        return {k: float(v) for k, v in terms.items()}
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> tuple[dict[str, float], ParamTree]:
         with tf.device(self._device):

@@ -65,12 +65,13 @@ def build_network(spec: GANSpec, net: str) -> nn.Sequential:
     return nn.Sequential(*(build_layer(layer, s[0]) for layer, s in zip(spec.layers(net), spec.layer_shapes(net))))
 
 
-# canonical short name -> (torch attribute, to_torch, from_torch)
-def _kernel_to_torch(k: np.ndarray) -> np.ndarray:
-    return k.T
+def to_torch_layout(name: str, value: np.ndarray) -> np.ndarray:
+    """Canonical array -> torch layout: ``nn.Linear.weight`` is the kernel transposed."""
+    return value.T if name.endswith(".kernel") else value
 
 
-_PARAM_MAP = {"kernel": ("weight", _kernel_to_torch, _kernel_to_torch), "bias": ("bias", None, None)}
+# A transpose is its own inverse.
+from_torch_layout = to_torch_layout
 
 
 def select_device(requested: str | None) -> torch.device:
@@ -151,9 +152,8 @@ class TorchBackend(Backend):
         named = self._named()
         with torch.no_grad():
             for name, param in named.items():
-                convert = _PARAM_MAP[name.rsplit(".", 1)[1]][1]
-                value = params[name] if convert is None else convert(params[name])
-                param.copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=self.dtype)))
+                value = np.ascontiguousarray(to_torch_layout(name, params[name]), dtype=self.dtype)
+                param.copy_(torch.from_numpy(value))
         self.g_opt = self._make_adam(self.G, self.spec.g_optimizer)
         self.d_opt = self._make_adam(self.D, self.spec.d_optimizer)
 
@@ -170,12 +170,13 @@ class TorchBackend(Backend):
         )
 
     def get_params(self) -> ParamTree:
-        out = {}
-        for name, param in self._named().items():
-            value = param.detach().cpu().numpy()
-            convert = _PARAM_MAP[name.rsplit(".", 1)[1]][2]
-            out[name] = np.ascontiguousarray(value if convert is None else convert(value))
-        return out
+        return self._canonical({name: param for name, param in self._named().items()})
+
+    @staticmethod
+    def _canonical(tensors: dict[str, torch.Tensor]) -> ParamTree:
+        return {
+            name: np.ascontiguousarray(from_torch_layout(name, t.detach().cpu().numpy())) for name, t in tensors.items()
+        }
 
     # -- computation ---------------------------------------------------------------------
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -211,18 +212,15 @@ class TorchBackend(Backend):
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> tuple[dict[str, float], ParamTree]:
         real_t, z_t = self._tensor(real), self._tensor(z)
+        named = self._named()
+        g_names = [n for n in named if n.startswith("generator.")]
+        d_names = [n for n in named if n.startswith("discriminator.")]
         terms = self._d_loss(real_t, z_t)
-        d_params = list(self.D.parameters())
-        d_grads = torch.autograd.grad(terms["d_loss"], d_params)
+        d_grads = torch.autograd.grad(terms["d_loss"], [named[n] for n in d_names])
         terms["g_loss"] = self._g_loss(z_t)
-        g_grads = torch.autograd.grad(terms["g_loss"], list(self.G.parameters()))
-        by_param = {id(p): g for p, g in zip([*self.G.parameters(), *d_params], [*g_grads, *d_grads])}
-        grads = {}
-        for name, param in self._named().items():
-            value = by_param[id(param)].detach().cpu().numpy()
-            convert = _PARAM_MAP[name.rsplit(".", 1)[1]][2]
-            grads[name] = np.ascontiguousarray(value if convert is None else convert(value))
-        return {k: float(v.detach()) for k, v in terms.items()}, grads
+        g_grads = torch.autograd.grad(terms["g_loss"], [named[n] for n in g_names])
+        grads = self._canonical(dict(zip([*g_names, *d_names], [*g_grads, *d_grads])))
+        return {k: float(v.detach()) for k, v in terms.items()}, {n: grads[n] for n in named}
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         batch.validate(self.spec)

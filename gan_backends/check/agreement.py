@@ -240,7 +240,7 @@ def run_check(
     for name in backends:
         try:
             cls = get_backend(name)
-            backend = cls(spec, inputs.params, mode=modes.get(cls.name), device=None if cls.name == "numpy" else device)
+            backend = cls(spec, inputs.params, mode=modes.get(cls.name), device=None if cls.host_only else device)
             info = BackendInfo(cls.name, backend.mode, backend.device, cls.framework_version(), str(backend.dtype))
             results[cls.name] = {**collect_values(backend, inputs), **collect_trajectory(backend, inputs)}
             dtypes[cls.name] = str(backend.dtype)
@@ -261,7 +261,7 @@ def run_check(
             if dtypes[name] == "float64":
                 control[name] = {k: v for k, v in results[name].items() if v[0] == "param"}
             else:
-                backend = cls(spec64, inputs64.params, mode=modes.get(name), device=None if name == "numpy" else device)
+                backend = cls(spec64, inputs64.params, mode=modes.get(name), device=None if cls.host_only else device)
                 control[name] = collect_trajectory(backend, inputs64)
             drift[name] = {q: ("param", compare(results[name][q][1], control[name][q][1])[0]) for q in control[name]}
         report.settings["float32_drift"] = {n: {q: v[1] for q, v in d.items()} for n, d in drift.items()}
