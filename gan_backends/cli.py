@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from .backends import FRAMEWORKS, REFERENCE, REGISTRY, canonical_name, is_available
@@ -67,6 +70,22 @@ def specs(name: Annotated[Optional[str], typer.Argument(help="Preset to print as
         raise _fail(str(exc)) from None
 
 
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A transient progress bar on stderr for the trajectories (silent when not a terminal)."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console, transient=True
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        yield advance
+
+
 def _parse_modes(items: list[str]) -> dict[str, str]:
     modes = {}
     for item in items:
@@ -83,7 +102,9 @@ def check(
     backends: Annotated[
         Optional[str], typer.Option(help="Comma-separated backends; default: every installed framework + numpy.")
     ] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Training steps to compare parameters after.")] = 10,
+    steps: Annotated[
+        int, typer.Option(min=1, help="Training steps of the free-running and lock-step trajectories.")
+    ] = 10,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the parameters and of every input.")] = 0,
     dtype: Annotated[Optional[str], typer.Option(help="Override the spec's dtype: float32 or float64.")] = None,
@@ -91,6 +112,13 @@ def check(
     mode: Annotated[list[str], typer.Option(help="BACKEND=MODE, e.g. torch=compile, tensorflow=xla, jax=eager.")] = [],  # noqa: B006
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda/gpu; default: GPU when present.")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Also write it as Markdown here.")] = None,
+    plot_path: Annotated[
+        Optional[Path], typer.Option("--plot", help="Also plot divergence over the steps to this PNG.")
+    ] = None,
+    lockstep: Annotated[
+        bool, typer.Option("--lockstep/--no-lockstep", help="Also run the lock-step trajectory against numpy.")
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose/--quiet", help="Every row, or only failures.")] = True,
 ) -> None:
     """Run every backend on the same parameters and inputs and compare each pair.
@@ -98,7 +126,7 @@ def check(
     Exit status: 0 when every pair agrees within tolerance, 1 when one does not, 2 on bad input.
     """
     from .check import run_check
-    from .check.report import render, write_json
+    from .check.report import render, write_json, write_markdown
 
     try:
         gan = load_spec(spec)
@@ -128,11 +156,31 @@ def check(
     except (SpecError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
 
-    report = run_check(gan, names, steps=steps, batch_size=batch_size, seed=seed, modes=modes, device=device)
+    with _progress() as advance:
+        report = run_check(
+            gan,
+            names,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            modes=modes,
+            device=device,
+            lockstep=lockstep,
+            progress=advance,
+        )
     render(report, console, verbose=verbose)
+    env = environment(names) if json_path or markdown_path else {}
     if json_path is not None:
-        write_json(report, json_path, environment(names))
+        write_json(report, json_path, env)
         console.print(f"report written to {json_path}")
+    if markdown_path is not None:
+        write_markdown(report, markdown_path, env)
+        console.print(f"Markdown written to {markdown_path}")
+    if plot_path is not None:
+        from .check.plot import plot_divergence
+
+        plot_divergence(report, plot_path)
+        console.print(f"plot written to {plot_path}")
     raise typer.Exit(0 if report.passed else 1)
 
 

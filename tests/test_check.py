@@ -1,13 +1,27 @@
-"""The agreement engine's own logic: error measures, failure handling, the drift judge."""
+"""The agreement engine's own logic: error measures, failure handling, the judges, trajectories."""
 
+import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from gan_backends import get_preset
-from gan_backends.check import compare, run_check
-from gan_backends.check.agreement import DRIFT_FACTOR, PairReport, Row, judge_by_drift
+from gan_backends.check import compare, run_check, tolerance
+from gan_backends.check.agreement import (
+    DRIFT_FACTOR,
+    PairReport,
+    Row,
+    draw_inputs,
+    judge_gradients_at_kinks,
+    judge_step,
+    lock_rows,
+)
+from gan_backends.check.trajectory import LockStep, Series, update_floor
+
+F32 = tolerance("float32", "float64", "highest")
+F64 = tolerance("float64", "float64", "highest")
 
 
 def test_compare_by_hand():
@@ -19,13 +33,21 @@ def test_compare_by_hand():
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_compare_names_non_finite(bad):
-    rel, _, note = compare(np.array([1.0, bad]), np.array([1.0, 2.0]))
-    assert math.isnan(rel) and "non-finite values in the first backend" in note
+    rel, _, note = compare(np.array([1.0, bad]), np.array([1.0, 2.0]), ("torch", "numpy"))
+    assert math.isnan(rel) and note == "non-finite values in torch"
 
 
 def test_compare_names_shape_mismatch():
     rel, _, note = compare(np.zeros((2, 3)), np.zeros((3, 2)))
     assert math.isnan(rel) and "(2, 3) vs (3, 2)" in note
+
+
+def test_start_inputs_do_not_depend_on_the_step_count():
+    spec = get_preset("tiny")
+    short, long = (draw_inputs(spec, batch_size=4, steps=s, seed=3) for s in (1, 7))
+    np.testing.assert_array_equal(short.z, long.z)
+    np.testing.assert_array_equal(short.real, long.real)
+    np.testing.assert_array_equal(short.batches[0].z_g, long.batches[0].z_g)
 
 
 def test_crashed_backend_is_reported_and_others_still_compared(monkeypatch, framework):
@@ -35,11 +57,13 @@ def test_crashed_backend_is_reported_and_others_still_compared(monkeypatch, fram
         raise RuntimeError("simulated crash in train_step")
 
     monkeypatch.setattr(NumpyReference, "train_step", boom)
-    report = run_check(get_preset("tiny"), ["numpy", framework, "numpy"], steps=2, batch_size=4)
+    report = run_check(get_preset("tiny"), ["numpy", framework], steps=2, batch_size=4)
     assert not report.passed
-    errors = [b.error for b in report.backends if b.error]
-    assert errors and "simulated crash" in errors[0]
-    assert [b.name for b in report.backends if b.error is None] == [framework]
+    errors = {b.name: b.error for b in report.backends}
+    assert "simulated crash" in errors["numpy"] and errors[framework] is None
+    (pair,) = report.pairs  # the values before training were still compared
+    assert all(r.passed for r in pair.rows if r.kind in ("value", "loss"))
+    assert report.lock is not None and "simulated crash" in report.lock.skipped
 
 
 def test_nan_run_fails_and_names_the_tensor(monkeypatch, framework):
@@ -50,26 +74,123 @@ def test_nan_run_fails_and_names_the_tensor(monkeypatch, framework):
     report = run_check(get_preset("tiny"), [framework, "numpy"], steps=1, batch_size=4)
     (pair,) = report.pairs
     row = next(r for r in pair.rows if r.quantity == "G(z)")
-    assert not row.passed and "non-finite values in the second backend" in row.note
+    assert not row.passed and row.note == "non-finite values in numpy"
     assert not report.passed
+    json.dumps(report.to_dict(), allow_nan=False)  # still strict JSON
 
 
-def _pair(rel: float) -> PairReport:
-    return PairReport("a", "b", [Row("g params after 10 steps", "param", rel, rel, 1e-5, rel <= 1e-5)])
+def test_report_json_is_strict_and_complete(framework):
+    report = run_check(get_preset("tiny"), [framework, "numpy"], steps=3, batch_size=4)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["schema"] == "gan-backends/check-v2" and data["passed"] is True
+    (pair,) = data["pairs"]
+    assert pair["first_divergence"] == {"generator": None, "discriminator": None}
+    assert len(pair["layers"]) == len(report.spec.generator) + len(report.spec.discriminator)
+    free = data["free_running"]["pairs"][0]
+    assert len(free["generator"]["rel"]) == 3 and len(free["discriminator"]["drift_ratio"]) == 3
+    lock = data["lock_step"]["backends"][framework]
+    assert lock["passed"] and len(lock["generator"]) == 3
 
 
-def test_drift_judge_accepts_float32_drift_when_float64_agrees():
-    pair = _pair(3e-4)
-    drift = {"a": {"g params after 10 steps": ("param", 2e-4)}, "b": {"g params after 10 steps": ("param", 1e-7)}}
-    judge_by_drift(pair, drift, _pair(1e-15))
-    assert pair.passed and pair.rows[0].tol == pytest.approx(DRIFT_FACTOR * 2e-4)
+def test_lock_step_catches_a_wrong_optimiser(framework, monkeypatch):
+    """Adam eps 1e-3 in G where the spec says 1e-8, in one backend: its lock-step G updates are
+    off at every step (its float64 run too, so nothing excuses it); D's, taken first, are not."""
+    from gan_backends.check import agreement
+
+    real_get_backend = agreement.get_backend
+
+    def get_backend(name):
+        cls = real_get_backend(name)
+        if cls.name != framework:
+            return cls
+
+        class Sloppy(cls):
+            def __init__(self, spec, params, **kwargs):
+                super().__init__(spec.replace(g_optimizer=replace(spec.g_optimizer, eps=1e-3)), params, **kwargs)
+
+        return Sloppy
+
+    monkeypatch.setattr(agreement, "get_backend", get_backend)
+    report = run_check(get_preset("tiny"), [framework, "numpy"], steps=3, batch_size=8)
+    rows = {r.quantity.split()[0]: r for r in report.lock_rows[framework]}
+    assert rows["discriminator"].passed and not rows["generator"].passed
+    assert rows["generator"].rel > 1e-3 and not report.passed
 
 
-def test_drift_judge_rejects_when_float64_disagrees_or_gap_exceeds_drift():
-    drift = {"a": {"g params after 10 steps": ("param", 2e-4)}, "b": {"g params after 10 steps": ("param", 0.0)}}
-    pair = _pair(3e-4)
-    judge_by_drift(pair, drift, _pair(1e-3))  # the float64 runs disagree: a real difference
-    assert not pair.passed
-    pair = _pair(1e-2)
-    judge_by_drift(pair, drift, _pair(1e-15))  # far beyond float32's own drift
-    assert not pair.passed
+def _pair(rel: float, kind: str = "param") -> PairReport:
+    return PairReport("a", "b", [Row("q", kind, rel, rel, 1e-5, rel <= 1e-5)])
+
+
+def test_judge_step_accepts_float32_drift_when_float64_agrees():
+    assert judge_step(5e-6, 1e-5, 0.0, None, 1e-10) == (True, "")  # within the fixed tolerance
+    passed, note = judge_step(3e-4, 1e-5, 2e-4, 1e-15, 1e-10)
+    assert passed and "1.5x float32's own drift" in note
+
+
+def test_judge_step_rejects_when_float64_disagrees_or_gap_exceeds_drift():
+    assert not judge_step(3e-4, 1e-5, 2e-4, 1e-3, 1e-10)[0]  # the float64 runs disagree: a real difference
+    assert not judge_step(1e-2, 1e-5, 2e-4, 1e-15, 1e-10)[0]  # far beyond float32's own drift
+    assert not judge_step(3e-4, 1e-5, 2e-4, None, 1e-10)[0]  # no float64 runs: nothing explains it
+    assert not judge_step(math.nan, 1e-5, 2e-4, 1e-15, 1e-10)[0]
+
+
+def _kink_case(grad_rel, own_grad, control_grad, own_value=1e-7):
+    pair = PairReport(
+        "a",
+        "b",
+        [
+            Row("G(z)", "value", 1e-7, 1e-7, F32.value, True),
+            Row("grad w", "grad", grad_rel, 0.0, F32.grad, grad_rel <= F32.grad),
+        ],
+    )
+    control = PairReport(
+        "a",
+        "b",
+        [
+            Row("G(z)", "value", 1e-16, 0, F64.value, True),
+            Row("grad w", "grad", control_grad, 0, F64.grad, control_grad <= F64.grad),
+        ],
+    )
+    own = {"a": {"G(z)": own_value, "grad w": own_grad}, "b": {"G(z)": 0.0, "grad w": 0.0}}
+    judge_gradients_at_kinks(pair, own, control, F32)
+    return pair.rows[1]
+
+
+def test_kink_judge():
+    row = _kink_case(2.7e-3, 2.7e-3, 1e-15)
+    assert row.passed and row.tol == pytest.approx(DRIFT_FACTOR * 2.7e-3) and "kink" in row.note
+    assert not _kink_case(2.7e-3, 2.7e-3, 1e-6).passed  # float64 runs differ: different math
+    assert not _kink_case(2.7e-3, 1e-4, 1e-15).passed  # more than float32's own error explains
+    assert not _kink_case(2.7e-3, 2.7e-3, 1e-15, own_value=1e-4).passed  # forward values off too: arithmetic
+
+
+def _lock(rels, controls=None, steps=None):
+    series = Series(rel=list(rels), max_abs=list(rels))
+    n = len(rels) if steps is None else steps
+    run = LockStep(
+        n,
+        "numpy",
+        {"x": {"generator": series, "discriminator": Series([0.0] * n, [0.0] * n)}},
+        {"generator": [0.0] * n, "discriminator": [0.0] * n},
+    )
+    run.control = {"x": {"generator": controls or {}, "discriminator": {}}}
+    return lock_rows(run, "x", F32, F64)[0]
+
+
+def test_lock_rows():
+    assert _lock([1e-6] * 20).passed
+    one_outlier = [1e-6] * 20
+    one_outlier[5] = 2e-3
+    assert not _lock(one_outlier).passed  # no float64 explanation
+    row = _lock(one_outlier, {5: 1e-15})
+    assert row.passed and "1 kink outlier(s): 2.0e-03 at step 6" in row.note and row.rel == 1e-6
+    assert not _lock(one_outlier, {5: 1e-6}).passed  # float64 run disagrees: a bug
+    many = [2e-3 if k % 3 == 0 else 1e-6 for k in range(20)]
+    assert not _lock(many, {k: 1e-15 for k in range(20)}).passed  # outliers must stay rare
+    assert not _lock([1e-6] * 5, steps=10).passed  # a series that stopped fails
+
+
+def test_update_floor_by_hand():
+    p = np.array([1.0, 0.25], np.float64)
+    delta = np.array([3e-4, 4e-4])
+    assert update_floor(p, delta, np.dtype(np.float32)) == pytest.approx(2.0**-23 / 5e-4)

@@ -30,23 +30,42 @@ def test_specs_prints_loadable_json(tmp_path):
     assert "mlp" in runner.invoke(app, ["specs"]).output
 
 
-def test_check_end_to_end_with_json(framework, tmp_path):
-    out = tmp_path / "report.json"
+def test_check_end_to_end_with_every_output(framework, tmp_path):
+    out, md, png = tmp_path / "report.json", tmp_path / "report.md", tmp_path / "out" / "divergence.png"
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(get_preset("tiny").to_json())
     result = runner.invoke(
-        app, ["check", "--spec", str(spec_file), "--backends", f"{framework},numpy", "--steps", "3", "--json", str(out)]
+        app,
+        [
+            "check",
+            "--spec",
+            str(spec_file),
+            "--backends",
+            f"{framework},numpy",
+            "--steps",
+            "3",
+            "--json",
+            str(out),
+            "--markdown",
+            str(md),
+            "--plot",
+            str(png),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output
     report = json.loads(out.read_text())
     assert report["passed"] is True
-    assert report["schema"] == "gan-backends/check-v1"
+    assert report["schema"] == "gan-backends/check-v2"
     (pair,) = report["pairs"]
     quantities = {row["quantity"] for row in pair["rows"]}
     assert {"G(z)", "D(x)", "loss d_loss", "loss g_loss", "grad generator.0.kernel"} <= quantities
     assert "generator params after 3 steps" in quantities
     assert {b["name"] for b in report["environment"]["backends"]} == {framework, "numpy"}
+    text = md.read_text()
+    assert text.startswith("# gan-backends check") and "**PASSED**" in text
+    assert f"| {framework} vs numpy | generator |" in text and "## lock-step" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_check_fails_with_exit_one_when_a_pair_disagrees(framework, monkeypatch):

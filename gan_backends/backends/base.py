@@ -44,6 +44,24 @@ class TrainBatch:
                 raise ValueError(f"TrainBatch.{name}: expected shape {shape} for spec {spec.name!r}, got {got}")
 
 
+@dataclass
+class OptimizerState:
+    """Both optimisers' state in canonical form, so it can move between backends.
+
+    ``steps``: updates taken, per network (``generator``, ``discriminator``); ``slots``: each
+    per-parameter buffer as a tree with canonical names and layouts. For Adam the slots are
+    ``m`` (first moment, torch's ``exp_avg``, optax's ``mu``) and ``v`` (second moment,
+    ``exp_avg_sq``, ``nu``); at step 0 they are zeros.
+    """
+
+    steps: dict[str, int]
+    slots: dict[str, ParamTree]
+
+    def astype(self, dtype: np.dtype | str) -> OptimizerState:
+        cast = {k: {n: np.asarray(a, dtype=dtype) for n, a in tree.items()} for k, tree in self.slots.items()}
+        return OptimizerState(dict(self.steps), cast)
+
+
 class Backend(ABC):
     """One framework's implementation of a GAN spec.
 
@@ -103,7 +121,20 @@ class Backend(ABC):
     def get_params(self) -> ParamTree:
         """Export the current parameters as a canonical tree of NumPy arrays."""
 
+    @abstractmethod
+    def get_optimizer_state(self) -> OptimizerState:
+        """Export both optimisers' state (see :class:`OptimizerState`)."""
+
+    @abstractmethod
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        """Load both optimisers' state, e.g. another backend's, to continue its trajectory."""
+
     # -- computation ---------------------------------------------------------------------
+    @abstractmethod
+    def activations(self, net: str, x: np.ndarray) -> list[np.ndarray]:
+        """The output of every layer of ``net`` (``generator`` or ``discriminator``) for input
+        ``x``, in spec order and canonical layout: the per-layer view a porter compares."""
+
     @abstractmethod
     def generate(self, z: np.ndarray) -> np.ndarray:
         """``G(z)`` for ``z`` of shape ``(batch, latent_dim)``."""

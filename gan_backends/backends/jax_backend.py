@@ -23,7 +23,7 @@ import optax
 from ..losses import LossOps, discriminator_loss, generator_loss
 from ..params import ParamTree
 from ..spec import AdamSpec, Dense, Flatten, GANSpec, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
-from .base import Backend, TrainBatch
+from .base import Backend, OptimizerState, TrainBatch
 
 JAX_OPS = LossOps(softplus=jax.nn.softplus, mean=jnp.mean)
 
@@ -36,10 +36,12 @@ class Sequential(nn.Module):
     precision: Any
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, every_layer: bool = False) -> jax.Array | list[jax.Array]:
+        outputs = []
         for i, layer in enumerate(self.layers):
             x = self._apply(i, layer, x)
-        return x
+            outputs.append(x)
+        return outputs if every_layer else x
 
     def _apply(self, i: int, layer: Layer, x: jax.Array) -> jax.Array:
         if isinstance(layer, Dense):
@@ -174,6 +176,35 @@ class JaxBackend(Backend):
 
     def get_params(self) -> ParamTree:
         return self._canonical(self.state.g_params, self.state.d_params)
+
+    def get_optimizer_state(self) -> OptimizerState:
+        # optax.adam's state is ScaleByAdamState(count, mu, nu), found by field name so that a
+        # chain (weight decay first) is handled the same way.
+        get = optax.tree_utils.tree_get
+        g, d = self.state.g_opt, self.state.d_opt
+        return OptimizerState(
+            {"generator": int(get(g, "count")), "discriminator": int(get(d, "count"))},
+            {"m": self._canonical(get(g, "mu"), get(d, "mu")), "v": self._canonical(get(g, "nu"), get(d, "nu"))},
+        )
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        put = optax.tree_utils.tree_set
+        g_opt, d_opt = self.state.g_opt, self.state.d_opt
+        for net in ("generator", "discriminator"):
+            opt = g_opt if net == "generator" else d_opt
+            count = optax.tree_utils.tree_get(opt, "count")
+            new = put(
+                opt,
+                count=jax.device_put(jnp.asarray(state.steps[net], dtype=count.dtype), self._device),
+                mu=self._to_flax(state.slots["m"], net),
+                nu=self._to_flax(state.slots["v"], net),
+            )
+            g_opt, d_opt = (new, d_opt) if net == "generator" else (g_opt, new)
+        self.state = self.state._replace(g_opt=g_opt, d_opt=d_opt)
+
+    def activations(self, net: str, x: np.ndarray) -> list[np.ndarray]:
+        module, params = (self.G, self.state.g_params) if net == "generator" else (self.D, self.state.d_params)
+        return [np.asarray(h) for h in module.apply({"params": params}, self._array(x), True)]
 
     # -- computation ---------------------------------------------------------------------
     def _array(self, array: np.ndarray) -> jax.Array:

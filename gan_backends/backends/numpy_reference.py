@@ -16,7 +16,7 @@ import numpy as np
 from ..losses import LossOps, discriminator_loss, generator_loss
 from ..params import ParamTree, split_tree
 from ..spec import AdamSpec, Dense, Flatten, GANSpec, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
-from .base import Backend, TrainBatch
+from .base import Backend, OptimizerState, TrainBatch
 
 F64 = np.float64
 
@@ -126,6 +126,13 @@ class Network:
             caches.append(cache)
         return x, caches
 
+    def activations(self, tree: ParamTree, x: np.ndarray) -> list[np.ndarray]:
+        outputs = []
+        for i, layer in enumerate(self.layers):
+            x, _ = LAYER_MATH[type(layer)][0](layer, self._layer_params(tree, i), x)
+            outputs.append(x)
+        return outputs
+
     def backward(self, tree: ParamTree, caches: list[Any], dy: np.ndarray) -> tuple[np.ndarray, ParamTree]:
         grads: ParamTree = {}
         for i in reversed(range(len(self.layers))):
@@ -208,6 +215,24 @@ class NumpyReference(Backend):
 
     def get_params(self) -> ParamTree:
         return {k: v.copy() for k, v in self.params.items()}
+
+    def get_optimizer_state(self) -> OptimizerState:
+        opts = {"generator": self.g_opt, "discriminator": self.d_opt}
+        slots = {"m": {}, "v": {}}
+        for opt in opts.values():
+            slots["m"].update({k: v.copy() for k, v in opt.m.items()})
+            slots["v"].update({k: v.copy() for k, v in opt.v.items()})
+        return OptimizerState({net: opt.t for net, opt in opts.items()}, slots)
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        for net, opt in (("generator", self.g_opt), ("discriminator", self.d_opt)):
+            opt.t = state.steps[net]
+            opt.m = {k: np.array(state.slots["m"][k], dtype=F64) for k in opt.m}
+            opt.v = {k: np.array(state.slots["v"][k], dtype=F64) for k in opt.v}
+
+    def activations(self, net: str, x: np.ndarray) -> list[np.ndarray]:
+        network = self.g_net if net == "generator" else self.d_net
+        return network.activations(self.params, self._as_input(x))
 
     def generate(self, z: np.ndarray) -> np.ndarray:
         return self.g_net.forward(self.params, self._as_input(z))[0]

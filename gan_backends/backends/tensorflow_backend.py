@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 from ..losses import LossOps, discriminator_loss, generator_loss
 from ..params import ParamTree
 from ..spec import AdamSpec, Dense, Flatten, GANSpec, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
-from .base import Backend, TrainBatch
+from .base import Backend, OptimizerState, TrainBatch
 
 TF_OPS = LossOps(softplus=tf.math.softplus, mean=tf.reduce_mean)
 
@@ -211,6 +211,36 @@ class TensorFlowBackend(Backend):
 
     def get_params(self) -> ParamTree:
         return {name: var.numpy() for name, var in self._vars.items()}
+
+    def _optimizers(self) -> dict[str, tuple[TorchFormAdam, list[str]]]:
+        return {
+            "generator": (self.g_opt, list(self.G.named_variables("generator"))),
+            "discriminator": (self.d_opt, list(self.D.named_variables("discriminator"))),
+        }
+
+    def get_optimizer_state(self) -> OptimizerState:
+        steps, m, v = {}, {}, {}
+        for net, (opt, names) in self._optimizers().items():
+            steps[net] = int(opt.step.numpy())
+            m.update({name: slot.numpy() for name, slot in zip(names, opt.m)})
+            v.update({name: slot.numpy() for name, slot in zip(names, opt.v)})
+        return OptimizerState(steps, {"m": m, "v": v})
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        for net, (opt, names) in self._optimizers().items():
+            opt.step.assign(state.steps[net])
+            for name, m, v in zip(names, opt.m, opt.v):
+                m.assign(np.asarray(state.slots["m"][name], dtype=self.dtype))
+                v.assign(np.asarray(state.slots["v"][name], dtype=self.dtype))
+
+    def activations(self, net: str, x: np.ndarray) -> list[np.ndarray]:
+        outputs = []
+        with tf.device(self._device):
+            h = self._tensor(x)
+            for layer in (self.G if net == "generator" else self.D).layers:
+                h = layer(h)
+                outputs.append(h.numpy())
+        return outputs
 
     # -- computation ---------------------------------------------------------------------
     def _tensor(self, array: np.ndarray) -> tf.Tensor:

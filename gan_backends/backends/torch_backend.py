@@ -17,7 +17,7 @@ from torch import nn
 from ..losses import LossOps, discriminator_loss, generator_loss
 from ..params import ParamTree
 from ..spec import Dense, Flatten, GANSpec, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
-from .base import Backend, TrainBatch
+from .base import Backend, OptimizerState, TrainBatch
 
 
 def _softplus(x: torch.Tensor) -> torch.Tensor:
@@ -171,6 +171,56 @@ class TorchBackend(Backend):
 
     def get_params(self) -> ParamTree:
         return self._canonical({name: param for name, param in self._named().items()})
+
+    def _optimizers(self) -> dict[str, tuple[torch.optim.Adam, list[str]]]:
+        """Network -> (its optimiser, canonical names in the optimiser's parameter order)."""
+        names = list(self._named())
+        return {
+            net: (opt, [n for n in names if n.startswith(net + ".")])
+            for net, opt in (("generator", self.g_opt), ("discriminator", self.d_opt))
+        }
+
+    def get_optimizer_state(self) -> OptimizerState:
+        named = self._named()
+        steps, m, v = {}, {}, {}
+        for net, (opt, names) in self._optimizers().items():
+            steps[net] = 0
+            for name in names:
+                state = opt.state.get(named[name], {})
+                if not state:  # no step taken yet: torch creates the buffers lazily
+                    m[name] = v[name] = torch.zeros_like(named[name])
+                    continue
+                steps[net] = int(state["step"])
+                m[name], v[name] = state["exp_avg"], state["exp_avg_sq"]
+        return OptimizerState(steps, {"m": self._canonical(m), "v": self._canonical(v)})
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        # Through load_state_dict, torch's public path: it moves buffers to each parameter's
+        # device and dtype and gives `step` the type the fused kernel wants.
+        for net, (opt, names) in self._optimizers().items():
+            saved = opt.state_dict()
+            step = state.steps[net]
+            per_param = {}
+            if step > 0:
+                for i, name in enumerate(names):
+                    per_param[i] = {
+                        "step": torch.tensor(float(step)),
+                        "exp_avg": torch.from_numpy(
+                            np.ascontiguousarray(to_torch_layout(name, state.slots["m"][name]))
+                        ),
+                        "exp_avg_sq": torch.from_numpy(
+                            np.ascontiguousarray(to_torch_layout(name, state.slots["v"][name]))
+                        ),
+                    }
+            opt.load_state_dict({"state": per_param, "param_groups": saved["param_groups"]})
+
+    @torch.no_grad()
+    def activations(self, net: str, x: np.ndarray) -> list[np.ndarray]:
+        h, outputs = self._tensor(x), []
+        for module in self.G if net == "generator" else self.D:
+            h = module(h)
+            outputs.append(h.cpu().numpy())
+        return outputs
 
     @staticmethod
     def _canonical(tensors: dict[str, torch.Tensor]) -> ParamTree:

@@ -11,7 +11,7 @@ worst loss term by 1.2e-7, the worst gradient by 4.1e-6 (D's last bias: a batch 
 terms of both signs), parameters after 1 and 10 Adam steps by up to 7e-6. The bounds sit 2.5-15x
 above the worst measured: a check must not flake on another seed or batch size.
 
-Parameters along a trajectory get a second judge (see ``agreement.judge_by_drift``): float32
+Parameters along a trajectory get a second judge (see ``agreement.judge_step`` and ``agreement.lock_rows``): float32
 rounding that flips a LeakyReLU kink is amplified by Adam into lr-sized steps, so a pair that
 misses ``param`` passes when its float64 runs agree and its float32 gap is within a few times
 float32's own drift from float64.

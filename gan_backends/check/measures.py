@@ -1,0 +1,48 @@
+"""How two tensors are compared: one error measure for every quantity the check reports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..params import ParamTree
+from ..spec import NETWORKS
+
+
+def compare(
+    a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ("the first backend", "the second backend")
+) -> tuple[float, float, str]:
+    """``(||a - b|| / ||b||, max|a - b|, note)`` in float64.
+
+    ``b`` is the yardstick (the float64 reference when one is in the pair); where ``||b|| = 0``
+    the error is absolute. NaN or Inf anywhere gives NaN and a note naming the side(s), and a
+    shape mismatch gives NaN and both shapes: neither can pass a tolerance.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return math.nan, math.nan, f"shape {a.shape} vs {b.shape}"
+    bad = [side for side, x in zip(names, (a, b)) if not np.all(np.isfinite(x))]
+    if bad:
+        return math.nan, math.nan, f"non-finite values in {' and '.join(bad)}"
+    diff = a - b
+    norm_b = float(np.linalg.norm(b))
+    err = float(np.linalg.norm(diff))
+    rel = err / norm_b if norm_b > 0 else err
+    return rel, float(np.max(np.abs(diff))) if diff.size else 0.0, ""
+
+
+def flatten_networks(tree: ParamTree) -> dict[str, np.ndarray]:
+    """Each network's parameters as one float64 vector, in canonical order."""
+    return {
+        net: np.concatenate(
+            [np.asarray(v, dtype=np.float64).ravel() for k, v in tree.items() if k.startswith(net + ".")]
+        )
+        for net in NETWORKS
+    }
+
+
+def finite(x: float) -> float | None:
+    """A float for strict JSON: NaN and Inf become ``None``."""
+    return x if math.isfinite(x) else None

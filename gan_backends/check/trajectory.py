@@ -1,0 +1,238 @@
+"""Training trajectories, measured two ways.
+
+**Free-running**: every backend trains ``K`` steps from the same parameters on the same batches,
+and after each step the pairs' parameters are compared. GAN training is chaotic: a float32
+rounding that flips a LeakyReLU kink is amplified by Adam, so two correct stacks part over the
+steps. The yardstick is each backend's *own drift*: the same backend run in float64 from the same
+numbers. Two stacks should not part faster than float32 parts from float64; the report gives
+the ratio ``cross-stack divergence / max(own drift of either)`` per step.
+
+**Lock-step**: before every step, each backend is set to the float64 reference's parameters and
+optimiser state at that step; it takes one step, and its update ``Δ = p_after - p_before`` is
+compared with the reference's. Each step's disagreement is measured alone, with no
+accumulation, so a lock-step error is a bug or rounding, never chaos.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backends import Backend, TrainBatch
+from ..spec import NETWORKS
+from .measures import compare, flatten_networks
+
+Pair = tuple[str, str]
+
+
+@dataclass
+class Series:
+    """One error measure after each step: ``rel`` and ``max_abs`` (NaN once non-finite)."""
+
+    rel: list[float] = field(default_factory=list)
+    max_abs: list[float] = field(default_factory=list)
+    note: str = ""
+
+    def add(self, measured: tuple[float, float, str]) -> None:
+        rel, max_abs, note = measured
+        self.rel.append(rel)
+        self.max_abs.append(max_abs)
+        if note and not self.note:
+            self.note = f"step {len(self.rel)}: {note}"
+
+
+def _per_network() -> dict[str, Series]:
+    return {net: Series() for net in NETWORKS}
+
+
+@dataclass
+class FreeRun:
+    """Free-running divergence. ``cross[(a, b)][net]``: a vs b; ``drift[name][net]``: a
+    float32 backend vs its own float64 run; ``control[(a, b)][net]``: the float64 runs of a and
+    b compared (they must agree to float64 precision, or the computations differ)."""
+
+    steps: int
+    cross: dict[Pair, dict[str, Series]]
+    drift: dict[str, dict[str, Series]]
+    control: dict[Pair, dict[str, Series]]
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def ratio(self, pair: Pair, net: str) -> list[float | None]:
+        """Cross-stack divergence over the larger of the two backends' own drift, per step."""
+        out: list[float | None] = []
+        for k, rel in enumerate(self.cross[pair][net].rel):
+            own = max((self.drift[n][net].rel[k] for n in pair if n in self.drift), default=0.0)
+            out.append(rel / own if own > 0 and math.isfinite(rel) and math.isfinite(own) else None)
+        return out
+
+
+@dataclass
+class LockStep:
+    """Lock-step update errors against the reference: ``update[name][net]`` per step, and the
+    size of a one-ulp rounding flip ``floor[net]`` relative to each step's update (see
+    :func:`update_floor`)."""
+
+    steps: int
+    reference: str
+    update: dict[str, dict[str, Series]]
+    floor: dict[str, list[float]]
+    #: ``control[name][net][k]``: at a step whose float32 update missed ``explain_above``, the
+    #: same backend's float64 update from the same state, against the reference (rel error).
+    control: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: str = ""
+
+
+def update_floor(p_after: np.ndarray, delta: np.ndarray, dtype: np.dtype) -> float:
+    """One unit in the last place of the largest parameter, relative to the update: ``max
+    spacing(p) / ||Δ||`` in ``dtype``.
+
+    The lock-step compares a backend's stored update with the reference update rounded the way
+    an exact implementation in ``dtype`` stores it (``fl(p + Δ) - p``). Where the backend's
+    update sits within rounding of a half-way point, its ``p + Δ`` rounds one ulp the other way:
+    a flip of that size is rounding, not disagreement, and tolerances allow a couple of them.
+    """
+    norm = float(np.linalg.norm(delta))
+    ulp = float(np.max(np.spacing(np.abs(p_after).astype(dtype)))) if p_after.size else 0.0
+    return ulp / norm if norm > 0 else 0.0
+
+
+def free_running(
+    backends: dict[str, Backend],
+    controls: dict[str, Backend],
+    batches: tuple[TrainBatch, ...],
+    batches64: tuple[TrainBatch, ...],
+    pairs: list[Pair],
+    on_step: Callable[[int], None] | None = None,
+) -> FreeRun:
+    """Step every backend (and every float64 control) through ``batches`` side by side.
+
+    ``controls`` holds a float64 twin of each float32 backend; a backend that already computes
+    in float64 is its own float64 run. A backend that raises is dropped from later steps and
+    named in ``failed``; its series stop.
+    """
+    native64 = {n for n, b in backends.items() if np.dtype(b.dtype) == np.float64}
+    with64 = native64 | set(controls)
+    run = FreeRun(
+        steps=len(batches),
+        cross={p: _per_network() for p in pairs},
+        drift={n: _per_network() for n in controls},
+        control={p: _per_network() for p in pairs if all(n in with64 for n in p)},
+    )
+    live = dict(backends)
+    live_controls = dict(controls)
+    for k, batch in enumerate(batches):
+        params = _step_all(live, batch, run.failed)
+        params64 = {
+            **{n: params[n] for n in native64 if n in params},
+            **_step_all(live_controls, batches64[k], run.failed),
+        }
+        for a, b in pairs:
+            if a in params and b in params:
+                for net in NETWORKS:
+                    run.cross[(a, b)][net].add(compare(params[a][net], params[b][net], (a, b)))
+            if (a, b) in run.control and a in params64 and b in params64:
+                for net in NETWORKS:
+                    run.control[(a, b)][net].add(compare(params64[a][net], params64[b][net], (a, b)))
+        for name in run.drift:
+            if name in params and name in params64:
+                for net in NETWORKS:
+                    run.drift[name][net].add(compare(params[name][net], params64[name][net]))
+        live = {n: b for n, b in live.items() if n not in run.failed}
+        live_controls = {n: b for n, b in live_controls.items() if n not in run.failed}
+        if on_step:
+            on_step(k + 1)
+    return run
+
+
+def _step_all(backends: dict[str, Backend], batch: TrainBatch, failed: dict[str, str]) -> dict[str, dict]:
+    out = {}
+    for name, backend in backends.items():
+        try:
+            backend.train_step(batch)
+            out[name] = flatten_networks(backend.get_params())
+        except Exception as exc:  # recorded; the other backends go on
+            failed.setdefault(name, f"step failed: {type(exc).__name__}: {exc}")
+    return out
+
+
+def lock_step(
+    source: Backend,
+    backends: dict[str, Backend],
+    batches: tuple[TrainBatch, ...],
+    batches64: tuple[TrainBatch, ...],
+    controls: dict[str, Backend] | None = None,
+    explain_above: dict[str, float] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> LockStep:
+    """Each step: every backend is set to ``source``'s state, steps once, and its update is
+    compared with ``source``'s update from the same state, as the backend's dtype stores it.
+
+    Where a backend's error exceeds ``explain_above[name]``, its float64 twin in ``controls``
+    takes the same step from the same state: if that agrees with the reference, the code
+    computes the same math and the float32 outlier is rounding (a kink crossed, amplified by
+    Adam's normalisation), which :func:`~gan_backends.check.agreement.lock_rows` then judges.
+    """
+    controls = controls or {}
+    explain_above = explain_above or {}
+    run = LockStep(
+        steps=len(batches),
+        reference=source.name,
+        update={n: _per_network() for n in backends},
+        floor={net: [] for net in NETWORKS},
+        control={n: {net: {} for net in NETWORKS} for n in controls},
+    )
+    live = dict(backends)
+    for k, batch in enumerate(batches):
+        params, opt_state = source.get_params(), source.get_optimizer_state()
+        before = flatten_networks(params)
+        try:
+            source.train_step(batches64[k])
+        except Exception as exc:  # without the reference there is nothing to step against
+            run.skipped = f"the {source.name} reference failed at step {k + 1}: {type(exc).__name__}: {exc}"
+            break
+        after = flatten_networks(source.get_params())
+        delta_ref = {net: after[net] - before[net] for net in NETWORKS}
+        dtypes = {np.dtype(b.dtype) for b in live.values()} or {np.dtype(np.float64)}
+        coarsest = max(dtypes, key=lambda d: np.finfo(d).eps)
+        for net in NETWORKS:
+            run.floor[net].append(update_floor(after[net], delta_ref[net], coarsest))
+        for name, backend in live.items():
+            try:
+                cast = {k2: np.asarray(v, dtype=backend.dtype) for k2, v in params.items()}
+                backend.set_params(cast)
+                backend.set_optimizer_state(opt_state.astype(backend.dtype))
+                start = flatten_networks(cast)
+                backend.train_step(batch)
+                end = flatten_networks(backend.get_params())
+            except Exception as exc:
+                run.failed.setdefault(name, f"lock-step failed: {type(exc).__name__}: {exc}")
+                continue
+            for net in NETWORKS:
+                # What an exact update stores in the backend's dtype: the rounding of p + Δ is
+                # then no disagreement, only a different Δ is.
+                stored = (start[net] + delta_ref[net]).astype(backend.dtype).astype(np.float64) - start[net]
+                run.update[name][net].add(compare(end[net] - start[net], stored, (name, source.name)))
+            rels = [run.update[name][net].rel[-1] for net in NETWORKS]
+            if name in controls and not all(r <= explain_above.get(name, np.inf) for r in rels):
+                _control_step(run, name, controls[name], params, opt_state, batches64[k], before, delta_ref, k)
+        live = {n: b for n, b in live.items() if n not in run.failed}
+        if on_step:
+            on_step(k + 1)
+    return run
+
+
+def _control_step(run: LockStep, name: str, control: Backend, params, opt_state, batch64, before, delta_ref, k) -> None:
+    try:
+        control.set_params(params)
+        control.set_optimizer_state(opt_state)
+        control.train_step(batch64)
+        end = flatten_networks(control.get_params())
+    except Exception as exc:
+        run.failed.setdefault(name, f"float64 lock-step failed: {type(exc).__name__}: {exc}")
+        return
+    for net in NETWORKS:
+        run.control[name][net][k] = compare(end[net] - before[net], delta_ref[net])[0]
