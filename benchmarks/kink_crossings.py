@@ -1,7 +1,7 @@
 """How often do float32 trajectories part at a LeakyReLU kink? Runs the default check over
 seeds and counts the runs where some pair's parameters were judged by float32 drift.
 
-    python benchmarks/kink_crossings.py 12      # measured 2026-11-23 on CPU: 4 of 12 runs, all passing
+    python benchmarks/kink_crossings.py 12      # measured 2026-11-23 on CPU (check-v1): 4 of 12 runs, all passing
 """
 
 import sys

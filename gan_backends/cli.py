@@ -116,6 +116,14 @@ def check(
     plot_path: Annotated[
         Optional[Path], typer.Option("--plot", help="Also plot divergence over the steps to this PNG.")
     ] = None,
+    framework_defaults: Annotated[
+        bool,
+        typer.Option(
+            "--framework-defaults",
+            help="Instead: run each framework with its own defaults (LeakyReLU slope, Adam eps, init) "
+            "and show how far that lands from the spec.",
+        ),
+    ] = False,
     lockstep: Annotated[
         bool, typer.Option("--lockstep/--no-lockstep", help="Also run the lock-step trajectory against numpy.")
     ] = True,
@@ -156,6 +164,9 @@ def check(
     except (SpecError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
 
+    if framework_defaults:
+        _framework_defaults(gan, [n for n in names if n in FRAMEWORKS], steps, batch_size, seed, json_path)
+        raise typer.Exit(0)
     with _progress() as advance:
         report = run_check(
             gan,
@@ -182,6 +193,36 @@ def check(
         plot_divergence(report, plot_path)
         console.print(f"plot written to {plot_path}")
     raise typer.Exit(0 if report.passed else 1)
+
+
+def _framework_defaults(
+    gan: GANSpec, frameworks: list[str], steps: int, batch_size: int, seed: int, json_path: Optional[Path]
+) -> None:
+    import dataclasses
+    import json
+
+    from ._io import atomic_write_text
+    from .check.framework_defaults import framework_defaults_report
+    from .check.measures import finite
+
+    rows = framework_defaults_report(gan, frameworks, steps=steps, batch_size=batch_size, seed=seed)
+    table = Table(
+        title=f"each framework with its own defaults vs the spec {gan.name!r} (float64 reference); "
+        f"relative errors, params after {steps} steps",
+        title_justify="left",
+    )
+    for col in ("framework", "default used", "spec says", "framework default", "G(z)", "D(x)", "params"):
+        table.add_column(col)
+    for r in rows:
+        cells = [f"{x:.1e}" if x == x else f"[red]{escape(r.error)}[/]" for x in (r.g_out, r.d_out, r.params)]
+        table.add_row(r.framework, r.setting, r.spec_value, r.default, *cells)
+    console.print(table)
+    console.print("'as specified' is the measure's own floor: float32 rounding with every value set from the spec.")
+    if json_path is not None:
+        data = [{k: finite(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(r).items()} for r in rows]
+        atomic_write_text(
+            json_path, json.dumps({"schema": "gan-backends/framework-defaults-v1", "rows": data}, indent=2)
+        )
 
 
 def main() -> None:  # console-script entry point

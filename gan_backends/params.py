@@ -46,12 +46,27 @@ def split_tree(tree: ParamTree) -> dict[str, ParamTree]:
     return out
 
 
+#: Standard deviation of a unit normal truncated to [-2, 2]; variance scaling divides by it.
+TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+
+def _truncated_normal(rng: np.random.Generator, std: float, shape: tuple[int, ...]) -> np.ndarray:
+    """N(0, std^2) truncated at ±2 std, by redrawing what falls outside."""
+    value = rng.standard_normal(shape)
+    outside = np.abs(value) > 2.0
+    while outside.any():
+        value[outside] = rng.standard_normal(int(outside.sum()))
+        outside = np.abs(value) > 2.0
+    return value * std
+
+
 def init_params(spec: GANSpec, seed: int = 0) -> ParamTree:
     """Draw every parameter in float64 NumPy from ``seed``, then cast to ``spec.numerics.dtype``.
 
     ``torch_default`` reproduces ``nn.Linear.reset_parameters``: kernel and bias both
     ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5) gives that bound).
-    ``normal``: kernel ~ N(0, std^2), bias 0.
+    ``normal``: kernel ~ N(0, std^2), bias 0. ``glorot_uniform`` and ``lecun_normal`` are
+    Keras' and Flax's defaults (see :class:`~gan_backends.spec.InitSpec`).
     """
     rng = np.random.default_rng(seed)
     dtype = np.dtype(spec.numerics.dtype)
@@ -60,14 +75,20 @@ def init_params(spec: GANSpec, seed: int = 0) -> ParamTree:
     for name, shape in shapes.items():
         layer, kind = name.rsplit(".", 1)
         # Dense kernel (in, out): fan_in = in; a bias shares its layer's kernel fan_in.
-        fan_in = int(np.prod(shapes[f"{layer}.kernel"][:-1]))
+        kernel = shapes[f"{layer}.kernel"]
+        fan_in, fan_out = int(np.prod(kernel[:-1])), int(kernel[-1])
         if spec.init.scheme == "torch_default":
             bound = 1.0 / np.sqrt(fan_in)
             value = rng.uniform(-bound, bound, size=shape)
-        elif kind == "kernel":
-            value = rng.normal(0.0, spec.init.std, size=shape)
-        else:
+        elif kind != "kernel":
             value = np.zeros(shape)
+        elif spec.init.scheme == "normal":
+            value = rng.normal(0.0, spec.init.std, size=shape)
+        elif spec.init.scheme == "glorot_uniform":
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            value = rng.uniform(-bound, bound, size=shape)
+        else:  # lecun_normal
+            value = _truncated_normal(rng, np.sqrt(1.0 / fan_in) / TRUNCATED_NORMAL_STD, shape)
         tree[name] = value.astype(dtype)
     return tree
 

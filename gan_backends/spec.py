@@ -260,7 +260,7 @@ class Numerics:
             raise SpecError(f"numerics.matmul_precision must be 'highest' or 'tf32', got {self.matmul_precision!r}")
 
 
-INIT_SCHEMES: tuple[str, ...] = ("torch_default", "normal")
+INIT_SCHEMES: tuple[str, ...] = ("torch_default", "normal", "glorot_uniform", "lecun_normal")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,7 +269,10 @@ class InitSpec:
 
     ``torch_default``: kernel and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's
     ``nn.Linear`` default (kaiming_uniform with a=sqrt(5)). ``normal``: kernel ~ N(0, std^2),
-    bias 0 (the DCGAN scheme with std=0.02).
+    bias 0 (the DCGAN scheme with std=0.02). ``glorot_uniform`` (Keras' default): kernel ~
+    U(±sqrt(6/(fan_in+fan_out))), bias 0. ``lecun_normal`` (Flax's default): kernel ~ N(0,
+    1/fan_in) truncated at ±2 std (std corrected for the truncation, as in
+    ``jax.nn.initializers.variance_scaling``), bias 0.
     """
 
     scheme: str = "torch_default"

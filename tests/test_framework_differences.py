@@ -97,3 +97,22 @@ def test_jax_silently_downcasts_float64_without_x64():
     code = "import jax.numpy as jnp, numpy as np; print(jnp.asarray(np.zeros(1)).dtype)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "float32"
+
+
+def test_framework_defaults_report_shows_what_each_default_costs(framework):
+    """``check --framework-defaults``: the spec's values give float32 agreement; a framework's own
+    LeakyReLU slope (every framework's differs from DCGAN's 0.2) moves G(z) by far more."""
+    from gan_backends.check.framework_defaults import FRAMEWORK_DEFAULTS, framework_defaults_report
+
+    rows = {r.setting: r for r in framework_defaults_report(get_preset("tiny"), [framework], steps=3, batch_size=8)}
+    assert rows["as specified"].g_out < 1e-6 and rows["as specified"].params < 1e-5
+    slope = rows["leaky_relu_slope"]
+    assert slope.default == str(FRAMEWORK_DEFAULTS[framework]["leaky_relu_slope"]) and slope.spec_value == "0.2"
+    assert slope.g_out > 1e-2 and slope.d_out > 1e-2
+    if framework == "tensorflow":  # Keras' eps 1e-7: the forward pass is untouched, training is not
+        eps = rows["adam_eps"]
+        assert eps.g_out < 1e-6 and eps.params > 10 * rows["as specified"].params
+    if framework != "torch":  # glorot / lecun draws: a different network altogether
+        assert rows["init"].g_out > 0.5
+    else:
+        assert "init" not in rows and "adam_eps" not in rows  # the spec's values are torch's

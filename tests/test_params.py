@@ -96,3 +96,18 @@ def test_torch_native_layout_is_out_in():
     state = backend.G.state_dict()
     assert np.array_equal(state["0.weight"].cpu().numpy(), params["generator.0.kernel"].T)
     assert np.array_equal(state["2.bias"].cpu().numpy(), params["generator.2.bias"])
+
+
+def test_keras_and_flax_default_inits_by_their_formulas():
+    spec = get_preset("mlp")
+    glorot = init_params(spec.replace(init=InitSpec(scheme="glorot_uniform")), 0)
+    k = glorot["generator.4.kernel"]  # Dense 512 -> 1024
+    bound = np.sqrt(6.0 / (512 + 1024))
+    assert k.shape == (512, 1024) and np.abs(k).max() <= bound and np.abs(k).max() > 0.99 * bound
+    assert np.std(k) == pytest.approx(bound / np.sqrt(3), rel=0.01)  # uniform's std
+    assert not glorot["generator.4.bias"].any()
+    lecun = init_params(spec.replace(init=InitSpec(scheme="lecun_normal")), 0)
+    k = lecun["generator.4.kernel"].astype(np.float64)
+    assert np.std(k) == pytest.approx(np.sqrt(1.0 / 512), rel=0.01)  # variance 1/fan_in after truncation
+    assert np.abs(k).max() <= 2.0 * np.sqrt(1.0 / 512) / 0.87962566103423978 + 1e-7
+    assert not lecun["discriminator.0.bias"].any()

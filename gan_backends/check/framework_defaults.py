@@ -1,0 +1,120 @@
+"""What porting without care costs: each framework run with its own defaults.
+
+The spec states every value where the frameworks' defaults differ, and the backends set them
+explicitly. A port written by hand often does not. ``gan-backends check --framework-defaults``
+runs each framework with one of its own defaults in place of the spec's value (then all of them
+at once), from the same seed and inputs, and reports how far that lands from the spec computed
+exactly by the float64 reference: at the start (G(z), D(x)) and after the training steps.
+
+The defaults (verified facts, see ``docs/framework-differences.md``): LeakyReLU slope (torch
+``nn.LeakyReLU`` 0.01, Keras ``layers.LeakyReLU`` 0.3, Flax ``nn.leaky_relu`` 0.01); Adam eps
+(torch 1e-8, Keras 1e-7, optax 1e-8); weight initialisation (torch U(±1/sqrt(fan_in)), Keras
+glorot_uniform, Flax lecun_normal; biases 0 in Keras and Flax).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backends import get_backend
+from ..params import init_params
+from ..spec import AdamSpec, GANSpec, InitSpec, LeakyReLU
+from .agreement import draw_inputs
+from .measures import compare, flatten_networks
+
+#: Each framework's own defaults for the values a spec states explicitly.
+FRAMEWORK_DEFAULTS: dict[str, dict[str, object]] = {
+    "torch": {"leaky_relu_slope": 0.01, "adam_eps": 1e-8, "init": "torch_default"},
+    "tensorflow": {"leaky_relu_slope": 0.3, "adam_eps": 1e-7, "init": "glorot_uniform"},
+    "jax": {"leaky_relu_slope": 0.01, "adam_eps": 1e-8, "init": "lecun_normal"},
+}
+
+
+def _with_slope(spec: GANSpec, slope: float) -> GANSpec:
+    swap = lambda layers: tuple(LeakyReLU(slope=slope) if isinstance(x, LeakyReLU) else x for x in layers)  # noqa: E731
+    return spec.replace(generator=swap(spec.generator), discriminator=swap(spec.discriminator))
+
+
+def _with_eps(spec: GANSpec, eps: float) -> GANSpec:
+    def set_eps(opt: AdamSpec) -> AdamSpec:
+        return dataclasses.replace(opt, eps=eps)
+
+    return spec.replace(g_optimizer=set_eps(spec.g_optimizer), d_optimizer=set_eps(spec.d_optimizer))
+
+
+def _with_init(spec: GANSpec, scheme: str) -> GANSpec:
+    return spec.replace(init=InitSpec(scheme=scheme))
+
+
+APPLY: dict[str, Callable[[GANSpec, object], GANSpec]] = {
+    "leaky_relu_slope": _with_slope,  # type: ignore[dict-item]
+    "adam_eps": _with_eps,  # type: ignore[dict-item]
+    "init": _with_init,  # type: ignore[dict-item]
+}
+
+
+def spec_value(spec: GANSpec, key: str) -> object | None:
+    """The spec's own value for ``key`` (``None`` where the spec has no such layer)."""
+    if key == "leaky_relu_slope":
+        slopes = {x.slope for x in (*spec.generator, *spec.discriminator) if isinstance(x, LeakyReLU)}
+        return slopes.pop() if len(slopes) == 1 else (sorted(slopes) if slopes else None)
+    if key == "adam_eps":
+        return spec.g_optimizer.eps
+    return spec.init.scheme
+
+
+@dataclass
+class DefaultRow:
+    framework: str
+    setting: str
+    spec_value: str
+    default: str
+    g_out: float  # rel error of G(z) at the start
+    d_out: float  # rel error of D(x) at the start
+    params: float  # rel error of all parameters after the steps
+    error: str = ""
+
+
+def framework_defaults_report(
+    spec: GANSpec, frameworks: list[str], *, steps: int = 10, batch_size: int = 64, seed: int = 0
+) -> list[DefaultRow]:
+    """One row per (framework, differing default), then one with all of them, plus a control row
+    ("as specified") that shows the measure's own floor."""
+    inputs = draw_inputs(spec, batch_size=batch_size, steps=steps, seed=seed)
+    truth = _run("numpy", spec, init_params(spec, seed), inputs)
+    rows = []
+    for framework in frameworks:
+        defaults = FRAMEWORK_DEFAULTS[framework]
+        differing = {k: v for k, v in defaults.items() if spec_value(spec, k) not in (None, v)}
+        variants: list[tuple[str, str, str, GANSpec]] = [("as specified", "-", "-", spec)]
+        for key, value in differing.items():
+            variants.append((key, str(spec_value(spec, key)), str(value), APPLY[key](spec, value)))
+        if len(differing) > 1:
+            every = spec
+            for key, value in differing.items():
+                every = APPLY[key](every, value)
+            variants.append(("all of them", "", "", every))
+        for setting, ours, theirs, variant in variants:
+            try:
+                got = _run(framework, variant, init_params(variant, seed), inputs)
+                errors = [compare(got[k], truth[k])[0] for k in ("G(z)", "D(x)", "params")]
+                rows.append(DefaultRow(framework, setting, ours, theirs, *errors))
+            except Exception as exc:  # reported in the row; the other variants go on
+                nan = float("nan")
+                rows.append(DefaultRow(framework, setting, ours, theirs, nan, nan, nan, f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def _run(name: str, spec: GANSpec, params, inputs) -> dict[str, np.ndarray]:
+    cast = inputs.astype(spec.numerics.dtype)
+    backend = get_backend(name)(spec, {k: np.asarray(v, dtype=spec.numerics.dtype) for k, v in params.items()})
+    out = {"G(z)": backend.generate(cast.z), "D(x)": backend.discriminate(cast.real)}
+    for batch in cast.batches:
+        backend.train_step(batch)
+    flat = flatten_networks(backend.get_params())
+    out["params"] = np.concatenate([flat["generator"], flat["discriminator"]])
+    return out
