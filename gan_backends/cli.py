@@ -108,7 +108,10 @@ def check(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the parameters and of every input.")] = 0,
     dtype: Annotated[Optional[str], typer.Option(help="Override the spec's dtype: float32 or float64.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="Override matmul precision: highest or tf32.")] = None,
+    precision: Annotated[
+        Optional[str],
+        typer.Option(help="Override matmul precision: highest, tf32 or bf16 (mixed, docs/check-report.md)."),
+    ] = None,
     mode: Annotated[list[str], typer.Option(help="BACKEND=MODE, e.g. torch=compile, tensorflow=xla, jax=eager.")] = [],  # noqa: B006
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda/gpu; default: GPU when present.")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,

@@ -238,7 +238,7 @@ class AdamSpec:
 
 
 DType = Literal["float32", "float64"]
-MatmulPrecision = Literal["highest", "tf32"]
+MatmulPrecision = Literal["highest", "tf32", "bf16"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,6 +248,14 @@ class Numerics:
     ``matmul_precision="highest"`` is IEEE float32 everywhere: it switches TF32 off where a
     framework would use it by default (TensorFlow and JAX on Ampere+ GPUs, cuDNN convs in
     torch). ``"tf32"`` switches it on in all three; on a CPU there is no TF32 and both agree.
+
+    ``"bf16"`` is bfloat16 mixed precision, defined once and written out the same way in every
+    backend (rather than each framework's autocast, whose op lists differ): every Dense matmul
+    rounds both operands to bfloat16, multiplies (float32 accumulation) and rounds the product
+    to bfloat16, as autocast and Keras' ``mixed_bfloat16`` do; the bias add, activations,
+    losses, gradients' accumulation and Adam stay float32, as do the master weights. The
+    backward matmuls follow from differentiating the casts, so they run in bfloat16 too. It
+    works on CPUs (slowly) and GPUs; it needs ``dtype="float32"``.
     """
 
     dtype: DType = "float32"
@@ -256,8 +264,12 @@ class Numerics:
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
             raise SpecError(f"numerics.dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.matmul_precision not in ("highest", "tf32"):
-            raise SpecError(f"numerics.matmul_precision must be 'highest' or 'tf32', got {self.matmul_precision!r}")
+        if self.matmul_precision not in ("highest", "tf32", "bf16"):
+            raise SpecError(
+                f"numerics.matmul_precision must be 'highest', 'tf32' or 'bf16', got {self.matmul_precision!r}"
+            )
+        if self.matmul_precision == "bf16" and self.dtype != "float32":
+            raise SpecError("numerics.matmul_precision 'bf16' is mixed precision over float32: set dtype 'float32'")
 
 
 INIT_SCHEMES: tuple[str, ...] = ("torch_default", "normal", "glorot_uniform", "lecun_normal")

@@ -193,3 +193,38 @@ def test_optimizer_state_moves_between_backends(framework, rng):
     assert max(rel(got[k], want[k]) for k in want) < 1e-12
     # Torch's step count after its own step must read 4, whatever type it keeps it in.
     assert backend.get_optimizer_state().steps == {"generator": 4, "discriminator": 4}
+
+
+def to_bf16(x: np.ndarray) -> np.ndarray:
+    """Round float32 to the nearest bfloat16 (ties to even), kept as float32: by hand, on bits."""
+    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def test_to_bf16_by_hand():
+    assert to_bf16(np.float32(1.0 + 2**-8))[()] == 1.0  # a tie: to even
+    assert to_bf16(np.float32(1.0 + 3 * 2**-8))[()] == 1.0 + 2**-6  # a tie: to even (up)
+    assert to_bf16(np.float32(1.0 + 2**-8 + 2**-12))[()] == 1.0 + 2**-7
+
+
+def test_bf16_matmul_is_the_spec_semantics(framework, rng):
+    """Dense in ``bf16`` mode: bf16(bf16(x) @ bf16(W)) + b in float32, as emulated in NumPy."""
+    spec = get_preset("tiny", g_hidden=(64,))
+    spec = spec.replace(numerics=spec.numerics.__class__(dtype="float32", matmul_precision="bf16"))
+    params = init_params(spec, 8)
+    z = rng.standard_normal((32, spec.latent_dim)).astype(np.float32)
+    kernel, bias = params["generator.0.kernel"], params["generator.0.bias"]
+    exact = z.astype(np.float64) @ kernel.astype(np.float64) + bias
+    emulated = to_bf16((to_bf16(z).astype(np.float64) @ to_bf16(kernel).astype(np.float64)).astype(np.float32)) + bias
+    got = get_backend(framework)(spec, params).activations("generator", z)[0]
+    assert got.dtype == np.float32
+    assert rel(got, emulated) < 2e-4  # only a rare product rounding differs (accumulation order)
+    assert rel(got, exact) > 1e-3  # and bf16 really was applied
+
+
+def test_bf16_needs_float32():
+    from gan_backends.spec import Numerics, SpecError
+
+    with pytest.raises(SpecError, match="mixed precision over float32"):
+        Numerics(dtype="float64", matmul_precision="bf16")

@@ -19,6 +19,8 @@ from gan_backends.check.agreement import (
     lock_rows,
 )
 from gan_backends.check.trajectory import LockStep, Series, update_floor
+from gan_backends.presets import PRESETS
+from gan_backends.spec import LOSS_NAMES
 
 F32 = tolerance("float32", "float64", "highest")
 F64 = tolerance("float64", "float64", "highest")
@@ -194,3 +196,27 @@ def test_update_floor_by_hand():
     p = np.array([1.0, 0.25], np.float64)
     delta = np.array([3e-4, 4e-4])
     assert update_floor(p, delta, np.dtype(np.float32)) == pytest.approx(2.0**-23 / 5e-4)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_and_loss_agrees_with_the_reference(framework, preset, loss):
+    """Forward, losses, gradients, every layer, one free-running and one lock-step optimiser
+    step, against the float64 reference within the float32 tolerances."""
+    report = run_check(get_preset(preset, loss=loss), [framework, "numpy"], steps=1, batch_size=16, seed=2)
+    (pair,) = report.pairs
+    failing = [r.quantity for r in pair.rows if not r.passed] + [r.label for r in pair.layers if not r.passed]
+    assert report.passed, failing or report.lock_rows
+    assert {r.kind for r in pair.rows} == {"value", "loss", "grad", "param"}
+    assert len(report.lock_rows[framework]) == 2
+
+
+def test_bf16_check_passes_within_the_bf16_policy(framework):
+    from gan_backends.spec import Numerics
+
+    spec = get_preset("tiny").replace(numerics=Numerics(dtype="float32", matmul_precision="bf16"))
+    report = run_check(spec, [framework, "numpy"], steps=3, batch_size=32, seed=1)
+    (pair,) = report.pairs
+    assert report.passed, [r for r in pair.rows if not r.passed]
+    worst_value = max(r.rel for r in pair.rows if r.kind == "value")
+    assert 1e-4 < worst_value < tolerance("float32", "float64", "bf16").value  # bf16 error, bf16 bound

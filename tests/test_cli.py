@@ -69,7 +69,7 @@ def test_check_end_to_end_with_every_output(framework, tmp_path):
 
 
 def test_check_fails_with_exit_one_when_a_pair_disagrees(framework, monkeypatch):
-    strict = tolerances.Tolerance(value=1e-30, loss=1e-30, grad=1e-30, param=1e-30)
+    strict = tolerances.Tolerance(value=1e-30, loss=1e-30, grad=1e-30, param=1e-30, update=1e-30)
     monkeypatch.setitem(tolerances.TOLERANCES, ("float32", "highest"), strict)
     result = runner.invoke(app, ["check", "--spec", "tiny", "--backends", f"{framework},numpy", "--steps", "1"])
     assert result.exit_code == 1

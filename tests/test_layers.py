@@ -58,10 +58,10 @@ def test_check_fails_when_one_backend_layer_changes(monkeypatch):
 
     original = torch_backend.build_layer
 
-    def sloppy(layer, in_shape):
+    def sloppy(layer, *args):
         if isinstance(layer, LeakyReLU):
             layer = LeakyReLU(slope=0.21)
-        return original(layer, in_shape)
+        return original(layer, *args)
 
     monkeypatch.setattr(torch_backend, "build_layer", sloppy)
     report = run_check(_spec(), ["torch", "numpy"], steps=2, batch_size=8, lockstep=False)

@@ -44,6 +44,8 @@ class Sequential(nn.Module):
         return outputs if every_layer else x
 
     def _apply(self, i: int, layer: Layer, x: jax.Array) -> jax.Array:
+        if isinstance(layer, Dense) and self.precision == "bf16":
+            return BF16Dense(layer.units, layer.use_bias, self.dtype, name=str(i))(x)
         if isinstance(layer, Dense):
             # Initialisers are never used: parameters always come from the canonical tree.
             return nn.Dense(
@@ -68,6 +70,23 @@ class Sequential(nn.Module):
         if isinstance(layer, Flatten):
             return x.reshape(x.shape[0], -1)
         raise NotImplementedError(f"jax backend cannot build {layer.describe()}")
+
+
+class BF16Dense(nn.Module):
+    """The spec's bf16 matmul: operands and product bfloat16, bias float32 (``nn.Dense(dtype=
+    bfloat16)`` would add the bias in bfloat16 too). Same parameter names as ``nn.Dense``."""
+
+    units: int
+    use_bias: bool
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.zeros, (x.shape[-1], self.units), self.dtype)
+        y = jnp.dot(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)).astype(self.dtype)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.units,), self.dtype)
+        return y
 
 
 def make_adam(spec: AdamSpec) -> optax.GradientTransformation:
@@ -115,9 +134,11 @@ class JaxBackend(Backend):
             self.enable_float64()
         self._device = select_device(device)
         self._jnp_dtype = jnp.dtype(spec.numerics.dtype)
-        precision = (
-            jax.lax.Precision.HIGHEST if spec.numerics.matmul_precision == "highest" else jax.lax.Precision.DEFAULT
-        )
+        precision = {
+            "highest": jax.lax.Precision.HIGHEST,
+            "tf32": jax.lax.Precision.DEFAULT,
+            "bf16": "bf16",  # marker: Sequential builds BF16Dense
+        }[spec.numerics.matmul_precision]
         self.G = Sequential(spec.generator, self._jnp_dtype, precision)
         self.D = Sequential(spec.discriminator, self._jnp_dtype, precision)
         self.g_tx = make_adam(spec.g_optimizer)

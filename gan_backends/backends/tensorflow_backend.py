@@ -32,14 +32,27 @@ from .base import Backend, OptimizerState, TrainBatch
 TF_OPS = LossOps(softplus=tf.math.softplus, mean=tf.reduce_mean)
 
 
+def _round_bf16(x: tf.Tensor) -> tf.Tensor:
+    """Round to bfloat16 and back. The matmul then runs in float32 on bfloat16 values: products of
+    two bfloat16 numbers are exact in float32, so this is a bf16 matmul with float32
+    accumulation. TF's own bfloat16 MatMul on CPU accumulates in bfloat16 (3e-3 off at k=8),
+    unlike torch, XLA and cuBLAS; see docs/framework-differences.md. The casts' gradients round
+    the backward matmuls' inputs and outputs the same way."""
+    return tf.cast(tf.cast(x, tf.bfloat16), x.dtype)
+
+
 class DenseLayer(tf.Module):
-    def __init__(self, in_features: int, units: int, use_bias: bool, dtype: tf.DType, name: str):
+    def __init__(self, in_features: int, units: int, use_bias: bool, dtype: tf.DType, name: str, bf16: bool = False):
         super().__init__(name=name)
         self.kernel = tf.Variable(tf.zeros((in_features, units), dtype), name="kernel")
         self.bias = tf.Variable(tf.zeros((units,), dtype), name="bias") if use_bias else None
+        self.bf16 = bf16
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        y = tf.matmul(x, self.kernel)
+        if self.bf16:  # the spec's bf16 matmul: operands and product bfloat16, bias float32
+            y = _round_bf16(tf.matmul(_round_bf16(x), _round_bf16(self.kernel)))
+        else:
+            y = tf.matmul(x, self.kernel)
         return y if self.bias is None else tf.nn.bias_add(y, self.bias)
 
 
@@ -52,9 +65,9 @@ class Activation(tf.Module):
         return self.fn(x)
 
 
-def build_layer(layer: Layer, in_shape: tuple[int, ...], dtype: tf.DType, name: str) -> tf.Module:
+def build_layer(layer: Layer, in_shape: tuple[int, ...], dtype: tf.DType, name: str, bf16: bool = False) -> tf.Module:
     if isinstance(layer, Dense):
-        return DenseLayer(in_shape[0], layer.units, layer.use_bias, dtype, name)
+        return DenseLayer(in_shape[0], layer.units, layer.use_bias, dtype, name, bf16)
     if isinstance(layer, LeakyReLU):
         # Not tf.nn.leaky_relu: its `alpha` is a float32 op attribute, so in float64 the slope
         # 0.2 becomes 0.2f = 0.200000003 (3.5e-8 off). The slope is a Python float here.
@@ -79,7 +92,7 @@ class Sequential(tf.Module):
         super().__init__(name=net)
         with self.name_scope:
             self.layers = [
-                build_layer(layer, shapes[0], dtype, f"layer{i}")
+                build_layer(layer, shapes[0], dtype, f"layer{i}", spec.numerics.matmul_precision == "bf16")
                 for i, (layer, shapes) in enumerate(zip(spec.layers(net), spec.layer_shapes(net)))
             ]
 

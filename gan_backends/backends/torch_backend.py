@@ -43,9 +43,18 @@ class Unflatten(nn.Module):
         return f"shape={self.shape}"
 
 
-def build_layer(layer: Layer, in_shape: tuple[int, ...]) -> nn.Module:
+class BF16Linear(nn.Linear):
+    """``nn.Linear`` with the spec's bf16 matmul: operands and product in bfloat16, bias in
+    float32 (see :class:`~gan_backends.spec.Numerics`). Same parameters, same state_dict."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x.bfloat16() @ self.weight.bfloat16().T).to(x.dtype)
+        return y if self.bias is None else y + self.bias
+
+
+def build_layer(layer: Layer, in_shape: tuple[int, ...], bf16: bool = False) -> nn.Module:
     if isinstance(layer, Dense):
-        return nn.Linear(in_shape[0], layer.units, bias=layer.use_bias)
+        return (BF16Linear if bf16 else nn.Linear)(in_shape[0], layer.units, bias=layer.use_bias)
     if isinstance(layer, LeakyReLU):
         return nn.LeakyReLU(negative_slope=layer.slope)
     if isinstance(layer, ReLU):
@@ -62,7 +71,10 @@ def build_layer(layer: Layer, in_shape: tuple[int, ...]) -> nn.Module:
 
 
 def build_network(spec: GANSpec, net: str) -> nn.Sequential:
-    return nn.Sequential(*(build_layer(layer, s[0]) for layer, s in zip(spec.layers(net), spec.layer_shapes(net))))
+    bf16 = spec.numerics.matmul_precision == "bf16"
+    return nn.Sequential(
+        *(build_layer(layer, s[0], bf16) for layer, s in zip(spec.layers(net), spec.layer_shapes(net)))
+    )
 
 
 def to_torch_layout(name: str, value: np.ndarray) -> np.ndarray:

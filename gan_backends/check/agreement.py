@@ -247,25 +247,25 @@ def trajectory_rows(run: FreeRun, pair: Pair, tol: Tolerance, tol64: Tolerance) 
 def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> list[Row]:
     """Per network, the worst step of ``name``'s lock-step update error against the reference.
 
-    A step passes within the gradient tolerance plus ``ROUNDING_FLIPS`` one-ulp rounding flips
+    A step passes within the update tolerance plus ``ROUNDING_FLIPS`` one-ulp rounding flips
     of ``p + Δ`` (:func:`.trajectory.update_floor`). A step beyond that is a *rounding outlier*,
     and passes, when the same backend's float64 step from the same state agrees with the
     reference within the float64 tolerance: a float32 pre-activation on the other side of a
     LeakyReLU kink changes one gradient entry slightly, and Adam's ``m / sqrt(v)`` turns that
     into a visible update for parameters whose ``v`` is small. Outliers must stay rare (one, or
-    at most ``MAX_OUTLIER_FRACTION`` of the steps) and the median step within tolerance: an
+    at most ``MAX_OUTLIER_FRACTION`` of the steps) and the median step within the gradient tolerance: an
     error in float32 arithmetic shows at every step.
     """
     rows = []
     for net in NETWORKS:
         series = run.update[name][net]
         if not series.rel:
-            rows.append(Row(f"{net} update", "update", math.nan, math.nan, tol.grad, False, run.failed.get(name, "")))
+            rows.append(Row(f"{net} update", "update", math.nan, math.nan, tol.update, False, run.failed.get(name, "")))
             continue
-        limits = [tol.grad + ROUNDING_FLIPS * run.floor[net][k] for k in range(len(series.rel))]
+        limits = [tol.update + ROUNDING_FLIPS * run.floor[net][k] for k in range(len(series.rel))]
         control = run.control.get(name, {}).get(net, {})
         misses = [k for k, (r, lim) in enumerate(zip(series.rel, limits)) if not (math.isfinite(r) and r <= lim)]
-        explained = [k for k in misses if math.isfinite(series.rel[k]) and control.get(k, math.inf) <= tol64.grad]
+        explained = [k for k in misses if math.isfinite(series.rel[k]) and control.get(k, math.inf) <= tol64.update]
         median = float(np.median(series.rel))
         rare = len(explained) <= max(1, int(MAX_OUTLIER_FRACTION * run.steps)) and median <= tol.grad
         passed = len(series.rel) == run.steps and len(misses) == len(explained) and (not misses or rare)
@@ -385,7 +385,9 @@ def run_check(
     controls: dict[str, Backend] = {}
     values64: dict[str, Quantities] = {}
     if spec.numerics.dtype != "float64":
-        spec64 = spec.replace(numerics=Numerics(dtype="float64", matmul_precision=spec.numerics.matmul_precision))
+        # bf16 is float32 mixed precision: its float64 twin computes in float64 throughout.
+        precision64 = "highest" if spec.numerics.matmul_precision == "bf16" else spec.numerics.matmul_precision
+        spec64 = spec.replace(numerics=Numerics(dtype="float64", matmul_precision=precision64))
         for name, backend in live.items():
             if dtypes[name] == "float64":
                 continue  # already a float64 run
@@ -451,7 +453,7 @@ def _run_lock_step(
         inputs.batches,
         inputs64.batches,
         controls={n: c for n, c in controls.items() if n in followers},
-        explain_above={n: t.grad for n, t in tols.items()},
+        explain_above={n: t.update for n, t in tols.items()},
         on_step=lambda k: progress and progress("lock-step", k, steps),
     )
     tol64 = tolerance("float64", "float64", spec.numerics.matmul_precision)

@@ -43,7 +43,7 @@ def plot_divergence(report: CheckReport, path: str | Path) -> None:
                 rel = nets[net].rel
                 ax.plot(range(1, len(rel) + 1), _clean(rel), marker=".", linestyle="none", label=name)
             if lock.floor.get(net):
-                base = tolerance(report.spec.numerics.dtype, "float64", report.spec.numerics.matmul_precision).grad
+                base = tolerance(report.spec.numerics.dtype, "float64", report.spec.numerics.matmul_precision).update
                 tol = [base + ROUNDING_FLIPS * f for f in lock.floor[net]]
                 ax.plot(range(1, len(tol) + 1), tol, color="black", linewidth=1, label="tolerance")
         ax.set_title(f"{net} update, lock-step vs {lock.reference if lock else 'reference'}")

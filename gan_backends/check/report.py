@@ -160,7 +160,7 @@ def _lock_step_table(report: CheckReport, verbose: bool) -> TableData:
     for net, floor in lock.floor.items():
         if floor and verbose:
             t.notes.append(
-                f"{net}: tolerance = gradient tolerance + {ROUNDING_FLIPS} one-ulp rounding flips of p + Δ "
+                f"{net}: tolerance = update tolerance + {ROUNDING_FLIPS} one-ulp rounding flips of p + Δ "
                 f"(one flip: median {np.median(floor):.1e} of the update)"
             )
     return t
