@@ -214,13 +214,26 @@ def _framework_defaults(
         f"relative errors, params after {steps} steps",
         title_justify="left",
     )
-    for col in ("framework", "default used", "spec says", "framework default", "G(z)", "D(x)", "params"):
+    for col in (
+        "framework",
+        "default used",
+        "spec says",
+        "framework default",
+        "G(z)",
+        "D(x)",
+        "params",
+        "loss at l=30",
+    ):
         table.add_column(col)
     for r in rows:
-        cells = [f"{x:.1e}" if x == x else f"[red]{escape(r.error)}[/]" for x in (r.g_out, r.d_out, r.params)]
+        values = (r.g_out, r.d_out, r.params, r.saturated)
+        cells = [f"{x:.1e}" if x == x else f"[red]{escape(r.error)}[/]" for x in values]
         table.add_row(r.framework, r.setting, r.spec_value, r.default, *cells)
     console.print(table)
-    console.print("'as specified' is the measure's own floor: float32 rounding with every value set from the spec.")
+    console.print(
+        "'as specified' is the measure's own floor: float32 rounding with every value set from the spec. "
+        "'loss at l=30': the loss term softplus(30) of a confidently wrong D, where BCE on probabilities saturates."
+    )
     if json_path is not None:
         data = [{k: finite(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(r).items()} for r in rows]
         atomic_write_text(

@@ -101,7 +101,8 @@ def test_jax_silently_downcasts_float64_without_x64():
 
 def test_framework_defaults_report_shows_what_each_default_costs(framework):
     """``check --framework-defaults``: the spec's values give float32 agreement; a framework's own
-    LeakyReLU slope (every framework's differs from DCGAN's 0.2) moves G(z) by far more."""
+    LeakyReLU slope (every framework's differs from DCGAN's 0.2) moves G(z) by far more, and its
+    own BCE caps a saturated D's loss."""
     from gan_backends.check.framework_defaults import FRAMEWORK_DEFAULTS, framework_defaults_report
 
     rows = {r.setting: r for r in framework_defaults_report(get_preset("tiny"), [framework], steps=3, batch_size=8)}
@@ -112,6 +113,15 @@ def test_framework_defaults_report_shows_what_each_default_costs(framework):
     if framework == "tensorflow":  # Keras' eps 1e-7: the forward pass is untouched, training is not
         eps = rows["adam_eps"]
         assert eps.g_out < 1e-6 and eps.params > 10 * rows["as specified"].params
+    assert rows["as specified"].saturated < 1e-6
+    if framework == "jax":  # optax's BCE is on logits, as the spec
+        assert "bce" not in rows
+    else:  # BCE on probabilities: the same until D saturates, then capped
+        assert rows["bce"].g_out < 1e-6
+        # softplus(30): torch's sigmoid(30) is 1.0f, log(0) clamps at -100 -> 100; Keras clips at
+        # 1e-7 -> -log(1e-7) = 16.12 (both by hand).
+        expected = {"torch": (100 - 30) / 30, "tensorflow": (30 + np.log(1e-7)) / 30}[framework]
+        assert rows["bce"].saturated == pytest.approx(expected, rel=1e-3)
     if framework != "torch":  # glorot / lecun draws: a different network altogether
         assert rows["init"].g_out > 0.5
     else:

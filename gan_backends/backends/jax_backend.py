@@ -240,13 +240,16 @@ class JaxBackend(Backend):
     def _d_loss(self, d_params, g_params, real, z):
         fake = jax.lax.stop_gradient(self.G.apply({"params": g_params}, z))
         terms = discriminator_loss(
-            JAX_OPS, self.D.apply({"params": d_params}, real), self.D.apply({"params": d_params}, fake), self.spec.loss
+            self.loss_ops,
+            self.D.apply({"params": d_params}, real),
+            self.D.apply({"params": d_params}, fake),
+            self.spec.loss,
         )
         return terms["d_loss"], terms
 
     def _g_loss(self, g_params, d_params, z):
         return generator_loss(
-            JAX_OPS, self.D.apply({"params": d_params}, self.G.apply({"params": g_params}, z)), self.spec.loss
+            self.loss_ops, self.D.apply({"params": d_params}, self.G.apply({"params": g_params}, z)), self.spec.loss
         )
 
     def _loss_and_grads_impl(self, state: TrainState, real, z):

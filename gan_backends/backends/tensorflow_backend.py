@@ -31,6 +31,14 @@ from .base import Backend, OptimizerState, TrainBatch
 
 TF_OPS = LossOps(softplus=tf.math.softplus, mean=tf.reduce_mean)
 
+# What a port written with Keras' default BCE gets: BinaryCrossentropy(from_logits=False) on
+# sigmoid probabilities, clipped to [1e-7, 1 - 1e-7]. softplus(l) = -log(1 - sigmoid(l)).
+KERAS_EPSILON = 1e-7
+TF_DEFAULT_BCE_OPS = LossOps(
+    softplus=lambda x: -tf.math.log(tf.clip_by_value(1 - tf.math.sigmoid(x), KERAS_EPSILON, 1 - KERAS_EPSILON)),
+    mean=tf.reduce_mean,
+)
+
 
 def _round_bf16(x: tf.Tensor) -> tf.Tensor:
     """Round to bfloat16 and back. The matmul then runs in float32 on bfloat16 values: products of
@@ -271,14 +279,14 @@ class TensorFlowBackend(Backend):
     def _d_terms(self, real: tf.Tensor, z: tf.Tensor) -> tuple[dict[str, tf.Tensor], list[tf.Tensor]]:
         fake = tf.stop_gradient(self.G(z))
         with tf.GradientTape() as tape:
-            terms = discriminator_loss(TF_OPS, self.D(real), self.D(fake), self.spec.loss)
+            terms = discriminator_loss(self.loss_ops, self.D(real), self.D(fake), self.spec.loss)
         return terms, tape.gradient(terms["d_loss"], self.d_vars)
 
     def _g_terms(self, z: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
         # Only G's variables are watched: D is held fixed, no weight gradients computed for it.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.g_vars)
-            g_loss = generator_loss(TF_OPS, self.D(self.G(z)), self.spec.loss)
+            g_loss = generator_loss(self.loss_ops, self.D(self.G(z)), self.spec.loss)
         return g_loss, tape.gradient(g_loss, self.g_vars)
 
     def _loss_and_grads_impl(self, real: tf.Tensor, z: tf.Tensor):
@@ -289,8 +297,8 @@ class TensorFlowBackend(Backend):
     def _loss_terms_impl(self, real: tf.Tensor, z: tf.Tensor) -> dict[str, tf.Tensor]:
         fake = self.G(z)
         fake_logits = self.D(fake)
-        terms = discriminator_loss(TF_OPS, self.D(real), fake_logits, self.spec.loss)
-        return {**terms, "g_loss": generator_loss(TF_OPS, fake_logits, self.spec.loss)}
+        terms = discriminator_loss(self.loss_ops, self.D(real), fake_logits, self.spec.loss)
+        return {**terms, "g_loss": generator_loss(self.loss_ops, fake_logits, self.spec.loss)}
 
     def loss_terms(self, real: np.ndarray, z: np.ndarray) -> dict[str, float]:
         with tf.device(self._device):

@@ -28,6 +28,12 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
 
 TORCH_OPS = LossOps(softplus=_softplus, mean=torch.mean)
 
+# What a port written with torch's usual BCE gets: nn.BCELoss on sigmoid probabilities (the
+# PyTorch DCGAN tutorial), whose log is clamped at -100. softplus(l) = -log(1 - sigmoid(l)).
+TORCH_DEFAULT_BCE_OPS = LossOps(
+    softplus=lambda x: -torch.clamp(torch.log(1 - torch.sigmoid(x)), min=-100.0), mean=torch.mean
+)
+
 
 class Unflatten(nn.Module):
     """Reshape each sample to ``shape`` (canonical channels-last order)."""
@@ -255,13 +261,13 @@ class TorchBackend(Backend):
     def _d_loss(self, real: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             fake = self._G(z)
-        return discriminator_loss(TORCH_OPS, self._D(real), self._D(fake), self.spec.loss)
+        return discriminator_loss(self.loss_ops, self._D(real), self._D(fake), self.spec.loss)
 
     def _g_loss(self, z: torch.Tensor) -> torch.Tensor:
         # D is held fixed: no weight gradients are computed for it during the G update.
         self.D.requires_grad_(False)
         try:
-            return generator_loss(TORCH_OPS, self._D(self._G(z)), self.spec.loss)
+            return generator_loss(self.loss_ops, self._D(self._G(z)), self.spec.loss)
         finally:
             self.D.requires_grad_(True)
 
@@ -269,7 +275,7 @@ class TorchBackend(Backend):
         with torch.no_grad():
             real_t, z_t = self._tensor(real), self._tensor(z)
             terms = self._d_loss(real_t, z_t)
-            terms["g_loss"] = generator_loss(TORCH_OPS, self._D(self._G(z_t)), self.spec.loss)
+            terms["g_loss"] = generator_loss(self.loss_ops, self._D(self._G(z_t)), self.spec.loss)
         return {k: float(v) for k, v in terms.items()}
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> tuple[dict[str, float], ParamTree]:

@@ -9,18 +9,25 @@ exactly by the float64 reference: at the start (G(z), D(x)) and after the traini
 The defaults (verified facts, see ``docs/framework-differences.md``): LeakyReLU slope (torch
 ``nn.LeakyReLU`` 0.01, Keras ``layers.LeakyReLU`` 0.3, Flax ``nn.leaky_relu`` 0.01); Adam eps
 (torch 1e-8, Keras 1e-7, optax 1e-8); weight initialisation (torch U(±1/sqrt(fan_in)), Keras
-glorot_uniform, Flax lecun_normal; biases 0 in Keras and Flax).
+glorot_uniform, Flax lecun_normal; biases 0 in Keras and Flax); BCE (torch's ``nn.BCELoss`` on
+sigmoid probabilities, log clamped at -100, as in the PyTorch DCGAN tutorial; Keras'
+``BinaryCrossentropy()``, ``from_logits=False``, probabilities clipped to [1e-7, 1 - 1e-7]; optax's
+``sigmoid_binary_cross_entropy`` is on logits, as the spec). BCE only differs where D saturates,
+so each row also gives the loss term ``softplus(l)`` at a confidently wrong logit ``l = 30``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import get_backend
+from ..backends import Backend, get_backend
+from ..losses import LossOps
 from ..params import init_params
 from ..spec import AdamSpec, GANSpec, InitSpec, LeakyReLU
 from .agreement import draw_inputs
@@ -28,10 +35,24 @@ from .measures import compare, flatten_networks
 
 #: Each framework's own defaults for the values a spec states explicitly.
 FRAMEWORK_DEFAULTS: dict[str, dict[str, object]] = {
-    "torch": {"leaky_relu_slope": 0.01, "adam_eps": 1e-8, "init": "torch_default"},
-    "tensorflow": {"leaky_relu_slope": 0.3, "adam_eps": 1e-7, "init": "glorot_uniform"},
-    "jax": {"leaky_relu_slope": 0.01, "adam_eps": 1e-8, "init": "lecun_normal"},
+    "torch": {"leaky_relu_slope": 0.01, "adam_eps": 1e-8, "init": "torch_default", "bce": "BCELoss"},
+    "tensorflow": {"leaky_relu_slope": 0.3, "adam_eps": 1e-7, "init": "glorot_uniform", "bce": "BinaryCrossentropy"},
+    "jax": {"leaky_relu_slope": 0.01, "adam_eps": 1e-8, "init": "lecun_normal", "bce": "logits"},
 }
+
+#: The loss primitives of each framework's default BCE (on probabilities), where it is not on logits.
+BCE_OPS = {
+    "BCELoss": "gan_backends.backends.torch_backend:TORCH_DEFAULT_BCE_OPS",
+    "BinaryCrossentropy": "gan_backends.backends.tensorflow_backend:TF_DEFAULT_BCE_OPS",
+}
+
+#: A confidently wrong discriminator logit, where probability-space BCE saturates.
+SATURATED_LOGIT = 30.0
+
+
+def _bce_ops(name: str) -> LossOps:
+    module, attr = BCE_OPS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _with_slope(spec: GANSpec, slope: float) -> GANSpec:
@@ -64,6 +85,8 @@ def spec_value(spec: GANSpec, key: str) -> object | None:
         return slopes.pop() if len(slopes) == 1 else (sorted(slopes) if slopes else None)
     if key == "adam_eps":
         return spec.g_optimizer.eps
+    if key == "bce":
+        return "logits"
     return spec.init.scheme
 
 
@@ -76,6 +99,7 @@ class DefaultRow:
     g_out: float  # rel error of G(z) at the start
     d_out: float  # rel error of D(x) at the start
     params: float  # rel error of all parameters after the steps
+    saturated: float  # rel error of the loss term softplus(SATURATED_LOGIT)
     error: str = ""
 
 
@@ -85,33 +109,52 @@ def framework_defaults_report(
     """One row per (framework, differing default), then one with all of them, plus a control row
     ("as specified") that shows the measure's own floor."""
     inputs = draw_inputs(spec, batch_size=batch_size, steps=steps, seed=seed)
-    truth = _run("numpy", spec, init_params(spec, seed), inputs)
+    truth = _run(get_backend("numpy"), spec, init_params(spec, seed), inputs)
     rows = []
     for framework in frameworks:
         defaults = FRAMEWORK_DEFAULTS[framework]
         differing = {k: v for k, v in defaults.items() if spec_value(spec, k) not in (None, v)}
-        variants: list[tuple[str, str, str, GANSpec]] = [("as specified", "-", "-", spec)]
+        bce = _bce_ops(str(defaults["bce"])) if "bce" in differing else None
+        variants: list[tuple[str, str, str, GANSpec, LossOps | None]] = [("as specified", "-", "-", spec, None)]
+        every = spec
         for key, value in differing.items():
-            variants.append((key, str(spec_value(spec, key)), str(value), APPLY[key](spec, value)))
-        if len(differing) > 1:
-            every = spec
-            for key, value in differing.items():
+            ours = str(spec_value(spec, key))
+            if key == "bce":
+                variants.append((key, ours, f"{value} (probabilities)", spec, bce))
+            else:
+                variants.append((key, ours, str(value), APPLY[key](spec, value), None))
                 every = APPLY[key](every, value)
-            variants.append(("all of them", "", "", every))
-        for setting, ours, theirs, variant in variants:
+        if len(differing) > 1:
+            variants.append(("all of them", "", "", every, bce))
+        for setting, ours, theirs, variant, ops in variants:
             try:
-                got = _run(framework, variant, init_params(variant, seed), inputs)
+                cls = _with_loss_ops(get_backend(framework), ops)
+                got = _run(cls, variant, init_params(variant, seed), inputs)
                 errors = [compare(got[k], truth[k])[0] for k in ("G(z)", "D(x)", "params")]
-                rows.append(DefaultRow(framework, setting, ours, theirs, *errors))
+                rows.append(DefaultRow(framework, setting, ours, theirs, *errors, _saturated_error(cls)))
             except Exception as exc:  # reported in the row; the other variants go on
-                nan = float("nan")
-                rows.append(DefaultRow(framework, setting, ours, theirs, nan, nan, nan, f"{type(exc).__name__}: {exc}"))
+                nan = math.nan
+                rows.append(
+                    DefaultRow(framework, setting, ours, theirs, nan, nan, nan, nan, f"{type(exc).__name__}: {exc}")
+                )
     return rows
 
 
-def _run(name: str, spec: GANSpec, params, inputs) -> dict[str, np.ndarray]:
+def _with_loss_ops(cls: type[Backend], ops: LossOps | None) -> type[Backend]:
+    """The backend class, computing its losses with ``ops`` instead of its exact primitives."""
+    return cls if ops is None else type(f"{cls.__name__}WithDefaultBCE", (cls,), {"loss_ops": ops})
+
+
+def _saturated_error(cls: type[Backend]) -> float:
+    logit = np.array([SATURATED_LOGIT], dtype=np.float32)
+    got = float(np.asarray(cls.loss_ops.softplus(cls.from_numpy(logit)))[0])
+    exact = float(np.logaddexp(SATURATED_LOGIT, 0.0))
+    return abs(got - exact) / exact
+
+
+def _run(cls: type[Backend], spec: GANSpec, params, inputs) -> dict[str, np.ndarray]:
     cast = inputs.astype(spec.numerics.dtype)
-    backend = get_backend(name)(spec, {k: np.asarray(v, dtype=spec.numerics.dtype) for k, v in params.items()})
+    backend = cls(spec, {k: np.asarray(v, dtype=spec.numerics.dtype) for k, v in params.items()})
     out = {"G(z)": backend.generate(cast.z), "D(x)": backend.discriminate(cast.real)}
     for batch in cast.batches:
         backend.train_step(batch)
