@@ -108,6 +108,9 @@ def check(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the parameters and of every input.")] = 0,
     dtype: Annotated[Optional[str], typer.Option(help="Override the spec's dtype: float32 or float64.")] = None,
+    loss: Annotated[
+        Optional[str], typer.Option(help="Override the spec's loss: minimax, non_saturating, least_squares, hinge.")
+    ] = None,
     precision: Annotated[
         Optional[str],
         typer.Option(help="Override matmul precision: highest, tf32 or bf16 (mixed, docs/check-report.md)."),
@@ -147,6 +150,13 @@ def check(
 
             numerics = Numerics(dtype=dtype or numerics.dtype, matmul_precision=precision or numerics.matmul_precision)  # type: ignore[arg-type]
             gan = gan.replace(numerics=numerics)
+        if loss:
+            import dataclasses
+
+            from .spec import LossSpec
+
+            fields = {k: v for k, v in dataclasses.asdict(gan.loss).items() if k != "name"}
+            gan = gan.replace(loss=LossSpec(name=loss, **fields))  # type: ignore[arg-type]
         modes = _parse_modes(mode)
         if backends is None:
             names = [*[f for f in FRAMEWORKS if is_available(f)], REFERENCE]

@@ -1,7 +1,7 @@
 """GAN losses on discriminator logits, written once for every backend.
 
-Each function takes ``ops``, a tiny namespace with the two primitives the formulas need
-(``softplus`` and ``mean``), so the same math runs on NumPy arrays, torch tensors, TF tensors
+Each function takes ``ops``, a tiny namespace with the primitives the formulas need
+(``softplus``, ``mean``, ``relu``), so the same math runs on NumPy arrays, torch tensors, TF tensors
 and JAX arrays. Every formula is on logits ``l`` with ``D(x) = sigmoid(l)``, using the stable
 identities
 
@@ -26,40 +26,76 @@ class LossOps(NamedTuple):
 
     softplus: Callable[[Any], Any]
     mean: Callable[[Any], Any]
+    relu: Callable[[Any], Any]
 
 
 LOSS_TERMS: tuple[str, ...] = ("d_real", "d_fake", "d_loss", "g_loss")
 
 
-def discriminator_loss(ops: LossOps, real_logits: Any, fake_logits: Any, spec: LossSpec) -> dict[str, Any]:
-    """Binary cross-entropy of D, the same for ``minimax`` and ``non_saturating``::
+def real_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
+    """D's per-sample loss on real data, ``r(l)``:
 
-        d_real = mean_i softplus(-l_real_i)          (= mean -log D(x_i))
-        d_fake = mean_i softplus(l_fake_i)           (= mean -log(1 - D(G(z_i))))
+    - ``minimax``, ``non_saturating`` (Goodfellow et al. 2014, eq. 1): ``softplus(-l) = -log D(x)``
+    - ``least_squares`` (Mao et al. 2017, eq. 2, D's target for real data ``b``): ``(l - b)^2 / 2``
+    - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018, eq. 17): ``relu(1 - l)``
+    """
+    if spec.name == "least_squares":
+        return 0.5 * (logits - spec.b) * (logits - spec.b)
+    if spec.name == "hinge":
+        return ops.relu(1.0 - logits)
+    return ops.softplus(-logits)
+
+
+def fake_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
+    """D's per-sample loss on generated data, ``f(l)``:
+
+    - ``minimax``, ``non_saturating``: ``softplus(l) = -log(1 - D(G(z)))``
+    - ``least_squares`` (target for fake data ``a``): ``(l - a)^2 / 2``
+    - ``hinge``: ``relu(1 + l)``
+    """
+    if spec.name == "least_squares":
+        return 0.5 * (logits - spec.a) * (logits - spec.a)
+    if spec.name == "hinge":
+        return ops.relu(1.0 + logits)
+    return ops.softplus(logits)
+
+
+def generator_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
+    """G's per-sample loss on ``l = D(G(z))``'s logit, ``g(l)``:
+
+    - ``minimax`` (Goodfellow et al. 2014, eq. 1, saturating: G minimises log(1 - D(G(z)))):
+      ``-softplus(l)``
+    - ``non_saturating`` (same paper, section 3: G maximises log D(G(z))): ``softplus(-l)``
+    - ``least_squares`` (G's target ``c``, Mao et al. eq. 2): ``(l - c)^2 / 2``
+    - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018): ``-l``
+    """
+    if spec.name == "minimax":
+        return -ops.softplus(logits)
+    if spec.name == "non_saturating":
+        return ops.softplus(-logits)
+    if spec.name == "least_squares":
+        return 0.5 * (logits - spec.c) * (logits - spec.c)
+    if spec.name == "hinge":
+        return -logits
+    raise ValueError(f"unknown loss {spec.name!r}")  # unreachable: LossSpec validates names
+
+
+def discriminator_loss(ops: LossOps, real_logits: Any, fake_logits: Any, spec: LossSpec) -> dict[str, Any]:
+    """D's loss, every loss of the zoo in one form::
+
+        d_real = mean_i r(l_real_i)
+        d_fake = mean_i f(l_fake_i)
         d_loss = d_scale * (d_real + d_fake)
 
-    (Goodfellow et al. 2014, eq. 1, D maximises the value function; ``d_scale`` is 1 there,
-    0.5 in several tutorials.)
+    with ``r`` and ``f`` from :func:`real_term` and :func:`fake_term`. For the cross-entropy
+    losses ``d_scale`` is 1 in Goodfellow et al. and 0.5 in several tutorials; LSGAN's ½ is
+    inside ``r`` and ``f``.
     """
-    d_real = ops.mean(ops.softplus(-real_logits))
-    d_fake = ops.mean(ops.softplus(fake_logits))
+    d_real = ops.mean(real_term(ops, real_logits, spec))
+    d_fake = ops.mean(fake_term(ops, fake_logits, spec))
     return {"d_real": d_real, "d_fake": d_fake, "d_loss": spec.d_scale * (d_real + d_fake)}
 
 
 def generator_loss(ops: LossOps, fake_logits: Any, spec: LossSpec) -> Any:
-    """The generator's loss on ``l = logits of D(G(z))``.
-
-    ``minimax`` (Goodfellow et al. 2014, eq. 1, the saturating form: G minimises
-    log(1 - D(G(z))))::
-
-        g_loss = mean_i log(1 - sigmoid(l_i)) = -mean_i softplus(l_i)
-
-    ``non_saturating`` (same paper, section 3: G maximises log D(G(z)) instead)::
-
-        g_loss = mean_i -log sigmoid(l_i) = mean_i softplus(-l_i)
-    """
-    if spec.name == "minimax":
-        return -ops.mean(ops.softplus(fake_logits))
-    if spec.name == "non_saturating":
-        return ops.mean(ops.softplus(-fake_logits))
-    raise ValueError(f"unknown loss {spec.name!r}")  # unreachable: LossSpec validates names
+    """``g_loss = mean_i g(l_i)``, ``g`` from :func:`generator_term`."""
+    return ops.mean(generator_term(ops, fake_logits, spec))

@@ -180,8 +180,8 @@ def layer_from_dict(data: dict[str, Any]) -> Layer:
 # --------------------------------------------------------------------------------------------
 # Loss, optimiser, numerics, initialisation.
 
-LossName = Literal["minimax", "non_saturating"]
-LOSS_NAMES: tuple[str, ...] = ("minimax", "non_saturating")
+LossName = Literal["minimax", "non_saturating", "least_squares", "hinge"]
+LOSS_NAMES: tuple[str, ...] = ("minimax", "non_saturating", "least_squares", "hinge")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,10 +190,16 @@ class LossSpec:
 
     ``d_scale`` multiplies the discriminator loss: 1.0 in the original paper and most code,
     0.5 in the pix2pix/CycleGAN-style tutorials. It changes the D gradients, so it is explicit.
+    ``a``, ``b``, ``c`` are least squares' targets (Mao et al. 2017, eq. 2): D pushes fakes to
+    ``a`` and reals to ``b``, G pushes fakes to ``c``; the default ``(0, 1, 1)`` is the paper's
+    eq. 9 (``(-1, 1, 0)`` is its eq. 8). Other losses ignore them.
     """
 
     name: LossName = "non_saturating"
     d_scale: float = 1.0
+    a: float = 0.0
+    b: float = 1.0
+    c: float = 1.0
 
     def __post_init__(self) -> None:
         if self.name not in LOSS_NAMES:
@@ -201,6 +207,11 @@ class LossSpec:
         if isinstance(self.d_scale, bool) or not isinstance(self.d_scale, (int, float)) or self.d_scale <= 0:
             raise SpecError(f"loss.d_scale must be a positive number, got {self.d_scale!r}")
         object.__setattr__(self, "d_scale", float(self.d_scale))
+        for target in ("a", "b", "c"):
+            value = getattr(self, target)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SpecError(f"loss.{target} must be a finite number, got {value!r}")
+            object.__setattr__(self, target, float(value))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -84,6 +84,8 @@ def test_check_fails_with_exit_one_when_a_pair_disagrees(framework, monkeypatch)
         (["--backends", "torch,mxnet"], "unknown backend 'mxnet'"),
         (["--backends", "numpy"], "at least two backends"),
         (["--dtype", "float16"], "numerics.dtype"),
+        (["--loss", "wgan"], "unknown loss 'wgan'"),
+        (["--precision", "bf16", "--dtype", "float64"], "mixed precision over float32"),
     ],
 )
 def test_check_bad_input_exit_two(args, message):
@@ -133,3 +135,12 @@ def test_bad_mode_argument_exit_two():
     result = runner.invoke(app, ["check", "--spec", "tiny", "--mode", "torch:compile"])
     assert result.exit_code == 2
     assert "--mode takes BACKEND=MODE" in result.output
+
+
+def test_check_loss_override(framework, tmp_path):
+    out = tmp_path / "r.json"
+    args = ["check", "--spec", "tiny", "--loss", "least_squares", "--backends", f"{framework},numpy", "--steps", "2"]
+    result = runner.invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    loss = json.loads(out.read_text())["spec"]["loss"]
+    assert loss["name"] == "least_squares" and (loss["a"], loss["b"], loss["c"]) == (0.0, 1.0, 1.0)

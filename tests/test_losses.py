@@ -7,7 +7,7 @@ import pytest
 
 from gan_backends.backends.numpy_reference import NUMPY_OPS
 from gan_backends.losses import discriminator_loss, generator_loss
-from gan_backends.spec import LossSpec
+from gan_backends.spec import LossSpec, SpecError
 
 
 def sig(x: float) -> float:
@@ -67,3 +67,25 @@ def test_backend_losses_on_the_same_logits(framework, loss, rng):
         assert float(got[key]) == pytest.approx(want[key], rel=1e-14), key
     got_g = generator_loss(backend.loss_ops, native(fake), spec)
     assert float(got_g) == pytest.approx(generator_loss(NUMPY_OPS, fake, spec), rel=1e-14)
+
+
+def test_least_squares_by_hand():
+    real, fake = np.array([1.0, 3.0]), np.array([-1.0, 2.0])
+    spec = LossSpec(name="least_squares", a=-1.0, b=1.0, c=0.0)  # Mao et al. eq. 8 targets
+    terms = discriminator_loss(NUMPY_OPS, real, fake, spec)
+    assert terms["d_real"] == pytest.approx((0.0 + 4.0) / 2 / 2)  # ½ mean((l - 1)^2)
+    assert terms["d_fake"] == pytest.approx((0.0 + 9.0) / 2 / 2)  # ½ mean((l + 1)^2)
+    assert generator_loss(NUMPY_OPS, fake, spec) == pytest.approx((1.0 + 4.0) / 2 / 2)  # ½ mean(l^2)
+
+
+def test_hinge_by_hand():
+    real, fake = np.array([0.5, 2.0, -1.0]), np.array([-2.0, 0.0, 0.5])
+    terms = discriminator_loss(NUMPY_OPS, real, fake, LossSpec(name="hinge"))
+    assert terms["d_real"] == pytest.approx((0.5 + 0.0 + 2.0) / 3)  # mean relu(1 - l)
+    assert terms["d_fake"] == pytest.approx((0.0 + 1.0 + 1.5) / 3)  # mean relu(1 + l)
+    assert generator_loss(NUMPY_OPS, fake, LossSpec(name="hinge")) == pytest.approx(0.5)  # -mean l
+
+
+def test_loss_targets_must_be_finite_numbers():
+    with pytest.raises(SpecError, match="loss.b must be a finite number"):
+        LossSpec(name="least_squares", b=float("nan"))

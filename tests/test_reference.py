@@ -7,7 +7,7 @@ import pytest
 from gan_backends import get_preset, init_params
 from gan_backends.backends.base import TrainBatch
 from gan_backends.backends.numpy_reference import NumpyReference
-from gan_backends.spec import AdamSpec, LeakyReLU, ReLU, Sigmoid
+from gan_backends.spec import LOSS_NAMES, AdamSpec, LeakyReLU, ReLU, Sigmoid
 
 
 def central_difference(f, params, name, index, h=1e-6):
@@ -18,7 +18,7 @@ def central_difference(f, params, name, index, h=1e-6):
     return (f(plus) - f(minus)) / (2 * h)
 
 
-@pytest.mark.parametrize("loss", ["minimax", "non_saturating"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
 @pytest.mark.parametrize("d_scale", [1.0, 0.5])
 def test_gradients_match_finite_differences(loss, d_scale, rng):
     spec = get_preset("tiny", dtype="float64", loss=loss, d_scale=d_scale)

@@ -25,7 +25,7 @@ from ..params import ParamTree
 from ..spec import AdamSpec, Dense, Flatten, GANSpec, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
 from .base import Backend, OptimizerState, TrainBatch
 
-JAX_OPS = LossOps(softplus=jax.nn.softplus, mean=jnp.mean)
+JAX_OPS = LossOps(softplus=jax.nn.softplus, mean=jnp.mean, relu=jax.nn.relu)
 
 
 class Sequential(nn.Module):

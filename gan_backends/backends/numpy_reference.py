@@ -15,7 +15,7 @@ import numpy as np
 
 from ..losses import LossOps, discriminator_loss, generator_loss
 from ..params import ParamTree, split_tree
-from ..spec import AdamSpec, Dense, Flatten, GANSpec, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
+from ..spec import AdamSpec, Dense, Flatten, GANSpec, Layer, LeakyReLU, LossSpec, ReLU, Reshape, Sigmoid, Tanh
 from .base import Backend, OptimizerState, TrainBatch
 
 F64 = np.float64
@@ -30,7 +30,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-NUMPY_OPS = LossOps(softplus=softplus, mean=np.mean)
+NUMPY_OPS = LossOps(softplus=softplus, mean=np.mean, relu=lambda x: np.maximum(x, 0.0))
 
 # Each layer: forward(layer, params, x) -> (y, cache); backward(layer, params, cache, dy) -> (dx, grads)
 Forward = Callable[[Any, dict[str, np.ndarray], np.ndarray], tuple[np.ndarray, Any]]
@@ -143,8 +143,22 @@ class Network:
         return dy, grads
 
 
-def _softplus_grad(x: np.ndarray) -> np.ndarray:
-    return sigmoid(x)
+def _step(x: np.ndarray) -> np.ndarray:
+    """relu'(x): 0 at 0, as torch, TensorFlow and JAX define it."""
+    return (x > 0).astype(F64)
+
+
+def loss_term_grads(spec: LossSpec) -> tuple[Callable, Callable, Callable]:
+    """The derivatives ``r'``, ``f'``, ``g'`` of :mod:`gan_backends.losses`' per-logit terms,
+    derived by hand (softplus' = sigmoid, relu' = step)."""
+    if spec.name == "least_squares":
+        return (lambda x: x - spec.b), (lambda x: x - spec.a), (lambda x: x - spec.c)
+    if spec.name == "hinge":
+        return (lambda x: -_step(1.0 - x)), (lambda x: _step(1.0 + x)), (lambda x: -np.ones_like(x))
+    real, fake = (lambda x: -sigmoid(-x)), sigmoid
+    if spec.name == "minimax":
+        return real, fake, (lambda x: -sigmoid(x))
+    return real, fake, (lambda x: -sigmoid(-x))  # non_saturating
 
 
 class Adam:
@@ -262,9 +276,9 @@ class NumpyReference(Backend):
         fake_logits, fake_cache = self.d_net.forward(params, fake)
         terms = discriminator_loss(NUMPY_OPS, real_logits, fake_logits, self.spec.loss)
         scale = self.spec.loss.d_scale
-        # d/dl mean softplus(-l) = -sigmoid(-l)/n ; d/dl mean softplus(l) = sigmoid(l)/n
-        d_real_logits = -scale * _softplus_grad(-real_logits) / real_logits.size
-        d_fake_logits = scale * _softplus_grad(fake_logits) / fake_logits.size
+        real_grad, fake_grad, _ = loss_term_grads(self.spec.loss)
+        d_real_logits = scale * real_grad(real_logits) / real_logits.size
+        d_fake_logits = scale * fake_grad(fake_logits) / fake_logits.size
         _, g_real = self.d_net.backward(params, real_cache, d_real_logits)
         _, g_fake = self.d_net.backward(params, fake_cache, d_fake_logits)
         grads = {k: g_real[k] + g_fake[k] for k in g_real}
@@ -274,10 +288,7 @@ class NumpyReference(Backend):
         fake, g_cache = self.g_net.forward(params, z)
         logits, d_cache = self.d_net.forward(params, fake)
         g_loss = generator_loss(NUMPY_OPS, logits, self.spec.loss)
-        if self.spec.loss.name == "minimax":
-            d_logits = -_softplus_grad(logits) / logits.size
-        else:
-            d_logits = -_softplus_grad(-logits) / logits.size
+        d_logits = loss_term_grads(self.spec.loss)[2](logits) / logits.size
         d_fake, _ = self.d_net.backward(params, d_cache, d_logits)
         _, grads = self.g_net.backward(params, g_cache, d_fake)
         return float(g_loss), grads

@@ -29,7 +29,7 @@ from ..params import ParamTree
 from ..spec import AdamSpec, Dense, Flatten, GANSpec, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
 from .base import Backend, OptimizerState, TrainBatch
 
-TF_OPS = LossOps(softplus=tf.math.softplus, mean=tf.reduce_mean)
+TF_OPS = LossOps(softplus=tf.math.softplus, mean=tf.reduce_mean, relu=tf.nn.relu)
 
 # What a port written with Keras' default BCE gets: BinaryCrossentropy(from_logits=False) on
 # sigmoid probabilities, clipped to [1e-7, 1 - 1e-7]. softplus(l) = -log(1 - sigmoid(l)).
@@ -37,6 +37,7 @@ KERAS_EPSILON = 1e-7
 TF_DEFAULT_BCE_OPS = LossOps(
     softplus=lambda x: -tf.math.log(tf.clip_by_value(1 - tf.math.sigmoid(x), KERAS_EPSILON, 1 - KERAS_EPSILON)),
     mean=tf.reduce_mean,
+    relu=tf.nn.relu,
 )
 
 

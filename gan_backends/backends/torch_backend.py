@@ -26,12 +26,12 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return torch.logaddexp(x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
-TORCH_OPS = LossOps(softplus=_softplus, mean=torch.mean)
+TORCH_OPS = LossOps(softplus=_softplus, mean=torch.mean, relu=torch.relu)
 
 # What a port written with torch's usual BCE gets: nn.BCELoss on sigmoid probabilities (the
 # PyTorch DCGAN tutorial), whose log is clamped at -100. softplus(l) = -log(1 - sigmoid(l)).
 TORCH_DEFAULT_BCE_OPS = LossOps(
-    softplus=lambda x: -torch.clamp(torch.log(1 - torch.sigmoid(x)), min=-100.0), mean=torch.mean
+    softplus=lambda x: -torch.clamp(torch.log(1 - torch.sigmoid(x)), min=-100.0), mean=torch.mean, relu=torch.relu
 )
 
 

@@ -253,7 +253,7 @@ def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> lis
     reference within the float64 tolerance: a float32 pre-activation on the other side of a
     LeakyReLU kink changes one gradient entry slightly, and Adam's ``m / sqrt(v)`` turns that
     into a visible update for parameters whose ``v`` is small. Outliers must stay rare (one, or
-    at most ``MAX_OUTLIER_FRACTION`` of the steps) and the median step within the gradient tolerance: an
+    at most ``MAX_OUTLIER_FRACTION`` of the steps) and the median clean step within the gradient tolerance: an
     error in float32 arithmetic shows at every step.
     """
     rows = []
@@ -266,13 +266,14 @@ def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> lis
         control = run.control.get(name, {}).get(net, {})
         misses = [k for k, (r, lim) in enumerate(zip(series.rel, limits)) if not (math.isfinite(r) and r <= lim)]
         explained = [k for k in misses if math.isfinite(series.rel[k]) and control.get(k, math.inf) <= tol64.update]
-        median = float(np.median(series.rel))
+        clean = [k for k in range(len(series.rel)) if k not in explained]
+        # The typical step, judged without the explained outliers (none left: a one-step run).
+        median = float(np.median([series.rel[k] for k in clean])) if clean else 0.0
         rare = len(explained) <= max(1, int(MAX_OUTLIER_FRACTION * run.steps)) and median <= tol.grad
         passed = len(series.rel) == run.steps and len(misses) == len(explained) and (not misses or rare)
-        clean = [k for k in range(len(series.rel)) if k not in explained]
         pool = clean if clean else list(range(len(series.rel)))
         worst = max(pool, key=lambda k: series.rel[k] / limits[k] if math.isfinite(series.rel[k]) else math.inf)
-        note = series.note or run.failed.get(name, "") or f"median {median:.1e}"
+        note = series.note or run.failed.get(name, "") or f"median {median:.1e}"  # of the clean steps
         if explained:
             big = max(explained, key=lambda k: series.rel[k])
             note += (

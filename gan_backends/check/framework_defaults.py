@@ -85,8 +85,8 @@ def spec_value(spec: GANSpec, key: str) -> object | None:
         return slopes.pop() if len(slopes) == 1 else (sorted(slopes) if slopes else None)
     if key == "adam_eps":
         return spec.g_optimizer.eps
-    if key == "bce":
-        return "logits"
+    if key == "bce":  # only the cross-entropy losses have a BCE to get wrong
+        return "logits" if spec.loss.name in ("minimax", "non_saturating") else None
     return spec.init.scheme
 
 
