@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .backends import FRAMEWORKS, REFERENCE, REGISTRY, canonical_name, is_available
 from .environment import backend_status, environment
-from .presets import DEFAULT_PRESET, PRESETS, get_preset
+from .presets import DEFAULT_PRESET, LOSS_PRESETS, PRESETS, get_preset, with_loss
 from .spec import GANSpec, SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="One GAN spec, three frameworks, proven equal.")
@@ -23,14 +23,16 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def load_spec(name_or_path: str) -> GANSpec:
-    """A preset name, or the path of a spec JSON file."""
+def load_spec(name_or_path: str, loss: str | None = None) -> GANSpec:
+    """A preset name, or the path of a spec JSON file; ``loss`` a name of ``LOSS_PRESETS``
+    (a preset is rebuilt for it, so e.g. dcgan's critic drops BatchNorm for a penalty)."""
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise SpecError(f"spec file {name_or_path!r} does not exist")
-        return GANSpec.load(path)
-    return get_preset(name_or_path)
+        gan = GANSpec.load(path)
+        return with_loss(gan, loss) if loss else gan
+    return get_preset(name_or_path, **({"loss": loss} if loss else {}))
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -109,7 +111,10 @@ def check(
     seed: Annotated[int, typer.Option(help="Seed of the parameters and of every input.")] = 0,
     dtype: Annotated[Optional[str], typer.Option(help="Override the spec's dtype: float32 or float64.")] = None,
     loss: Annotated[
-        Optional[str], typer.Option(help="Override the spec's loss: minimax, non_saturating, least_squares, hinge.")
+        Optional[str],
+        typer.Option(
+            help=f"Train with this loss ({', '.join(LOSS_PRESETS)}), with its paper's optimiser and n_critic."
+        ),
     ] = None,
     precision: Annotated[
         Optional[str],
@@ -143,20 +148,13 @@ def check(
     from .check.report import render, write_json, write_markdown
 
     try:
-        gan = load_spec(spec)
+        gan = load_spec(spec, loss)
         numerics = gan.numerics
         if dtype or precision:
             from .spec import Numerics
 
             numerics = Numerics(dtype=dtype or numerics.dtype, matmul_precision=precision or numerics.matmul_precision)  # type: ignore[arg-type]
             gan = gan.replace(numerics=numerics)
-        if loss:
-            import dataclasses
-
-            from .spec import LossSpec
-
-            fields = {k: v for k, v in dataclasses.asdict(gan.loss).items() if k != "name"}
-            gan = gan.replace(loss=LossSpec(name=loss, **fields))  # type: ignore[arg-type]
         modes = _parse_modes(mode)
         if backends is None:
             names = [*[f for f in FRAMEWORKS if is_available(f)], REFERENCE]

@@ -1,7 +1,7 @@
 """GAN losses on discriminator logits, written once for every backend.
 
 Each function takes ``ops``, a tiny namespace with the primitives the formulas need
-(``softplus``, ``mean``, ``relu``), so the same math runs on NumPy arrays, torch tensors, TF tensors
+(``softplus``, ``mean``, ``relu``, ``sqrt``), so the same math runs on NumPy arrays, torch tensors, TF tensors
 and JAX arrays. Every formula is on logits ``l`` with ``D(x) = sigmoid(l)``, using the stable
 identities
 
@@ -27,9 +27,10 @@ class LossOps(NamedTuple):
     softplus: Callable[[Any], Any]
     mean: Callable[[Any], Any]
     relu: Callable[[Any], Any]
+    sqrt: Callable[[Any], Any]
 
 
-LOSS_TERMS: tuple[str, ...] = ("d_real", "d_fake", "d_loss", "g_loss")
+LOSS_TERMS: tuple[str, ...] = ("d_real", "d_fake", "d_penalty", "d_loss", "g_loss")
 
 
 def real_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
@@ -38,7 +39,10 @@ def real_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
     - ``minimax``, ``non_saturating`` (Goodfellow et al. 2014, eq. 1): ``softplus(-l) = -log D(x)``
     - ``least_squares`` (Mao et al. 2017, eq. 2, D's target for real data ``b``): ``(l - b)^2 / 2``
     - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018, eq. 17): ``relu(1 - l)``
+    - ``wasserstein`` (Arjovsky et al. 2017, eq. 3, the critic maximises the real score): ``-l``
     """
+    if spec.name == "wasserstein":
+        return -logits
     if spec.name == "least_squares":
         return 0.5 * (logits - spec.b) * (logits - spec.b)
     if spec.name == "hinge":
@@ -52,7 +56,10 @@ def fake_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
     - ``minimax``, ``non_saturating``: ``softplus(l) = -log(1 - D(G(z)))``
     - ``least_squares`` (target for fake data ``a``): ``(l - a)^2 / 2``
     - ``hinge``: ``relu(1 + l)``
+    - ``wasserstein``: ``l``
     """
+    if spec.name == "wasserstein":
+        return logits
     if spec.name == "least_squares":
         return 0.5 * (logits - spec.a) * (logits - spec.a)
     if spec.name == "hinge":
@@ -68,6 +75,7 @@ def generator_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
     - ``non_saturating`` (same paper, section 3: G maximises log D(G(z))): ``softplus(-l)``
     - ``least_squares`` (G's target ``c``, Mao et al. eq. 2): ``(l - c)^2 / 2``
     - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018): ``-l``
+    - ``wasserstein`` (Arjovsky et al. 2017): ``-l``
     """
     if spec.name == "minimax":
         return -ops.softplus(logits)
@@ -75,25 +83,51 @@ def generator_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
         return ops.softplus(-logits)
     if spec.name == "least_squares":
         return 0.5 * (logits - spec.c) * (logits - spec.c)
-    if spec.name == "hinge":
+    if spec.name in ("hinge", "wasserstein"):
         return -logits
     raise ValueError(f"unknown loss {spec.name!r}")  # unreachable: LossSpec validates names
 
 
-def discriminator_loss(ops: LossOps, real_logits: Any, fake_logits: Any, spec: LossSpec) -> dict[str, Any]:
+def gradient_penalty(ops: LossOps, sq_norms: Any, spec: LossSpec) -> Any:
+    """The penalty from per-sample squared input-gradient norms ``s_i = ||∇_x D(x_i)||²``
+    (summed over every axis but the batch), each backend's autodiff providing ``∇_x D``:
+
+    - ``wgan_gp`` (Gulrajani et al. 2017, eq. 3), at ``x̂_i = α_i x_i + (1 - α_i) G(z_i)`` with
+      ``α_i ~ U[0, 1]`` drawn in NumPy: ``λ · mean_i (sqrt(s_i + norm_eps) - 1)²``. The
+      ``norm_eps`` keeps the gradient finite where ``s_i = 0`` (``tf.norm``/``jnp.linalg.norm``
+      give NaN there, ``torch.norm`` 0).
+    - ``r1`` (Mescheder et al. 2018, eq. 9), at real data: ``γ/2 · mean_i s_i``.
+    """
+    if spec.penalty == "wgan_gp":
+        norm = ops.sqrt(sq_norms + spec.norm_eps)
+        return spec.penalty_weight * ops.mean((norm - 1.0) * (norm - 1.0))
+    if spec.penalty == "r1":
+        return 0.5 * spec.penalty_weight * ops.mean(sq_norms)
+    raise ValueError(f"loss {spec.name!r} has no gradient penalty")
+
+
+def discriminator_loss(
+    ops: LossOps, real_logits: Any, fake_logits: Any, spec: LossSpec, penalty: Any = 0.0
+) -> dict[str, Any]:
     """D's loss, every loss of the zoo in one form::
 
-        d_real = mean_i r(l_real_i)
-        d_fake = mean_i f(l_fake_i)
-        d_loss = d_scale * (d_real + d_fake)
+        d_real    = mean_i r(l_real_i)
+        d_fake    = mean_i f(l_fake_i)
+        d_penalty = the gradient penalty (see gradient_penalty), 0 without one
+        d_loss    = d_scale * (d_real + d_fake) + d_penalty
 
     with ``r`` and ``f`` from :func:`real_term` and :func:`fake_term`. For the cross-entropy
     losses ``d_scale`` is 1 in Goodfellow et al. and 0.5 in several tutorials; LSGAN's ½ is
-    inside ``r`` and ``f``.
+    inside ``r`` and ``f``; the penalty carries its own weight.
     """
     d_real = ops.mean(real_term(ops, real_logits, spec))
     d_fake = ops.mean(fake_term(ops, fake_logits, spec))
-    return {"d_real": d_real, "d_fake": d_fake, "d_loss": spec.d_scale * (d_real + d_fake)}
+    return {
+        "d_real": d_real,
+        "d_fake": d_fake,
+        "d_penalty": penalty,
+        "d_loss": spec.d_scale * (d_real + d_fake) + penalty,
+    }
 
 
 def generator_loss(ops: LossOps, fake_logits: Any, spec: LossSpec) -> Any:

@@ -34,6 +34,25 @@ def param_shapes(spec: GANSpec, networks: tuple[str, ...] = NETWORKS) -> dict[st
     return shapes
 
 
+def buffer_shapes(spec: GANSpec, networks: tuple[str, ...] = NETWORKS) -> dict[str, Shape]:
+    """Canonical name -> shape of every buffer (BatchNorm ``running_mean``/``running_var``)."""
+    shapes: dict[str, Shape] = {}
+    for net in networks:
+        for i, (layer, (in_shape, _)) in enumerate(zip(spec.layers(net), spec.layer_shapes(net))):
+            for bname, shape in layer.buffer_shapes(in_shape).items():
+                shapes[f"{net}.{i}.{bname}"] = shape
+    return shapes
+
+
+def init_buffers(spec: GANSpec) -> ParamTree:
+    """Fresh running statistics, as every framework starts them: mean 0, variance 1."""
+    dtype = np.dtype(spec.numerics.dtype)
+    return {
+        name: (np.ones if name.endswith("running_var") else np.zeros)(shape, dtype)
+        for name, shape in buffer_shapes(spec).items()
+    }
+
+
 def network_of(name: str) -> str:
     return name.split(".", 1)[0]
 
@@ -67,6 +86,12 @@ def init_params(spec: GANSpec, seed: int = 0) -> ParamTree:
     ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5) gives that bound).
     ``normal``: kernel ~ N(0, std^2), bias 0. ``glorot_uniform`` and ``lecun_normal`` are
     Keras' and Flax's defaults (see :class:`~gan_backends.spec.InitSpec`).
+
+    Fans follow each framework's rule for its own layout, which the canonical layouts share:
+    Dense ``(in, out)``; Conv2D HWIO: fan_in = kh·kw·in, fan_out = kh·kw·out; ConvTranspose2D
+    ``(kh, kw, out, in)``: fan_in = kh·kw·out, as torch computes it from its ``(in, out, kh,
+    kw)`` weight and Keras from its ``(kh, kw, out, in)`` kernel. BatchNorm: scale 1, bias 0;
+    under ``normal`` the scale is N(1, std^2) (the PyTorch DCGAN tutorial's ``weights_init``).
     """
     rng = np.random.default_rng(seed)
     dtype = np.dtype(spec.numerics.dtype)
@@ -74,9 +99,17 @@ def init_params(spec: GANSpec, seed: int = 0) -> ParamTree:
     tree: ParamTree = {}
     for name, shape in shapes.items():
         layer, kind = name.rsplit(".", 1)
-        # Dense kernel (in, out): fan_in = in; a bias shares its layer's kernel fan_in.
+        if kind == "scale" or f"{layer}.scale" in shapes:  # BatchNorm
+            if kind == "scale" and spec.init.scheme == "normal":
+                value = rng.normal(1.0, spec.init.std, size=shape)
+            else:
+                value = np.ones(shape) if kind == "scale" else np.zeros(shape)
+            tree[name] = value.astype(dtype)
+            continue
+        # A bias shares its layer's kernel fans.
         kernel = shapes[f"{layer}.kernel"]
-        fan_in, fan_out = int(np.prod(kernel[:-1])), int(kernel[-1])
+        receptive = int(np.prod(kernel[:-2]))
+        fan_in, fan_out = receptive * int(kernel[-2]), receptive * int(kernel[-1])
         if spec.init.scheme == "torch_default":
             bound = 1.0 / np.sqrt(fan_in)
             value = rng.uniform(-bound, bound, size=shape)

@@ -36,6 +36,15 @@ def require_backend(name: str) -> None:
         pytest.skip(message)
 
 
+def require_backend_module(name: str) -> None:
+    """``require_backend`` for a whole test module, called before its framework imports."""
+    if not is_available(name):
+        message = f"{name} is not installed (pip install 'gan-backends[{REGISTRY[name].extra}]')"
+        if name in REQUIRED:
+            pytest.fail(f"GAN_BACKENDS_REQUIRE lists {name}, but {message}", pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+
+
 @pytest.fixture(params=FRAMEWORKS)
 def framework(request) -> str:
     """Each framework backend name; skipped (or failed, when required) if not installed."""

@@ -14,7 +14,7 @@ from gan_backends import get_preset, init_params
 from gan_backends.backends import TrainBatch, get_backend
 from gan_backends.backends.numpy_reference import NumpyReference
 from gan_backends.check import compare, tolerance
-from gan_backends.spec import LOSS_NAMES
+from gan_backends.presets import LOSS_PRESETS
 
 
 def rel(a, b):
@@ -27,16 +27,19 @@ def draw(rng, spec, batch=6, n_critic=None):
         real=rng.uniform(-1, 1, (n, batch, *spec.data_shape)),
         z_d=rng.standard_normal((n, batch, spec.latent_dim)),
         z_g=rng.standard_normal((batch, spec.latent_dim)),
+        alpha=rng.uniform(0, 1, (n, batch)) if spec.loss.penalty == "wgan_gp" else None,
     )
 
 
-@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("loss", LOSS_PRESETS)
 def test_float64_gradients_match_finite_differences(framework, loss, rng):
+    """Every loss of the zoo; for the penalties the D gradient is second order (through the
+    input gradient), held against finite differences of the reference's penalty value."""
     spec = get_preset("tiny", dtype="float64", loss=loss, d_scale=0.5)
     params = init_params(spec, 4)
-    real, z = rng.uniform(-1, 1, (6, 12)), rng.standard_normal((6, 8))
+    real, z, alpha = rng.uniform(-1, 1, (6, 12)), rng.standard_normal((6, 8)), rng.uniform(0, 1, 6)
     backend = get_backend(framework)(spec, params)
-    _, grads = backend.gradients(real, z)
+    _, grads = backend.gradients(real, z, alpha)
     h = 1e-6
     for name, grad in grads.items():
         which = "d_loss" if name.startswith("discriminator") else "g_loss"
@@ -47,8 +50,8 @@ def test_float64_gradients_match_finite_differences(framework, loss, rng):
             plus[name][index] += h
             minus[name][index] -= h
             fd = (
-                NumpyReference(spec, plus).loss_terms(real, z)[which]
-                - NumpyReference(spec, minus).loss_terms(real, z)[which]
+                NumpyReference(spec, plus).loss_terms(real, z, alpha)[which]
+                - NumpyReference(spec, minus).loss_terms(real, z, alpha)[which]
             ) / (2 * h)
             assert grad[index] == pytest.approx(fd, rel=1e-6, abs=1e-9), (name, index)
 

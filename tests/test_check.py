@@ -19,8 +19,8 @@ from gan_backends.check.agreement import (
     lock_rows,
 )
 from gan_backends.check.trajectory import LockStep, Series, update_floor
-from gan_backends.presets import PRESETS
-from gan_backends.spec import LOSS_NAMES
+from gan_backends.presets import LOSS_PRESETS
+from gan_backends.spec import RMSpropSpec, SGDSpec
 
 F32 = tolerance("float32", "float64", "highest")
 F64 = tolerance("float64", "float64", "highest")
@@ -198,17 +198,42 @@ def test_update_floor_by_hand():
     assert update_floor(p, delta, np.dtype(np.float32)) == pytest.approx(2.0**-23 / 5e-4)
 
 
-@pytest.mark.parametrize("loss", LOSS_NAMES)
-@pytest.mark.parametrize("preset", list(PRESETS))
+#: Every loss on the small DCGAN (every conv layer type, BatchNorm, and the losses' own
+#: optimisers and n_critic); the MLP preset with the default loss. The MLP with every loss is
+#: held against finite differences in float64 (tests/test_backends.py); the full-size dcgan
+#: presets differ from dcgan-small only in widths. Each check compiles its programs (seconds
+#: in TF and JAX), so the matrix is chosen rather than crossed.
+PRESET_LOSSES = [("dcgan-small", loss) for loss in LOSS_PRESETS] + [("mlp", "non_saturating")]
+
+
+@pytest.mark.parametrize("preset, loss", PRESET_LOSSES)
 def test_every_preset_and_loss_agrees_with_the_reference(framework, preset, loss):
-    """Forward, losses, gradients, every layer, one free-running and one lock-step optimiser
-    step, against the float64 reference within the float32 tolerances."""
-    report = run_check(get_preset(preset, loss=loss), [framework, "numpy"], steps=1, batch_size=16, seed=2)
+    """Forward, losses, gradients (second order for the penalties), every layer, one
+    free-running and one lock-step step (n_critic D updates and a G update) with the loss's own
+    optimiser, against the float64 reference within the float32 tolerances."""
+    spec = get_preset(preset, loss=loss)
+    report = run_check(spec, [framework, "numpy"], steps=1, batch_size=16, seed=2)
     (pair,) = report.pairs
     failing = [r.quantity for r in pair.rows if not r.passed] + [r.label for r in pair.layers if not r.passed]
     assert report.passed, failing or report.lock_rows
     assert {r.kind for r in pair.rows} == {"value", "loss", "grad", "param"}
-    assert len(report.lock_rows[framework]) == 2
+    assert len(report.lock_rows[framework]) == 2 + spec.has_buffers()
+
+
+@pytest.mark.parametrize(
+    "g_opt, d_opt",
+    [
+        (SGDSpec(lr=0.05, momentum=0.9, nesterov=True), SGDSpec(lr=0.02)),
+        (RMSpropSpec(lr=1e-3, momentum=0.5, centered=True), SGDSpec(lr=0.01, momentum=0.9, weight_decay=1e-3)),
+    ],
+)
+def test_other_optimisers_agree_over_ten_steps(framework, g_opt, d_opt):
+    """SGD (plain, momentum, Nesterov) and RMSprop (centered, momentum) in torch's form, ten
+    lock-step and free-running steps of the BatchNorm DCGAN against the reference."""
+    spec = get_preset("dcgan-small").replace(g_optimizer=g_opt, d_optimizer=d_opt)
+    report = run_check(spec, [framework, "numpy"], steps=10, batch_size=8, seed=3)
+    (pair,) = report.pairs
+    assert report.passed, [r for r in pair.rows if not r.passed] or report.lock_rows
 
 
 def test_bf16_check_passes_within_the_bf16_policy(framework):

@@ -84,7 +84,7 @@ def test_check_fails_with_exit_one_when_a_pair_disagrees(framework, monkeypatch)
         (["--backends", "torch,mxnet"], "unknown backend 'mxnet'"),
         (["--backends", "numpy"], "at least two backends"),
         (["--dtype", "float16"], "numerics.dtype"),
-        (["--loss", "wgan"], "unknown loss 'wgan'"),
+        (["--loss", "wgan-lp"], "unknown loss 'wgan-lp'"),
         (["--precision", "bf16", "--dtype", "float64"], "mixed precision over float32"),
     ],
 )
@@ -144,3 +144,23 @@ def test_check_loss_override(framework, tmp_path):
     assert result.exit_code == 0, result.output
     loss = json.loads(out.read_text())["spec"]["loss"]
     assert loss["name"] == "least_squares" and (loss["a"], loss["b"], loss["c"]) == (0.0, 1.0, 1.0)
+
+
+def test_check_dcgan_with_wgan_gp(framework, tmp_path):
+    """The issue's command at CPU size: the dcgan preset rebuilt for the loss (critic without
+    BatchNorm, Adam(1e-4, 0, 0.9), n_critic 5), second-order gradients, against the reference."""
+    out = tmp_path / "r.json"
+    args = ["check", "--spec", "dcgan-small", "--loss", "wgan-gp", "--backends", f"{framework},numpy"]
+    result = runner.invoke(app, [*args, "--steps", "2", "--batch-size", "8", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["spec"]["loss"]["penalty"] == "wgan_gp" and report["spec"]["n_critic"] == 5
+    assert "BatchNorm" not in json.dumps(report["spec"]["discriminator"])
+
+
+def test_penalty_on_a_batchnorm_critic_spec_file_is_refused(tmp_path):
+    path = tmp_path / "dcgan.json"
+    path.write_text(get_preset("dcgan-small").to_json())
+    result = runner.invoke(app, ["check", "--spec", str(path), "--loss", "r1"])
+    assert result.exit_code == 2
+    assert "discriminator layer 3 BatchNorm" in result.output and "per sample" in result.output

@@ -126,3 +126,20 @@ def test_framework_defaults_report_shows_what_each_default_costs(framework):
         assert rows["init"].g_out > 0.5
     else:
         assert "init" not in rows and "adam_eps" not in rows  # the spec's values are torch's
+
+
+def test_framework_defaults_report_shows_keras_batchnorm_cost():
+    """On the BatchNorm DCGAN, Keras' BatchNormalization defaults (eps 1e-3, momentum 0.99 of the
+    old value) change the trained parameters far beyond float32 agreement; torch's are the spec's."""
+    require_backend("tensorflow")
+    require_backend("torch")
+    from gan_backends.check.framework_defaults import framework_defaults_report
+
+    spec = get_preset("dcgan-small")
+    rows = framework_defaults_report(spec, ["tensorflow", "torch"], steps=2, batch_size=8)
+    by = {(r.framework, r.setting): r for r in rows}
+    floor = by[("tensorflow", "as specified")].params
+    bn = by[("tensorflow", "batchnorm")]
+    assert (bn.spec_value, bn.default) == ("(0.1, 1e-05)", "(0.01, 0.001)")
+    assert floor < 1e-5 and bn.params > 100 * floor
+    assert ("torch", "batchnorm") not in by

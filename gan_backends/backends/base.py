@@ -24,12 +24,15 @@ class TrainBatch:
 
     ``real``: ``(n_critic, batch, *data_shape)``, one real batch per D update;
     ``z_d``: ``(n_critic, batch, latent_dim)``, noise for each D update;
-    ``z_g``: ``(batch, latent_dim)``, noise for the G update.
+    ``z_g``: ``(batch, latent_dim)``, noise for the G update;
+    ``alpha``: ``(n_critic, batch)``, WGAN-GP's interpolation coefficients ``α ~ U[0, 1]`` for
+    each D update (``x̂ = α·real + (1 - α)·fake``); required by the ``wgan_gp`` penalty only.
     """
 
     real: np.ndarray
     z_d: np.ndarray
     z_g: np.ndarray
+    alpha: np.ndarray | None = None
 
     def validate(self, spec: GANSpec) -> None:
         n, b = spec.n_critic, self.z_g.shape[0]
@@ -38,6 +41,10 @@ class TrainBatch:
             "z_d": (n, b, spec.latent_dim),
             "z_g": (b, spec.latent_dim),
         }
+        if spec.loss.penalty == "wgan_gp":
+            expected["alpha"] = (n, b)
+            if self.alpha is None:
+                raise ValueError(f"TrainBatch.alpha: spec {spec.name!r} uses WGAN-GP and needs alpha of shape {(n, b)}")
         for name, shape in expected.items():
             got = tuple(getattr(self, name).shape)
             if got != shape:
@@ -49,9 +56,12 @@ class OptimizerState:
     """Both optimisers' state in canonical form, so it can move between backends.
 
     ``steps``: updates taken, per network (``generator``, ``discriminator``); ``slots``: each
-    per-parameter buffer as a tree with canonical names and layouts. For Adam the slots are
+    per-parameter buffer as a tree with canonical names and layouts, over the parameters of the
+    networks whose optimiser has that slot (:func:`~gan_backends.spec.optimizer_slots`). Adam:
     ``m`` (first moment, torch's ``exp_avg``, optax's ``mu``) and ``v`` (second moment,
-    ``exp_avg_sq``, ``nu``); at step 0 they are zeros.
+    ``exp_avg_sq``, ``nu``). RMSprop: ``v`` (``square_avg``), ``grad_avg`` when centered,
+    ``momentum`` (``momentum_buffer``) with momentum. SGD: ``momentum`` (``momentum_buffer``)
+    with momentum. At step 0 they are zeros.
     """
 
     steps: dict[str, int]
@@ -115,7 +125,17 @@ class Backend(ABC):
     # -- parameters ----------------------------------------------------------------------
     @abstractmethod
     def set_params(self, params: ParamTree) -> None:
-        """Load a canonical tree (and reset the optimiser state)."""
+        """Load a canonical tree (and reset the optimiser state; buffers are left alone)."""
+
+    @abstractmethod
+    def get_buffers(self) -> ParamTree:
+        """BatchNorm running statistics as a canonical tree (``generator.3.running_mean``,
+        ``running_var``); empty when the spec has no BatchNorm. A new backend starts from
+        :func:`~gan_backends.params.init_buffers` (mean 0, variance 1)."""
+
+    @abstractmethod
+    def set_buffers(self, buffers: ParamTree) -> None:
+        """Load running statistics (e.g. another backend's, to continue its trajectory)."""
 
     @abstractmethod
     def get_params(self) -> ParamTree:
@@ -131,31 +151,40 @@ class Backend(ABC):
 
     # -- computation ---------------------------------------------------------------------
     @abstractmethod
-    def activations(self, net: str, x: np.ndarray) -> list[np.ndarray]:
+    def activations(self, net: str, x: np.ndarray, training: bool = False) -> list[np.ndarray]:
         """The output of every layer of ``net`` (``generator`` or ``discriminator``) for input
-        ``x``, in spec order and canonical layout: the per-layer view a porter compares."""
+        ``x``, in spec order and canonical layout: the per-layer view a porter compares.
+        ``training``: BatchNorm on batch statistics (running statistics are NOT updated)."""
 
     @abstractmethod
     def generate(self, z: np.ndarray) -> np.ndarray:
-        """``G(z)`` for ``z`` of shape ``(batch, latent_dim)``."""
+        """``G(z)`` for ``z`` of shape ``(batch, latent_dim)``, in inference mode (BatchNorm on
+        running statistics, as after ``G.eval()``)."""
 
     @abstractmethod
     def discriminate(self, x: np.ndarray) -> np.ndarray:
-        """The logits ``D(x)``, shape ``(batch, 1)``."""
+        """The logits ``D(x)``, shape ``(batch, 1)``, in inference mode."""
 
     @abstractmethod
-    def loss_terms(self, real: np.ndarray, z: np.ndarray) -> dict[str, float]:
-        """``d_real``, ``d_fake``, ``d_loss`` and ``g_loss`` at the current parameters."""
+    def loss_terms(self, real: np.ndarray, z: np.ndarray, alpha: np.ndarray | None = None) -> dict[str, float]:
+        """The :data:`~gan_backends.losses.LOSS_TERMS` at the current parameters, computed as a
+        training step computes them (BatchNorm on batch statistics, running statistics left
+        alone). ``alpha`` ``(batch,)``: WGAN-GP's interpolation coefficients."""
 
     @abstractmethod
-    def gradients(self, real: np.ndarray, z: np.ndarray) -> tuple[dict[str, float], ParamTree]:
+    def gradients(
+        self, real: np.ndarray, z: np.ndarray, alpha: np.ndarray | None = None
+    ) -> tuple[dict[str, float], ParamTree]:
         """Loss terms, and the gradient tree: D's parameters w.r.t. ``d_loss`` (G fixed),
-        G's parameters w.r.t. ``g_loss`` (D fixed)."""
+        G's parameters w.r.t. ``g_loss`` (D fixed). Running statistics are left alone."""
 
     @abstractmethod
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         """``n_critic`` D updates then one G update; returns the loss terms seen on the way
-        (D's from its last update, ``g_loss`` from the G update)."""
+        (D's from its last update, ``g_loss`` from the G update). The order of network calls,
+        each updating BatchNorm running statistics once, is fixed (``docs/conv-gans.md``):
+        per D update ``G(z_d[i])``, ``D(real[i])``, ``D(fake)`` (then the penalty's calls),
+        the D optimiser step, weight clipping; then ``G(z_g)``, ``D(G(z_g))``, the G step."""
 
     def _as_input(self, array: np.ndarray) -> np.ndarray:
         """Inputs cast to the spec dtype on the host, the same way for every backend."""

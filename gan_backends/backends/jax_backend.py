@@ -1,16 +1,22 @@
-"""JAX backend: ``flax.linen`` networks, ``optax.adam``, the whole step under ``jax.jit``.
+"""JAX backend: ``flax.linen`` networks, ``optax`` optimisers, the whole step under ``jax.jit``.
 
-Canonical layouts are Flax's own (Dense kernel ``(in, out)``, channels-last): only the tree
-shape changes at the boundary, ``{"params": {"0": {"kernel": ...}}}`` <-> ``generator.0.kernel``.
+Canonical layouts are Flax's own (Dense kernel ``(in, out)``, Conv2D HWIO, ConvTranspose2D
+``(kh, kw, out, in)`` as ``lax.conv_transpose(transpose_kernel=True)`` takes it, channels-last
+images): only the tree shape changes at the boundary, ``{"params": {"0": {"kernel": ...}}}`` <->
+``generator.0.kernel``; BatchNorm's running statistics live in the ``batch_stats`` collection
+(``{"3": {"mean", "var"}}`` <-> ``generator.3.running_mean`` / ``running_var``).
 
-The training step is a pure function ``(state, batch) -> (state, terms)``; under ``jit`` the
-state buffers are donated, so XLA updates parameters and Adam moments in place.
+The training step is a pure function ``(state, batch) -> (state, terms)``; the state holds the
+parameters, the running statistics and both optimiser states. Under ``jit`` the state buffers
+are donated (on accelerators), so XLA updates them in place.
 
 Modes: ``jit`` (default) and ``eager`` (the same functions, op by op, no compilation).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax
@@ -20,30 +26,74 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..losses import LossOps, discriminator_loss, generator_loss
-from ..params import ParamTree
-from ..spec import AdamSpec, Dense, Flatten, GANSpec, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
+from ..losses import LossOps, discriminator_loss, generator_loss, gradient_penalty
+from ..params import ParamTree, buffer_shapes, init_buffers
+from ..spec import (
+    NETWORKS,
+    AdamSpec,
+    BatchNorm,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Flatten,
+    GANSpec,
+    Layer,
+    LeakyReLU,
+    OptimizerSpec,
+    ReLU,
+    Reshape,
+    RMSpropSpec,
+    SGDSpec,
+    Sigmoid,
+    Tanh,
+    optimizer_slots,
+)
 from .base import Backend, OptimizerState, TrainBatch
 
-JAX_OPS = LossOps(softplus=jax.nn.softplus, mean=jnp.mean, relu=jax.nn.relu)
+JAX_OPS = LossOps(softplus=jax.nn.softplus, mean=jnp.mean, relu=jax.nn.relu, sqrt=jnp.sqrt)
+
+#: Flax's names for BatchNorm's running statistics <-> the canonical buffer names.
+BUFFER_NAMES = {"running_mean": "mean", "running_var": "var"}
+IMAGE_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def product(op: Callable[..., jax.Array], x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
+    """``op(x, kernel, precision, preferred_element_type)`` under the spec's precision policy.
+
+    ``"bf16"``: both operands rounded to bfloat16, accumulated in float32, the product rounded
+    to bfloat16 by ``reduce_precision``, kept in float32 so the bias and everything after stay
+    float32. The rounding is explicit because XLA's CPU compiler, under ``jit``, runs a bf16
+    dot/conv whose bf16 result is converted to float32 as a float32 op and drops that product
+    rounding (measured with jax 0.10: every output differed from the eager result). Its
+    transpose rounds the cotangent the same way, so the backward products see bf16 values too.
+    """
+    if precision == "bf16":
+        y = op(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), None, jnp.float32)
+        return jax.lax.reduce_precision(y, exponent_bits=8, mantissa_bits=7).astype(x.dtype)
+    return op(x, kernel, precision, None)
+
+
+def dot(x: jax.Array, kernel: jax.Array, precision: Any, out: Any) -> jax.Array:
+    return jnp.dot(x, kernel, precision=precision, preferred_element_type=out)
 
 
 class Sequential(nn.Module):
-    """The spec's layers in order; Dense submodules are named by their spec index."""
+    """The spec's layers in order; layers with parameters or buffers are submodules named by
+    their spec index."""
 
     layers: tuple[Layer, ...]
     dtype: Any
     precision: Any
 
     @nn.compact
-    def __call__(self, x: jax.Array, every_layer: bool = False) -> jax.Array | list[jax.Array]:
+    def __call__(self, x: jax.Array, training: bool = False, every_layer: bool = False) -> jax.Array | list[jax.Array]:
         outputs = []
         for i, layer in enumerate(self.layers):
-            x = self._apply(i, layer, x)
+            x = self._apply(i, layer, x, training)
             outputs.append(x)
         return outputs if every_layer else x
 
-    def _apply(self, i: int, layer: Layer, x: jax.Array) -> jax.Array:
+    def _apply(self, i: int, layer: Layer, x: jax.Array, training: bool) -> jax.Array:
         if isinstance(layer, Dense) and self.precision == "bf16":
             return BF16Dense(layer.units, layer.use_bias, self.dtype, name=str(i))(x)
         if isinstance(layer, Dense):
@@ -56,6 +106,12 @@ class Sequential(nn.Module):
                 precision=self.precision,
                 name=str(i),
             )(x)
+        if isinstance(layer, Conv2D):
+            return Conv(layer, self.dtype, self.precision, name=str(i))(x)
+        if isinstance(layer, ConvTranspose2D):
+            return ConvTranspose(layer, self.dtype, self.precision, name=str(i))(x)
+        if isinstance(layer, BatchNorm):
+            return TorchBatchNorm(layer, self.dtype, name=str(i))(x, training)
         if isinstance(layer, LeakyReLU):
             # x > 0 (not jax.nn.leaky_relu's x >= 0) so the gradient at 0 is the slope, as in torch.
             return jnp.where(x > 0, x, layer.slope * x)
@@ -73,8 +129,9 @@ class Sequential(nn.Module):
 
 
 class BF16Dense(nn.Module):
-    """The spec's bf16 matmul: operands and product bfloat16, bias float32 (``nn.Dense(dtype=
-    bfloat16)`` would add the bias in bfloat16 too). Same parameter names as ``nn.Dense``."""
+    """The spec's bf16 matmul (see :func:`product`): operands and product bfloat16, bias float32
+    (``nn.Dense(dtype=bfloat16)`` would add the bias in bfloat16 too). Same parameter names as
+    ``nn.Dense``."""
 
     units: int
     use_bias: bool
@@ -83,19 +140,158 @@ class BF16Dense(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.zeros, (x.shape[-1], self.units), self.dtype)
-        y = jnp.dot(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)).astype(self.dtype)
+        y = product(dot, x, kernel, "bf16")
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.units,), self.dtype)
         return y
 
 
-def make_adam(spec: AdamSpec) -> optax.GradientTransformation:
-    """torch.optim.Adam: optax's adam has the same form (eps outside the sqrt, eps_root=0);
-    torch's L2 weight decay is adding ``wd * p`` to the gradient before it."""
-    adam = optax.adam(spec.lr, b1=spec.beta1, b2=spec.beta2, eps=spec.eps, eps_root=0.0)
+class Conv(nn.Module):
+    """:class:`~gan_backends.spec.Conv2D`: the spec's explicit zero padding (never Flax's
+    'SAME', which agrees only by convention), a strided correlation, then the bias."""
+
+    layer: Conv2D
+    dtype: Any
+    precision: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        spec = self.layer
+        shape = spec.param_shapes(x.shape[1:])
+        kernel = self.param("kernel", nn.initializers.zeros, shape["kernel"], self.dtype)
+        stride, pads = (spec.stride, spec.stride), spec.pads(x.shape[1:])
+
+        def conv(lhs: jax.Array, rhs: jax.Array, precision: Any, out: Any) -> jax.Array:
+            return jax.lax.conv_general_dilated(
+                lhs, rhs, stride, pads, dimension_numbers=IMAGE_DIMS, precision=precision, preferred_element_type=out
+            )
+
+        y = product(conv, x, kernel, self.precision)
+        if spec.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, shape["bias"], self.dtype)
+        return y
+
+
+class ConvTranspose(nn.Module):
+    """:class:`~gan_backends.spec.ConvTranspose2D`: ``lax.conv_transpose`` with
+    ``transpose_kernel=True`` takes the canonical ``(kh, kw, out, in)`` kernel as it is (read as
+    HWIO of the forward conv). Its explicit padding pairs act on the stride-dilated input, so
+    ``k - 1 - crop`` per side gives the full output with the spec's crops in one op; a negative
+    crop (output_padding) pads more, a crop beyond ``k - 1`` is a negative padding (XLA crops)."""
+
+    layer: ConvTranspose2D
+    dtype: Any
+    precision: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        spec = self.layer
+        shape = spec.param_shapes(x.shape[1:])
+        kernel = self.param("kernel", nn.initializers.zeros, shape["kernel"], self.dtype)
+        k = spec.kernel
+        pads = tuple((k - 1 - lo, k - 1 - hi) for lo, hi in spec.crops(x.shape[1:]))
+
+        def conv_t(lhs: jax.Array, rhs: jax.Array, precision: Any, out: Any) -> jax.Array:
+            return jax.lax.conv_transpose(
+                lhs,
+                rhs,
+                (spec.stride, spec.stride),
+                pads,
+                dimension_numbers=IMAGE_DIMS,
+                transpose_kernel=True,
+                precision=precision,
+                preferred_element_type=out,
+            )
+
+        y = product(conv_t, x, kernel, self.precision)
+        if spec.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, shape["bias"], self.dtype)
+        return y
+
+
+class TorchBatchNorm(nn.Module):
+    """:class:`~gan_backends.spec.BatchNorm` exactly as the spec writes it. Not ``nn.BatchNorm``:
+    that one stores the biased variance only (torch's is unbiased) and normalises as
+    ``(x - mean) * rsqrt(var + eps)``. Statistics over every axis but the channels, two-pass
+    variance. Running statistics change only when ``batch_stats`` is mutable (``train_step``)."""
+
+    layer: BatchNorm
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array, training: bool) -> jax.Array:
+        channels = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (channels,), self.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (channels,), self.dtype)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (channels,), self.dtype)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, (channels,), self.dtype)
+        if not training:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean), axis=axes)
+            if self.is_mutable_collection("batch_stats"):
+                self._update(ra_mean, ra_var, mean, var, x.size // channels)
+        return (x - mean) / jnp.sqrt(var + self.layer.eps) * scale + bias
+
+    def _update(self, ra_mean: Any, ra_var: Any, mean: jax.Array, var: jax.Array, n: int) -> None:
+        if self.layer.running_var == "unbiased":
+            if n < 2:
+                raise ValueError(f"BatchNorm with running_var='unbiased' needs more than 1 value per channel, got {n}")
+            var = var * n / (n - 1)
+        momentum = self.layer.momentum
+        ra_mean.value = (1.0 - momentum) * ra_mean.value + momentum * mean
+        ra_var.value = (1.0 - momentum) * ra_var.value + momentum * var
+
+
+# -- optimisers -------------------------------------------------------------------------------
+
+
+class StepCount(NamedTuple):
+    steps: jax.Array
+
+
+def count_steps() -> optax.GradientTransformation:
+    """Counts updates (RMSprop and SGD keep no count of their own); leaves updates alone."""
+    return optax.GradientTransformation(
+        lambda params: StepCount(jnp.zeros([], jnp.int32)),
+        lambda updates, state, params=None: (updates, StepCount(state.steps + 1)),
+    )
+
+
+def make_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
+    """The torch-form optimiser of ``spec`` from optax parts, then a step counter. torch's L2
+    weight decay is ``add_decayed_weights`` first (adding ``wd * p`` to the gradient).
+
+    - Adam: optax's adam has torch's form (eps outside the sqrt, eps_root=0).
+    - RMSprop: ``scale_by_rms``/``scale_by_stddev`` with eps outside the root and v starting at
+      0, then ``trace`` (the momentum buffer ``b <- m b + g / d``), then ``-lr``. ``optax.rmsprop``
+      puts the trace after the lr, so its trace is ``lr * b``; in this order it is torch's
+      ``momentum_buffer`` itself.
+    - SGD: ``optax.sgd``'s trace is torch's ``momentum_buffer`` (both start at 0, dampening 0).
+    """
+    if isinstance(spec, AdamSpec):
+        tx = optax.adam(spec.lr, b1=spec.beta1, b2=spec.beta2, eps=spec.eps, eps_root=0.0)
+    elif isinstance(spec, RMSpropSpec):
+        rms = optax.scale_by_stddev if spec.centered else optax.scale_by_rms
+        parts = [rms(decay=spec.alpha, eps=spec.eps, initial_scale=0.0, eps_in_sqrt=False)]
+        if spec.momentum:
+            parts.append(optax.trace(decay=spec.momentum))
+        tx = optax.chain(*parts, optax.scale_by_learning_rate(spec.lr))
+    elif isinstance(spec, SGDSpec):
+        tx = optax.sgd(spec.lr, momentum=spec.momentum or None, nesterov=spec.nesterov)
+    else:  # pragma: no cover - the spec validates optimiser types
+        raise NotImplementedError(f"jax backend has no optimiser {spec!r}")
     if spec.weight_decay:
-        return optax.chain(optax.add_decayed_weights(spec.weight_decay), adam)
-    return adam
+        tx = optax.chain(optax.add_decayed_weights(spec.weight_decay), tx)
+    return optax.chain(tx, count_steps())
+
+
+def optax_slot_fields(spec: OptimizerSpec) -> dict[str, str]:
+    """Canonical slot -> the optax state field holding it (see ``make_optimizer``)."""
+    names = {"m": "mu", "v": "nu"} if isinstance(spec, AdamSpec) else {"v": "nu", "grad_avg": "mu", "momentum": "trace"}
+    return {slot: names[slot] for slot in optimizer_slots(spec)}
 
 
 class TrainState(NamedTuple):
@@ -103,6 +299,8 @@ class TrainState(NamedTuple):
     d_params: Any
     g_opt: Any
     d_opt: Any
+    g_stats: Any
+    d_stats: Any
 
 
 def select_device(requested: str | None) -> jax.Device:
@@ -116,6 +314,11 @@ def select_device(requested: str | None) -> jax.Device:
 
 def describe_device(device: jax.Device) -> str:
     return f"{device.platform}:{device.id} ({device.device_kind})"
+
+
+def sq_norms(g: jax.Array) -> jax.Array:
+    """Per-sample squared norm over every axis but the batch."""
+    return jnp.sum(jnp.square(g), axis=tuple(range(1, g.ndim)))
 
 
 class JaxBackend(Backend):
@@ -137,22 +340,28 @@ class JaxBackend(Backend):
         precision = {
             "highest": jax.lax.Precision.HIGHEST,
             "tf32": jax.lax.Precision.DEFAULT,
-            "bf16": "bf16",  # marker: Sequential builds BF16Dense
+            "bf16": "bf16",  # marker: Dense and convolutions round to bfloat16
         }[spec.numerics.matmul_precision]
         self.G = Sequential(spec.generator, self._jnp_dtype, precision)
         self.D = Sequential(spec.discriminator, self._jnp_dtype, precision)
-        self.g_tx = make_adam(spec.g_optimizer)
-        self.d_tx = make_adam(spec.d_optimizer)
+        self.g_tx = make_optimizer(spec.g_optimizer)
+        self.d_tx = make_optimizer(spec.d_optimizer)
         wrap = (lambda fn, **kw: jax.jit(fn, **kw)) if self.mode == "jit" else (lambda fn, **kw: fn)
         # State donation lets XLA update in place; the CPU runtime cannot reuse donated
         # buffers and would only warn, so donate on accelerators alone.
         donate = (0,) if self._device.platform != "cpu" else ()
-        self._generate = wrap(lambda p, z: self.G.apply({"params": p}, z))
-        self._discriminate = wrap(lambda p, x: self.D.apply({"params": p}, x))
+        self._generate = wrap(lambda p, s, z: self.G.apply({"params": p, "batch_stats": s}, z))
+        self._discriminate = wrap(lambda p, s, x: self.D.apply({"params": p, "batch_stats": s}, x))
+        # The per-layer view is diagnostic and called once per input: op by op, as compiling one
+        # more program per network and mode costs seconds (values agree with jit to rounding).
+        self._activations = {net: functools.partial(self._activations_impl, net) for net in NETWORKS}
         self._loss_terms = wrap(self._loss_terms_impl)
         self._loss_and_grads = wrap(self._loss_and_grads_impl)
         self._train_step = wrap(self._train_step_impl, donate_argnums=donate)
-        self.set_params(params)
+        buffers = init_buffers(spec)
+        self.state = self._fresh_state(
+            params, self._stats_to_flax(buffers, "generator"), self._stats_to_flax(buffers, "discriminator")
+        )
 
     @classmethod
     def enable_float64(cls) -> None:
@@ -172,20 +381,33 @@ class JaxBackend(Backend):
     def device(self) -> str:
         return describe_device(self._device)
 
-    # -- parameters ----------------------------------------------------------------------
+    # -- parameters and buffers ----------------------------------------------------------
+    def _put(self, value: np.ndarray) -> jax.Array:
+        return jax.device_put(jnp.asarray(np.asarray(value, dtype=self.dtype)), self._device)
+
     def _to_flax(self, params: ParamTree, net: str) -> dict:
         tree: dict[str, dict[str, jax.Array]] = {}
         for name, value in params.items():
             owner, idx, short = name.split(".")
             if owner == net:
-                array = jnp.asarray(np.asarray(value, dtype=self.dtype))
-                tree.setdefault(idx, {})[short] = jax.device_put(array, self._device)
+                tree.setdefault(idx, {})[short] = self._put(value)
         return tree
 
-    def set_params(self, params: ParamTree) -> None:
+    def _stats_to_flax(self, buffers: ParamTree, net: str) -> dict:
+        return {
+            idx: {BUFFER_NAMES[short]: value for short, value in sub.items()}
+            for idx, sub in self._to_flax(buffers, net).items()
+        }
+
+    def _fresh_state(self, params: ParamTree, g_stats: dict, d_stats: dict) -> TrainState:
         g, d = self._to_flax(params, "generator"), self._to_flax(params, "discriminator")
-        self.state = TrainState(g, d, self.g_tx.init(g), self.d_tx.init(d))
         self._names = list(params)
+        # Committed to the device, as every step's output is: jit would otherwise compile the
+        # step twice (uncommitted optimiser zeros first, committed arrays from then on).
+        return jax.device_put(TrainState(g, d, self.g_tx.init(g), self.d_tx.init(d), g_stats, d_stats), self._device)
+
+    def set_params(self, params: ParamTree) -> None:
+        self.state = self._fresh_state(params, self.state.g_stats, self.state.d_stats)
 
     @staticmethod
     def _from_flax(tree: dict, net: str) -> ParamTree:
@@ -193,98 +415,208 @@ class JaxBackend(Backend):
 
     def _canonical(self, g_tree: dict, d_tree: dict) -> ParamTree:
         flat = {**self._from_flax(g_tree, "generator"), **self._from_flax(d_tree, "discriminator")}
-        return {name: flat[name] for name in self._names}
+        return {name: flat[name] for name in self._names if name in flat}
 
     def get_params(self) -> ParamTree:
         return self._canonical(self.state.g_params, self.state.d_params)
 
-    def get_optimizer_state(self) -> OptimizerState:
-        # optax.adam's state is ScaleByAdamState(count, mu, nu), found by field name so that a
-        # chain (weight decay first) is handled the same way.
-        get = optax.tree_utils.tree_get
-        g, d = self.state.g_opt, self.state.d_opt
-        return OptimizerState(
-            {"generator": int(get(g, "count")), "discriminator": int(get(d, "count"))},
-            {"m": self._canonical(get(g, "mu"), get(d, "mu")), "v": self._canonical(get(g, "nu"), get(d, "nu"))},
+    def get_buffers(self) -> ParamTree:
+        canonical = {flax_name: name for name, flax_name in BUFFER_NAMES.items()}
+        flat = {
+            f"{net}.{idx}.{canonical[short]}": np.asarray(v)
+            for net, stats in (("generator", self.state.g_stats), ("discriminator", self.state.d_stats))
+            for idx, sub in stats.items()
+            for short, v in sub.items()
+        }
+        return {name: flat[name] for name in buffer_shapes(self.spec)}
+
+    def set_buffers(self, buffers: ParamTree) -> None:
+        expected = buffer_shapes(self.spec)
+        problems = [f"missing {n}" for n in expected if n not in buffers]
+        problems += [f"unexpected buffer {n}" for n in buffers if n not in expected]
+        problems += [
+            f"{n}: expected shape {s}, got {tuple(buffers[n].shape)}"
+            for n, s in expected.items()
+            if n in buffers and tuple(buffers[n].shape) != s
+        ]
+        if problems:
+            raise ValueError(f"buffers do not fit spec {self.spec.name!r}: " + "; ".join(problems))
+        self.state = self.state._replace(
+            g_stats=self._stats_to_flax(buffers, "generator"), d_stats=self._stats_to_flax(buffers, "discriminator")
         )
 
+    def _optimizers(self) -> tuple[tuple[str, OptimizerSpec, Any], ...]:
+        return (
+            ("generator", self.spec.g_optimizer, self.state.g_opt),
+            ("discriminator", self.spec.d_optimizer, self.state.d_opt),
+        )
+
+    def get_optimizer_state(self) -> OptimizerState:
+        # Slots are found by optax field name (tree_get), so chains (weight decay first, the
+        # step counter last) are handled the same way.
+        get = optax.tree_utils.tree_get
+        steps, slots = {}, {}
+        for net, spec, opt in self._optimizers():
+            steps[net] = int(get(opt, "steps"))
+            for slot, field in optax_slot_fields(spec).items():
+                slots.setdefault(slot, {}).update(self._from_flax(get(opt, field), net))
+        ordered = {slot: {n: tree[n] for n in self._names if n in tree} for slot, tree in slots.items()}
+        return OptimizerState(steps, ordered)
+
     def set_optimizer_state(self, state: OptimizerState) -> None:
-        put = optax.tree_utils.tree_set
-        g_opt, d_opt = self.state.g_opt, self.state.d_opt
-        for net in ("generator", "discriminator"):
-            opt = g_opt if net == "generator" else d_opt
-            count = optax.tree_utils.tree_get(opt, "count")
-            new = put(
-                opt,
-                count=jax.device_put(jnp.asarray(state.steps[net], dtype=count.dtype), self._device),
-                mu=self._to_flax(state.slots["m"], net),
-                nu=self._to_flax(state.slots["v"], net),
-            )
-            g_opt, d_opt = (new, d_opt) if net == "generator" else (g_opt, new)
-        self.state = self.state._replace(g_opt=g_opt, d_opt=d_opt)
+        new = {}
+        for net, spec, opt in self._optimizers():
+            values: dict[str, Any] = {"steps": self._count(opt, "steps", state.steps[net])}
+            if optax.tree_utils.tree_get(opt, "count") is not None:  # Adam's bias-correction count
+                values["count"] = self._count(opt, "count", state.steps[net])
+            for slot, field in optax_slot_fields(spec).items():
+                tree = {n: v for n, v in state.slots.get(slot, {}).items() if n.split(".")[0] == net}
+                names = [n for n in self._names if n.split(".")[0] == net]
+                if sorted(tree) != sorted(names):
+                    raise ValueError(
+                        f"optimizer state: slot {slot!r} of the {net} ({spec.name}) must hold {len(names)} "
+                        f"parameters, got {sorted(tree)[:4]}{'...' if len(tree) > 4 else ''}"
+                    )
+                values[field] = self._to_flax(tree, net)
+            new[net] = jax.device_put(optax.tree_utils.tree_set(opt, **values), self._device)
+        self.state = self.state._replace(g_opt=new["generator"], d_opt=new["discriminator"])
 
-    def activations(self, net: str, x: np.ndarray) -> list[np.ndarray]:
-        module, params = (self.G, self.state.g_params) if net == "generator" else (self.D, self.state.d_params)
-        return [np.asarray(h) for h in module.apply({"params": params}, self._array(x), True)]
+    def _count(self, opt: Any, field: str, value: int) -> jax.Array:
+        dtype = optax.tree_utils.tree_get(opt, field).dtype
+        return jax.device_put(jnp.asarray(value, dtype=dtype), self._device)
 
-    # -- computation ---------------------------------------------------------------------
+    # -- network calls -------------------------------------------------------------------
+    def _call(
+        self, net: str, params: dict, stats: dict, x: jax.Array, training: bool, update: bool = False
+    ) -> tuple[jax.Array, dict]:
+        """One network call; with ``update`` (training only) its BatchNorm running statistics
+        advance once and the new ones are returned, otherwise ``stats`` comes back unchanged."""
+        module = self.G if net == "generator" else self.D
+        variables = {"params": params, "batch_stats": stats}
+        if update:
+            y, mutated = module.apply(variables, x, True, mutable=["batch_stats"])
+            return y, mutated.get("batch_stats", stats)
+        return module.apply(variables, x, training), stats
+
+    def _activations_impl(self, net: str, params: dict, stats: dict, x: jax.Array, training: bool) -> list:
+        module = self.G if net == "generator" else self.D
+        return module.apply({"params": params, "batch_stats": stats}, x, training, True)
+
+    def activations(self, net: str, x: np.ndarray, training: bool = False) -> list[np.ndarray]:
+        params, stats = (
+            (self.state.g_params, self.state.g_stats)
+            if net == "generator"
+            else (self.state.d_params, self.state.d_stats)
+        )
+        return [np.asarray(h) for h in self._activations[net](params, stats, self._array(x), bool(training))]
+
     def _array(self, array: np.ndarray) -> jax.Array:
         return jax.device_put(self._as_input(array), self._device)
 
     def generate(self, z: np.ndarray) -> np.ndarray:
-        return np.asarray(self._generate(self.state.g_params, self._array(z)))
+        return np.asarray(self._generate(self.state.g_params, self.state.g_stats, self._array(z)))
 
     def discriminate(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._discriminate(self.state.d_params, self._array(x)))
+        return np.asarray(self._discriminate(self.state.d_params, self.state.d_stats, self._array(x)))
 
-    def _d_loss(self, d_params, g_params, real, z):
-        fake = jax.lax.stop_gradient(self.G.apply({"params": g_params}, z))
-        terms = discriminator_loss(
-            self.loss_ops,
-            self.D.apply({"params": d_params}, real),
-            self.D.apply({"params": d_params}, fake),
-            self.spec.loss,
-        )
-        return terms["d_loss"], terms
+    # -- losses --------------------------------------------------------------------------
+    def _penalty(self, d_params: dict, d_stats: dict, real: jax.Array, fake: jax.Array, alpha: Any) -> jax.Array:
+        """The gradient penalty; the input gradient comes from ``jax.grad`` inside the loss, so
+        differentiating the loss w.r.t. D's parameters is the true second-order gradient. The
+        penalty's D calls are in training mode and update nothing (the spec keeps BatchNorm out
+        of a penalised critic)."""
+        loss = self.spec.loss
+        if loss.penalty == "none":
+            return jnp.zeros((), self._jnp_dtype)
+        if loss.penalty == "wgan_gp":
+            a = alpha.reshape(-1, *([1] * (real.ndim - 1)))
+            x = a * real + (1.0 - a) * fake
+        else:  # r1, at the real data
+            x = real
 
-    def _g_loss(self, g_params, d_params, z):
-        return generator_loss(
-            self.loss_ops, self.D.apply({"params": d_params}, self.G.apply({"params": g_params}, z)), self.spec.loss
-        )
+        def d_sum(inputs: jax.Array) -> jax.Array:
+            return jnp.sum(self._call("discriminator", d_params, d_stats, inputs, True)[0])
 
-    def _loss_and_grads_impl(self, state: TrainState, real, z):
-        (_, terms), d_grads = jax.value_and_grad(self._d_loss, has_aux=True)(state.d_params, state.g_params, real, z)
-        g_loss, g_grads = jax.value_and_grad(self._g_loss)(state.g_params, state.d_params, z)
+        return gradient_penalty(self.loss_ops, sq_norms(jax.grad(d_sum)(x)), loss)
+
+    def _d_loss(self, d_params, d_stats, real, fake, alpha, update: bool):
+        """D's loss on a fixed fake batch: ``D(real)`` then ``D(fake)``, then the penalty."""
+        l_real, d_stats = self._call("discriminator", d_params, d_stats, real, True, update)
+        l_fake, d_stats = self._call("discriminator", d_params, d_stats, fake, True, update)
+        penalty = self._penalty(d_params, d_stats, real, fake, alpha)
+        terms = discriminator_loss(self.loss_ops, l_real, l_fake, self.spec.loss, penalty)
+        return terms["d_loss"], (terms, d_stats)
+
+    def _g_loss(self, g_params, g_stats, d_params, d_stats, z, update: bool):
+        fake, g_stats = self._call("generator", g_params, g_stats, z, True, update)
+        logits, d_stats = self._call("discriminator", d_params, d_stats, fake, True, update)
+        return generator_loss(self.loss_ops, logits, self.spec.loss), (g_stats, d_stats)
+
+    def _fake(self, g_params, g_stats, z, update: bool):
+        fake, g_stats = self._call("generator", g_params, g_stats, z, True, update)
+        return jax.lax.stop_gradient(fake), g_stats
+
+    def _loss_and_grads_impl(self, state: TrainState, real, z, alpha):
+        fake, _ = self._fake(state.g_params, state.g_stats, z, False)
+        d_grad = jax.value_and_grad(self._d_loss, has_aux=True)
+        (_, (terms, _)), d_grads = d_grad(state.d_params, state.d_stats, real, fake, alpha, False)
+        g_grad = jax.value_and_grad(self._g_loss, has_aux=True)
+        (g_loss, _), g_grads = g_grad(state.g_params, state.g_stats, state.d_params, state.d_stats, z, False)
         return {**terms, "g_loss": g_loss}, g_grads, d_grads
 
-    def _loss_terms_impl(self, state: TrainState, real, z):
-        _, terms = self._d_loss(state.d_params, state.g_params, real, z)
-        return {**terms, "g_loss": self._g_loss(state.g_params, state.d_params, z)}
+    def _loss_terms_impl(self, state: TrainState, real, z, alpha):
+        fake, _ = self._fake(state.g_params, state.g_stats, z, False)
+        _, (terms, _) = self._d_loss(state.d_params, state.d_stats, real, fake, alpha, False)
+        g_loss, _ = self._g_loss(state.g_params, state.g_stats, state.d_params, state.d_stats, z, False)
+        return {**terms, "g_loss": g_loss}
 
-    def loss_terms(self, real: np.ndarray, z: np.ndarray) -> dict[str, float]:
-        terms = self._loss_terms(self.state, self._array(real), self._array(z))
+    def _alpha(self, alpha: np.ndarray | None, batch: int) -> jax.Array | None:
+        if self.spec.loss.penalty != "wgan_gp":
+            return None
+        if alpha is None or np.shape(alpha) != (batch,):
+            got = None if alpha is None else np.shape(alpha)
+            raise ValueError(f"spec {self.spec.name!r} uses WGAN-GP and needs alpha of shape {(batch,)}, got {got}")
+        return self._array(alpha)
+
+    def loss_terms(self, real: np.ndarray, z: np.ndarray, alpha: np.ndarray | None = None) -> dict[str, float]:
+        terms = self._loss_terms(self.state, self._array(real), self._array(z), self._alpha(alpha, len(real)))
         return {k: float(v) for k, v in terms.items()}
 
-    def gradients(self, real: np.ndarray, z: np.ndarray) -> tuple[dict[str, float], ParamTree]:
-        terms, g_grads, d_grads = self._loss_and_grads(self.state, self._array(real), self._array(z))
+    def gradients(
+        self, real: np.ndarray, z: np.ndarray, alpha: np.ndarray | None = None
+    ) -> tuple[dict[str, float], ParamTree]:
+        terms, g_grads, d_grads = self._loss_and_grads(
+            self.state, self._array(real), self._array(z), self._alpha(alpha, len(real))
+        )
         return {k: float(v) for k, v in terms.items()}, self._canonical(g_grads, d_grads)
 
-    def _train_step_impl(self, state: TrainState, real, z_d, z_g) -> tuple[TrainState, dict]:
-        d_params, d_opt = state.d_params, state.d_opt
+    # -- training ------------------------------------------------------------------------
+    def _clip(self, d_params: dict) -> dict:
+        c = self.spec.loss.clip_value
+        return d_params if c is None else jax.tree.map(lambda p: jnp.clip(p, -c, c), d_params)
+
+    def _train_step_impl(self, state: TrainState, real, z_d, z_g, alpha) -> tuple[TrainState, dict]:
+        """The documented call order (docs/conv-gans.md): per D update G(z_d[i]), D(real[i]),
+        D(fake), penalty, D step, clipping; then G(z_g), D(G(z_g)), G step. Every call but the
+        penalty's updates its running statistics once."""
+        g_stats, d_params, d_stats, d_opt = state.g_stats, state.d_params, state.d_stats, state.d_opt
+        d_grad = jax.value_and_grad(self._d_loss, has_aux=True)
         for i in range(self.spec.n_critic):  # unrolled: n_critic is static
-            (_, terms), grads = jax.value_and_grad(self._d_loss, has_aux=True)(
-                d_params, state.g_params, real[i], z_d[i]
-            )
+            fake, g_stats = self._fake(state.g_params, g_stats, z_d[i], True)
+            a = None if alpha is None else alpha[i]
+            (_, (terms, d_stats)), grads = d_grad(d_params, d_stats, real[i], fake, a, True)
             updates, d_opt = self.d_tx.update(grads, d_opt, d_params)
-            d_params = optax.apply_updates(d_params, updates)
-        g_loss, grads = jax.value_and_grad(self._g_loss)(state.g_params, d_params, z_g)
+            d_params = self._clip(optax.apply_updates(d_params, updates))
+        g_grad = jax.value_and_grad(self._g_loss, has_aux=True)
+        (g_loss, (g_stats, d_stats)), grads = g_grad(state.g_params, g_stats, d_params, d_stats, z_g, True)
         updates, g_opt = self.g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
-        return TrainState(g_params, d_params, g_opt, d_opt), {**terms, "g_loss": g_loss}
+        return TrainState(g_params, d_params, g_opt, d_opt, g_stats, d_stats), {**terms, "g_loss": g_loss}
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         batch.validate(self.spec)
+        alpha = self._array(batch.alpha) if self.spec.loss.penalty == "wgan_gp" else None
         self.state, terms = self._train_step(
-            self.state, self._array(batch.real), self._array(batch.z_d), self._array(batch.z_g)
+            self.state, self._array(batch.real), self._array(batch.z_d), self._array(batch.z_g), alpha
         )
         return {k: float(v) for k, v in terms.items()}

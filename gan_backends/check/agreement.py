@@ -46,22 +46,27 @@ class CheckInputs:
     z: np.ndarray
     real: np.ndarray
     batches: tuple[TrainBatch, ...]
+    #: WGAN-GP's interpolation coefficients for the start gradients, ``(batch,)``; else None.
+    alpha: np.ndarray | None = None
 
     def astype(self, dtype: str) -> CheckInputs:
         """The same numbers in another dtype (float32 values upcast exactly to float64)."""
-        cast = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+        cast = lambda a: None if a is None else np.asarray(a, dtype=dtype)  # noqa: E731
         return CheckInputs(
             params={k: cast(v) for k, v in self.params.items()},
             z=cast(self.z),
             real=cast(self.real),
-            batches=tuple(TrainBatch(cast(b.real), cast(b.z_d), cast(b.z_g)) for b in self.batches),
+            batches=tuple(TrainBatch(cast(b.real), cast(b.z_d), cast(b.z_g), cast(b.alpha)) for b in self.batches),
+            alpha=cast(self.alpha),
         )
 
 
 def draw_inputs(spec: GANSpec, *, batch_size: int, steps: int, seed: int) -> CheckInputs:
-    """Parameters from ``seed``; noise ~ N(0, 1); "real" data ~ U(-1, 1), the tanh range."""
+    """Parameters from ``seed``; noise ~ N(0, 1); "real" data ~ U(-1, 1), the tanh range;
+    WGAN-GP's interpolation coefficients ~ U(0, 1) (drawn only for that penalty)."""
     rng = np.random.default_rng([seed, 1])
     dtype = np.dtype(spec.numerics.dtype)
+    gp = spec.loss.penalty == "wgan_gp"
 
     def noise(*lead: int) -> np.ndarray:
         return rng.standard_normal((*lead, batch_size, spec.latent_dim)).astype(dtype)
@@ -69,10 +74,16 @@ def draw_inputs(spec: GANSpec, *, batch_size: int, steps: int, seed: int) -> Che
     def data(*lead: int) -> np.ndarray:
         return rng.uniform(-1.0, 1.0, (*lead, batch_size, *spec.data_shape)).astype(dtype)
 
+    def alpha(*lead: int) -> np.ndarray | None:
+        return rng.uniform(0.0, 1.0, (*lead, batch_size)).astype(dtype) if gp else None
+
     # The start inputs are drawn before the batches: they must not depend on the step count.
-    z, real = noise(), data()
-    batches = tuple(TrainBatch(real=data(spec.n_critic), z_d=noise(spec.n_critic), z_g=noise()) for _ in range(steps))
-    return CheckInputs(params=init_params(spec, seed), z=z, real=real, batches=batches)
+    z, real, start_alpha = noise(), data(), alpha()
+    batches = tuple(
+        TrainBatch(real=data(spec.n_critic), z_d=noise(spec.n_critic), z_g=noise(), alpha=alpha(spec.n_critic))
+        for _ in range(steps)
+    )
+    return CheckInputs(params=init_params(spec, seed), z=z, real=real, batches=batches, alpha=start_alpha)
 
 
 @dataclass
@@ -154,7 +165,7 @@ def collect_values(backend: Backend, inputs: CheckInputs) -> Quantities:
     out["G(z)"] = ("value", fake)
     out["D(x)"] = ("value", backend.discriminate(inputs.real))
     out["D(G(z))"] = ("value", backend.discriminate(fake))
-    terms, grads = backend.gradients(inputs.real, inputs.z)
+    terms, grads = backend.gradients(inputs.real, inputs.z, inputs.alpha)
     for term in LOSS_TERMS:
         out[f"loss {term}"] = ("loss", np.asarray(terms[term]))
     for name, grad in grads.items():
@@ -290,6 +301,24 @@ def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> lis
                 limits[worst],
                 passed,
                 note,
+            )
+        )
+    buffers = run.buffers.get(name)
+    if buffers is not None and buffers.rel:
+        # Running statistics are batch means/variances of activations: judged as values.
+        worst = max(
+            range(len(buffers.rel)), key=lambda k: buffers.rel[k] if math.isfinite(buffers.rel[k]) else math.inf
+        )
+        passed = len(buffers.rel) == run.steps and all(math.isfinite(r) and r <= tol.value for r in buffers.rel)
+        rows.append(
+            Row(
+                f"BatchNorm running statistics, worst step ({worst + 1})",
+                "value",
+                buffers.rel[worst],
+                buffers.max_abs[worst],
+                tol.value,
+                passed,
+                buffers.note,
             )
         )
     return rows

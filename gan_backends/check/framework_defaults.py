@@ -29,15 +29,36 @@ import numpy as np
 from ..backends import Backend, get_backend
 from ..losses import LossOps
 from ..params import init_params
-from ..spec import AdamSpec, GANSpec, InitSpec, LeakyReLU
+from ..spec import AdamSpec, BatchNorm, GANSpec, InitSpec, LeakyReLU
 from .agreement import draw_inputs
 from .measures import compare, flatten_networks
 
 #: Each framework's own defaults for the values a spec states explicitly.
+#: BatchNorm as (momentum, eps) in torch's convention (momentum = weight of the NEW statistic):
+#: Keras' BatchNormalization(momentum=0.99, epsilon=1e-3), Flax's BatchNorm(momentum=0.99,
+#: epsilon=1e-5) keep 0.99 of the OLD value.
 FRAMEWORK_DEFAULTS: dict[str, dict[str, object]] = {
-    "torch": {"leaky_relu_slope": 0.01, "adam_eps": 1e-8, "init": "torch_default", "bce": "BCELoss"},
-    "tensorflow": {"leaky_relu_slope": 0.3, "adam_eps": 1e-7, "init": "glorot_uniform", "bce": "BinaryCrossentropy"},
-    "jax": {"leaky_relu_slope": 0.01, "adam_eps": 1e-8, "init": "lecun_normal", "bce": "logits"},
+    "torch": {
+        "leaky_relu_slope": 0.01,
+        "adam_eps": 1e-8,
+        "batchnorm": (0.1, 1e-5),
+        "init": "torch_default",
+        "bce": "BCELoss",
+    },
+    "tensorflow": {
+        "leaky_relu_slope": 0.3,
+        "adam_eps": 1e-7,
+        "batchnorm": (0.01, 1e-3),
+        "init": "glorot_uniform",
+        "bce": "BinaryCrossentropy",
+    },
+    "jax": {
+        "leaky_relu_slope": 0.01,
+        "adam_eps": 1e-8,
+        "batchnorm": (0.01, 1e-5),
+        "init": "lecun_normal",
+        "bce": "logits",
+    },
 }
 
 #: The loss primitives of each framework's default BCE (on probabilities), where it is not on logits.
@@ -61,10 +82,21 @@ def _with_slope(spec: GANSpec, slope: float) -> GANSpec:
 
 
 def _with_eps(spec: GANSpec, eps: float) -> GANSpec:
-    def set_eps(opt: AdamSpec) -> AdamSpec:
-        return dataclasses.replace(opt, eps=eps)
+    def set_eps(opt):
+        return dataclasses.replace(opt, eps=eps) if isinstance(opt, AdamSpec) else opt
 
     return spec.replace(g_optimizer=set_eps(spec.g_optimizer), d_optimizer=set_eps(spec.d_optimizer))
+
+
+def _with_batchnorm(spec: GANSpec, momentum_eps: tuple[float, float]) -> GANSpec:
+    momentum, eps = momentum_eps
+
+    def swap(layers):
+        return tuple(
+            dataclasses.replace(x, momentum=momentum, eps=eps) if isinstance(x, BatchNorm) else x for x in layers
+        )
+
+    return spec.replace(generator=swap(spec.generator), discriminator=swap(spec.discriminator))
 
 
 def _with_init(spec: GANSpec, scheme: str) -> GANSpec:
@@ -74,6 +106,7 @@ def _with_init(spec: GANSpec, scheme: str) -> GANSpec:
 APPLY: dict[str, Callable[[GANSpec, object], GANSpec]] = {
     "leaky_relu_slope": _with_slope,  # type: ignore[dict-item]
     "adam_eps": _with_eps,  # type: ignore[dict-item]
+    "batchnorm": _with_batchnorm,  # type: ignore[dict-item]
     "init": _with_init,  # type: ignore[dict-item]
 }
 
@@ -84,7 +117,11 @@ def spec_value(spec: GANSpec, key: str) -> object | None:
         slopes = {x.slope for x in (*spec.generator, *spec.discriminator) if isinstance(x, LeakyReLU)}
         return slopes.pop() if len(slopes) == 1 else (sorted(slopes) if slopes else None)
     if key == "adam_eps":
-        return spec.g_optimizer.eps
+        adams = {o.eps for o in (spec.g_optimizer, spec.d_optimizer) if isinstance(o, AdamSpec)}
+        return adams.pop() if len(adams) == 1 else (sorted(adams) if adams else None)
+    if key == "batchnorm":
+        norms = {(x.momentum, x.eps) for x in (*spec.generator, *spec.discriminator) if isinstance(x, BatchNorm)}
+        return norms.pop() if len(norms) == 1 else (sorted(norms) if norms else None)
     if key == "bce":  # only the cross-entropy losses have a BCE to get wrong
         return "logits" if spec.loss.name in ("minimax", "non_saturating") else None
     return spec.init.scheme

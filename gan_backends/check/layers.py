@@ -39,8 +39,12 @@ def layer_inputs(z: np.ndarray, real: np.ndarray) -> dict[str, np.ndarray]:
     return {"generator": z, "discriminator": real}
 
 
-def collect_activations(backend: Backend, inputs: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    return {net: backend.activations(net, x) for net, x in inputs.items()}
+def collect_activations(
+    backend: Backend, inputs: dict[str, np.ndarray], training: bool = True
+) -> dict[str, list[np.ndarray]]:
+    """Every layer's output. In training mode by default: BatchNorm then normalises with the
+    batch statistics that training uses (fresh running statistics would make it ~identity)."""
+    return {net: backend.activations(net, x, training=training) for net, x in inputs.items()}
 
 
 def compare_layers(

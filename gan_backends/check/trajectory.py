@@ -82,6 +82,9 @@ class LockStep:
     #: ``control[name][net][k]``: at a step whose float32 update missed ``explain_above``, the
     #: same backend's float64 update from the same state, against the reference (rel error).
     control: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    #: ``buffers[name]``: BatchNorm running statistics after each step against the reference's
+    #: (empty series when the spec has none).
+    buffers: dict[str, Series] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: str = ""
 
@@ -185,9 +188,10 @@ def lock_step(
         floor={net: [] for net in NETWORKS},
         control={n: {net: {} for net in NETWORKS} for n in controls},
     )
+    run.buffers = {n: Series() for n in backends}
     live = dict(backends)
     for k, batch in enumerate(batches):
-        params, opt_state = source.get_params(), source.get_optimizer_state()
+        params, opt_state, buffers = source.get_params(), source.get_optimizer_state(), source.get_buffers()
         before = flatten_networks(params)
         try:
             source.train_step(batches64[k])
@@ -195,6 +199,7 @@ def lock_step(
             run.skipped = f"the {source.name} reference failed at step {k + 1}: {type(exc).__name__}: {exc}"
             break
         after = flatten_networks(source.get_params())
+        buffers_ref = source.get_buffers()
         delta_ref = {net: after[net] - before[net] for net in NETWORKS}
         dtypes = {np.dtype(b.dtype) for b in live.values()} or {np.dtype(np.float64)}
         coarsest = max(dtypes, key=lambda d: np.finfo(d).eps)
@@ -202,15 +207,13 @@ def lock_step(
             run.floor[net].append(update_floor(after[net], delta_ref[net], coarsest))
         for name, backend in live.items():
             try:
-                cast = {k2: np.asarray(v, dtype=backend.dtype) for k2, v in params.items()}
-                backend.set_params(cast)
-                backend.set_optimizer_state(opt_state.astype(backend.dtype))
-                start = flatten_networks(cast)
-                backend.train_step(batch)
-                end = flatten_networks(backend.get_params())
+                start = flatten_networks(_cast(params, backend.dtype))
+                end, buffers_after = _step_from(backend, params, opt_state, buffers, batch)
             except Exception as exc:
                 run.failed.setdefault(name, f"lock-step failed: {type(exc).__name__}: {exc}")
                 continue
+            if buffers_ref:
+                run.buffers[name].add(compare(_concat(buffers_after), _concat(buffers_ref), (name, source.name)))
             for net in NETWORKS:
                 # What an exact update stores in the backend's dtype: the rounding of p + Δ is
                 # then no disagreement, only a different Δ is.
@@ -218,19 +221,35 @@ def lock_step(
                 run.update[name][net].add(compare(end[net] - start[net], stored, (name, source.name)))
             rels = [run.update[name][net].rel[-1] for net in NETWORKS]
             if name in controls and not all(r <= explain_above.get(name, np.inf) for r in rels):
-                _control_step(run, name, controls[name], params, opt_state, batches64[k], before, delta_ref, k)
+                state = (params, opt_state, buffers)
+                _control_step(run, name, controls[name], state, batches64[k], before, delta_ref, k)
         live = {n: b for n, b in live.items() if n not in run.failed}
         if on_step:
             on_step(k + 1)
     return run
 
 
-def _control_step(run: LockStep, name: str, control: Backend, params, opt_state, batch64, before, delta_ref, k) -> None:
+def _cast(tree: dict[str, np.ndarray], dtype: np.dtype) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=dtype) for k, v in tree.items()}
+
+
+def _concat(tree: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.ravel(tree[k]) for k in sorted(tree)]) if tree else np.zeros(0)
+
+
+def _step_from(backend: Backend, params, opt_state, buffers, batch: TrainBatch) -> tuple[dict, dict]:
+    """Set ``backend`` to a state (cast to its dtype), take one step; its parameters per network
+    and its buffers after."""
+    backend.set_params(_cast(params, backend.dtype))
+    backend.set_optimizer_state(opt_state.astype(backend.dtype))
+    backend.set_buffers(_cast(buffers, backend.dtype))
+    backend.train_step(batch)
+    return flatten_networks(backend.get_params()), backend.get_buffers()
+
+
+def _control_step(run: LockStep, name: str, control: Backend, state, batch64, before, delta_ref, k) -> None:
     try:
-        control.set_params(params)
-        control.set_optimizer_state(opt_state)
-        control.train_step(batch64)
-        end = flatten_networks(control.get_params())
+        end, _ = _step_from(control, *state, batch64)
     except Exception as exc:
         run.failed.setdefault(name, f"float64 lock-step failed: {type(exc).__name__}: {exc}")
         return
