@@ -19,6 +19,9 @@ def summarize(path: str) -> list[str]:
     report = json.load(open(path))
     devices = {b["name"]: f"{b['device']} ({b['mode']}, {b['dtype']})" for b in report["backends"]}
     numerics = report["spec"]["numerics"]
+    loss = report["spec"]["loss"]
+    loss_name = loss["name"] + ("" if loss.get("penalty", "none") == "none" else f"+{loss['penalty']}")
+    loss_name += f" clip {loss['clip_value']}" if loss.get("clip_value") else ""
     lines = []
     for pair in report["pairs"]:
         worst: dict[str, float] = defaultdict(float)
@@ -36,14 +39,15 @@ def summarize(path: str) -> list[str]:
             " (kinks judged by own float32 error)" if drift_judged else ""
         )
         lines.append(
-            f"| {pair['a']} vs {pair['b']} | {devices[pair['a']]} | {numerics['dtype']}/{numerics['matmul_precision']}"
+            f"| {report['spec']['name']} {loss_name} | {pair['a']} vs {pair['b']} | {devices[pair['a']]}"
+            f" | {numerics['dtype']}/{numerics['matmul_precision']}"
             f" | {cells} | {verdict} |"
         )
     return lines
 
 
 if __name__ == "__main__":
-    print("| pair | device of the first | dtype/precision | " + " | ".join(COLUMNS) + " | verdict |")
-    print("|---|---|---|" + "---|" * (len(COLUMNS) + 1))
+    print("| spec, loss | pair | device of the first | dtype/precision | " + " | ".join(COLUMNS) + " | verdict |")
+    print("|---|---|---|---|" + "---|" * (len(COLUMNS) + 1))
     for path in sys.argv[1:]:
         print("\n".join(summarize(path)))

@@ -191,10 +191,17 @@ def test_optimizer_state_moves_between_backends(framework, rng):
         assert set(back.slots[slot]) == set(params)
         for name, value in state.slots[slot].items():
             np.testing.assert_array_equal(back.slots[slot][name], value, err_msg=f"{slot} {name}")
+    kept = {slot: {k: v.copy() for k, v in tree.items()} for slot, tree in state.slots.items()}
     ref.train_step(batches[3])
     backend.train_step(batches[3])
     got, want = backend.get_params(), ref.get_params()
     assert max(rel(got[k], want[k]) for k in want) < 1e-12
+    # The state handed in is the caller's: stepping must not write into it (torch's
+    # load_state_dict kept from_numpy tensors sharing its memory, and lock-step hands one state
+    # to every backend in turn).
+    for slot, tree in kept.items():
+        for name, value in tree.items():
+            np.testing.assert_array_equal(state.slots[slot][name], value, err_msg=f"{slot} {name} was written")
     # Torch's step count after its own step must read 4, whatever type it keeps it in.
     assert backend.get_optimizer_state().steps == {"generator": 4, "discriminator": 4}
 

@@ -68,7 +68,10 @@ class OptimizerState:
     slots: dict[str, ParamTree]
 
     def astype(self, dtype: np.dtype | str) -> OptimizerState:
-        cast = {k: {n: np.asarray(a, dtype=dtype) for n, a in tree.items()} for k, tree in self.slots.items()}
+        """A copy in ``dtype``, always a copy: a backend may keep the arrays it is given (torch's
+        ``load_state_dict`` shares the memory of ``torch.from_numpy``) and update them in place,
+        so one state handed to several backends must not share buffers."""
+        cast = {k: {n: np.array(a, dtype=dtype) for n, a in tree.items()} for k, tree in self.slots.items()}
         return OptimizerState(dict(self.steps), cast)
 
 

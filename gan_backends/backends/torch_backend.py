@@ -554,7 +554,9 @@ class TorchBackend(Backend):
                     entry = {} if isinstance(opt, torch.optim.SGD) else {"step": torch.tensor(float(step))}
                     for slot in optimizer_slots(opt_spec):
                         value = np.ascontiguousarray(to_torch_layout(name, state.slots[slot][name]))
-                        entry[keys[slot]] = torch.from_numpy(value)
+                        # A copy: load_state_dict keeps the tensor, which from_numpy shares
+                        # with the caller's array, and the optimiser updates it in place.
+                        entry[keys[slot]] = torch.from_numpy(value).clone()
                     per_param[i] = entry
             opt.load_state_dict({"state": per_param, "param_groups": saved["param_groups"]})
             self._steps[net] = int(step)

@@ -33,6 +33,9 @@ ROUNDING_FLIPS = 2
 #: At most this fraction of lock-step steps (and at least one) may be rounding outliers (see
 #: :func:`lock_rows`).
 MAX_OUTLIER_FRACTION = 0.1
+#: A forward value may miss the fixed tolerance by float32 rounding accumulated through a deep
+#: network, up to this many times the tolerance (see :func:`judge_values_by_depth`).
+DEPTH_FACTOR = 10.0
 
 Quantities = dict[str, tuple[str, np.ndarray]]
 Progress = Callable[[str, int, int], None]
@@ -255,7 +258,7 @@ def trajectory_rows(run: FreeRun, pair: Pair, tol: Tolerance, tol64: Tolerance) 
     return rows
 
 
-def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> list[Row]:
+def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance, start_shown: bool = False) -> list[Row]:
     """Per network, the worst step of ``name``'s lock-step update error against the reference.
 
     A step passes within the update tolerance plus ``ROUNDING_FLIPS`` one-ulp rounding flips
@@ -265,7 +268,15 @@ def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> lis
     LeakyReLU kink changes one gradient entry slightly, and Adam's ``m / sqrt(v)`` turns that
     into a visible update for parameters whose ``v`` is small. Outliers must stay rare (one, or
     at most ``MAX_OUTLIER_FRACTION`` of the steps) and the median clean step within the gradient tolerance: an
-    error in float32 arithmetic shows at every step.
+    error in float32 arithmetic shows at every step. Where the backend's float32 arithmetic was
+    already shown right on this network (``start_shown``: its start-point values, losses and
+    gradients agree with the reference), outliers need not be rare, each still explained by its
+    float64 twin: a large network (the 64x64 DCGAN: 6M parameters, BatchNorm, Adam with beta1 0
+    under WGAN-GP) has entries whose gradient is at float32's noise level at every step, and
+    Adam's normalisation turns their noise into lr-sized updates.
+
+    BatchNorm running statistics (batch means and variances of activations) are judged as
+    values, with ``DEPTH_FACTOR`` for the depth they come from.
     """
     rows = []
     for net in NETWORKS:
@@ -280,7 +291,7 @@ def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> lis
         clean = [k for k in range(len(series.rel)) if k not in explained]
         # The typical step, judged without the explained outliers (none left: a one-step run).
         median = float(np.median([series.rel[k] for k in clean])) if clean else 0.0
-        rare = len(explained) <= max(1, int(MAX_OUTLIER_FRACTION * run.steps)) and median <= tol.grad
+        rare = (start_shown or len(explained) <= max(1, int(MAX_OUTLIER_FRACTION * run.steps))) and median <= tol.grad
         passed = len(series.rel) == run.steps and len(misses) == len(explained) and (not misses or rare)
         pool = clean if clean else list(range(len(series.rel)))
         worst = max(pool, key=lambda k: series.rel[k] / limits[k] if math.isfinite(series.rel[k]) else math.inf)
@@ -290,6 +301,8 @@ def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> lis
             note += (
                 f"; {len(explained)} kink outlier(s): {series.rel[big]:.1e} at step {big + 1}, f64 {control[big]:.0e}"
             )
+        if len(explained) > 1 and start_shown:
+            note += " (start point agrees: float32 noise amplified by the optimiser)"
         if misses and not rare:
             note += "; outliers not rare" if median <= tol.grad else "; median beyond tolerance"
         rows.append(
@@ -309,19 +322,49 @@ def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance) -> lis
         worst = max(
             range(len(buffers.rel)), key=lambda k: buffers.rel[k] if math.isfinite(buffers.rel[k]) else math.inf
         )
-        passed = len(buffers.rel) == run.steps and all(math.isfinite(r) and r <= tol.value for r in buffers.rel)
+        limit = DEPTH_FACTOR * tol.value
+        passed = len(buffers.rel) == run.steps and all(math.isfinite(r) and r <= limit for r in buffers.rel)
         rows.append(
             Row(
                 f"BatchNorm running statistics, worst step ({worst + 1})",
                 "value",
                 buffers.rel[worst],
                 buffers.max_abs[worst],
-                tol.value,
+                limit,
                 passed,
                 buffers.note,
             )
         )
     return rows
+
+
+def judge_values_by_depth(
+    pair: PairReport, own_error: dict[str, dict[str, float]], control: PairReport, tol: Tolerance
+) -> None:
+    """Re-judge value and loss rows that miss the fixed tolerance, as float32 rounding grown
+    through depth.
+
+    The fixed value tolerance is float32's error through a few layers; a 13-layer DCGAN with
+    BatchNorm (28 layers from z to D(G(z))) accumulates more. A row passes as such when (1) the
+    two backends' float64 runs agree within the float64 tolerance (the math is the same), (2)
+    each backend's own float32-vs-float64 error is at most ``DEPTH_FACTOR`` times the
+    tolerance (an arithmetic error in a float32 path, a wrong cast or a bf16 product, is far
+    larger), and (3) the gap is at most ``DRIFT_FACTOR`` times the larger own error.
+    """
+    control_rows = {r.quantity: r for r in control.rows}
+    names = (pair.a, pair.b)
+    for row in pair.rows:
+        if row.kind not in ("value", "loss") or row.passed or not math.isfinite(row.rel):
+            continue
+        own = max(own_error[n][row.quantity] for n in names)
+        f64 = control_rows[row.quantity]
+        if f64.passed and own <= DEPTH_FACTOR * row.tol and row.rel <= DRIFT_FACTOR * own:
+            row.passed, row.tol = True, min(DRIFT_FACTOR * own, DEPTH_FACTOR * row.tol)
+            row.note = (
+                f"float32 rounding through depth: own float32 error {own:.1e}; float64 runs agree to {f64.rel:.1e}"
+            )
+        else:
+            row.note = f"own float32 error {own:.1e}; float64 runs part by {f64.rel:.1e}"
 
 
 def judge_gradients_at_kinks(
@@ -334,13 +377,15 @@ def judge_gradients_at_kinks(
     it differ by ``(1 - slope)`` times that path's contribution, far beyond float32 rounding.
     A gradient row passes as such when (1) the two backends' float64 runs agree within the
     float64 tolerance (the math is the same), (2) every forward value of both backends is
-    within the value tolerance of its own float64 run (values are continuous at the kink: an
-    arithmetic error would show there), and (3) the float32 gap is at most ``DRIFT_FACTOR``
-    times the larger of the two backends' own float32-vs-float64 error on that gradient.
+    within the value tolerance of its own float64 run, allowing ``DEPTH_FACTOR`` for depth (values
+    are continuous at the kink: an arithmetic error would show there), and (3) the float32 gap
+    is at most ``DRIFT_FACTOR`` times the larger of the two backends' own float32-vs-float64
+    error on that gradient.
     """
     control_rows = {r.quantity: r for r in control.rows}
     names = (pair.a, pair.b)
-    forward_ok = all(own_error[n][q] <= tol.value for n in names for q, r in control_rows.items() if r.kind == "value")
+    cap = DEPTH_FACTOR * tol.value
+    forward_ok = all(own_error[n][q] <= cap for n in names for q, r in control_rows.items() if r.kind == "value")
     for row in pair.rows:
         if row.kind != "grad" or row.passed or not math.isfinite(row.rel):
             continue
@@ -450,6 +495,7 @@ def run_check(
         pair = compare_pair(a, b, values[a], values[b], tol)
         if all(n in values64 or dtypes[n] == "float64" for n in (a, b)):
             control = compare_pair(a, b, values64.get(a, values[a]), values64.get(b, values[b]), tol64)
+            judge_values_by_depth(pair, own_error, control, tol)
             judge_gradients_at_kinks(pair, own_error, control, tol)
         pair.layers = compare_layers(spec, activations[a], activations[b], tol.value, (a, b))
         pair.rows += trajectory_rows(report.free_run, (a, b), tol, tol64)
@@ -488,8 +534,20 @@ def _run_lock_step(
     )
     tol64 = tolerance("float64", "float64", spec.numerics.matmul_precision)
     for name in followers:
-        report.lock_rows[name] = lock_rows(run, name, tols[name], tol64)
+        report.lock_rows[name] = lock_rows(run, name, tols[name], tol64, _start_shown(report, name))
     return run
+
+
+def _start_shown(report: CheckReport, name: str) -> bool:
+    """``name``'s start-point values, losses and gradients agree with the reference's."""
+    rows = [
+        r
+        for p in report.pairs
+        if {p.a, p.b} == {name, REFERENCE_BACKEND}
+        for r in p.rows
+        if r.kind in ("value", "loss", "grad")
+    ]
+    return bool(rows) and all(r.passed for r in rows)
 
 
 def _record_failure(report: CheckReport, name: str, message: str) -> None:

@@ -80,6 +80,7 @@ def report_to_dict(report: CheckReport) -> dict[str, Any]:
                 name: {
                     "passed": all(r.passed for r in report.lock_rows.get(name, [])),
                     "rows": [_row(r) for r in report.lock_rows.get(name, [])],
+                    "running_statistics": _series(lock.buffers[name]) if lock.buffers.get(name) else None,
                     **{net: _series(s) for net, s in nets.items()},
                 }
                 for name, nets in lock.update.items()

@@ -230,7 +230,8 @@ def lock_step(
 
 
 def _cast(tree: dict[str, np.ndarray], dtype: np.dtype) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, dtype=dtype) for k, v in tree.items()}
+    # Always a copy (see OptimizerState.astype): the same state goes to every backend.
+    return {k: np.array(v, dtype=dtype) for k, v in tree.items()}
 
 
 def _concat(tree: dict[str, np.ndarray]) -> np.ndarray:
