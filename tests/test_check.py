@@ -196,6 +196,11 @@ def test_lock_rows():
     # still explained by float64; an unexplained one still fails.
     assert _lock(many, {k: 1e-15 for k in range(20)}, start_shown=True).passed
     assert not _lock(many, {k: 1e-15 for k in range(18)}, start_shown=True).passed  # step 19 unexplained
+    # ... and its clean steps need only be within the update tolerance, not the gradient one.
+    mediocre = [2e-3 if k % 3 == 0 else 8e-5 for k in range(20)]
+    assert not _lock(mediocre, {k: 1e-15 for k in range(20)}).passed
+    assert _lock(mediocre, {k: 1e-15 for k in range(20)}, start_shown=True).passed
+    assert not _lock([2e-4] * 20, start_shown=True).passed  # beyond the update tolerance
 
 
 def test_update_floor_by_hand():
