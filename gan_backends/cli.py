@@ -1,4 +1,4 @@
-"""The ``gan-backends`` command: ``info``, ``specs``, ``check``."""
+"""The ``gan-backends`` command: ``info``, ``specs``, ``check``, ``bench``."""
 
 from __future__ import annotations
 
@@ -15,24 +15,12 @@ from rich.table import Table
 
 from .backends import FRAMEWORKS, REFERENCE, REGISTRY, canonical_name, is_available
 from .environment import backend_status, environment
-from .presets import DEFAULT_PRESET, LOSS_PRESETS, PRESETS, get_preset, with_loss
+from .presets import DEFAULT_PRESET, LOSS_PRESETS, PRESETS, get_preset, load_spec
 from .spec import GANSpec, SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="One GAN spec, three frameworks, proven equal.")
 console = Console()
 err_console = Console(stderr=True)
-
-
-def load_spec(name_or_path: str, loss: str | None = None) -> GANSpec:
-    """A preset name, or the path of a spec JSON file; ``loss`` a name of ``LOSS_PRESETS``
-    (a preset is rebuilt for it, so e.g. dcgan's critic drops BatchNorm for a penalty)."""
-    path = Path(name_or_path)
-    if path.suffix == ".json" or path.exists():
-        if not path.is_file():
-            raise SpecError(f"spec file {name_or_path!r} does not exist")
-        gan = GANSpec.load(path)
-        return with_loss(gan, loss) if loss else gan
-    return get_preset(name_or_path, **({"loss": loss} if loss else {}))
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -247,6 +235,147 @@ def _framework_defaults(
         atomic_write_text(
             json_path, json.dumps({"schema": "gan-backends/framework-defaults-v1", "rows": data}, indent=2)
         )
+
+
+def _csv(value: Optional[str], cast: Callable[[str], object] = str) -> Optional[tuple]:
+    return None if value is None else tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+
+
+@app.command()
+def bench(
+    sweep_file: Annotated[
+        Optional[Path], typer.Option("--sweep", help="Sweep TOML (benchmarks/sweeps/); default: built-in, by device.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for results.jsonl, JSON, CSV, Markdown, PNG.")] = Path(
+        "bench-results"
+    ),
+    spec: Annotated[Optional[str], typer.Option(help="Comma-separated presets or spec files.")] = None,
+    backends: Annotated[
+        Optional[str], typer.Option(help="Comma-separated backends (each in the sweep's modes).")
+    ] = None,
+    mode: Annotated[list[str], typer.Option(help="BACKEND=MODE, repeatable: only these modes of that backend.")] = [],  # noqa: B006
+    batch_sizes: Annotated[Optional[str], typer.Option(help="Comma-separated, e.g. 64,256,1024.")] = None,
+    precisions: Annotated[Optional[str], typer.Option(help="Comma-separated: float32, tf32, bf16.")] = None,
+    loss: Annotated[Optional[str], typer.Option(help=f"Loss preset ({', '.join(LOSS_PRESETS)}).")] = None,
+    inputs: Annotated[
+        Optional[str], typer.Option(help="device (placed once), host (copied in every step), or device,host.")
+    ] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="cpu or cuda; default: cuda when nvidia-smi sees a GPU.")
+    ] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (and cores) of every framework.")] = None,
+    warmup: Annotated[Optional[int], typer.Option(min=1, help="Warm-up steps after the first.")] = None,
+    repeats: Annotated[Optional[int], typer.Option(min=1, help="Timed blocks.")] = None,
+    min_block: Annotated[Optional[float], typer.Option(help="Least seconds per timed block.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds before one run is stopped and recorded.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore the results already in --out.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run recorded failures again.")] = False,
+) -> None:
+    """Time the training step of every backend × mode × spec × batch × precision, each run in its
+    own process; write a ranked table, JSON, CSV, Markdown and plots. Re-running resumes.
+
+    Exit status: 0 when every run produced a timing, 1 when one failed (recorded), 2 on bad input.
+    """
+    import dataclasses
+    import shlex
+    import sys
+
+    from .bench import Sweep, default_sweep, run_sweep
+    from .bench.report import progress_line, render
+    from .environment import nvidia_gpus
+
+    try:
+        if sweep_file is not None:
+            sweep = Sweep.load(sweep_file)
+        else:
+            sweep = default_sweep("cpu" if (device or ("cuda" if nvidia_gpus() else "cpu")) == "cpu" else "gpu")
+        modes = dict(sweep.modes)
+        if backends is not None:
+            names = [canonical_name(b) for b in backends.split(",") if b.strip()]
+            modes = {n: modes.get(n, ()) for n in names}
+        picked = _parse_modes(mode)  # BACKEND=MODE narrows (or adds) that backend's modes
+        modes = {
+            **{b: (picked[b],) if b in picked else m for b, m in modes.items()},
+            **{b: (m,) for b, m in picked.items()},
+        }
+        plan = dataclasses.replace(
+            sweep.plan,
+            **{k: v for k, v in {"warmup": warmup, "repeats": repeats, "min_block_s": min_block}.items() if v},
+        )
+        sweep = Sweep.from_dict(
+            {
+                **dataclasses.asdict(sweep),
+                "modes": modes,
+                "plan": dataclasses.asdict(plan),
+                **{
+                    k: v
+                    for k, v in {
+                        "specs": _csv(spec),
+                        "batch_sizes": _csv(batch_sizes, int),
+                        "precisions": _csv(precisions),
+                        "inputs": _csv(inputs),
+                        "loss": loss,
+                        "device": device,
+                        "threads": threads,
+                        "timeout_s": timeout,
+                    }.items()
+                    if v is not None
+                },
+            }
+        )
+        for name in sweep.specs:
+            load_spec(name, sweep.loss)  # a bad spec fails here, not in every run
+        runs = sweep.runs()
+    except (SpecError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+    console.print(f"{len(runs)} runs, each in its own process; results in {out}/ (re-run to resume)")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("bench", total=len(runs))
+
+        def on_start(run) -> None:
+            bar.update(task, description=f"{run.backend}/{run.mode} {run.spec} b{run.batch_size} {run.precision}")
+
+        def on_record(record: dict, skipped: bool) -> None:
+            bar.console.print(progress_line(record, skipped))
+            bar.advance(task)
+
+        records = run_sweep(
+            runs,
+            out,
+            timeout_s=sweep.timeout_s,
+            resume=not fresh,
+            retry_failed=retry_failed,
+            on_start=on_start,
+            on_record=on_record,
+        )
+    render(records, console)
+    meta = {
+        "schema": "gan-backends/bench-results-v1",
+        "command": shlex.join(["gan-backends", *sys.argv[1:]]),
+        "sweep": sweep.to_dict(),
+        "plan": dataclasses.asdict(sweep.plan),
+        "environment": environment(list(sweep.modes)),
+    }
+    from .bench.report import markdown, write_csv, write_json
+
+    write_json(records, out / "results.json", meta)
+    write_csv(records, out / "results.csv")
+    from ._io import atomic_write_text
+
+    atomic_write_text(out / "summary.md", markdown(records, meta))
+    try:
+        from .bench.plot import plot_first_step, plot_throughput
+
+        plot_throughput(records, out / "throughput.png")
+        plot_first_step(records, out / "first_step.png")
+    except ValueError as exc:  # nothing timed: no plot to draw
+        err_console.print(f"[yellow]no plots:[/] {escape(str(exc))}")
+    console.print(f"written: {out}/results.json, results.csv, summary.md, throughput.png, first_step.png")
+    failed = [r for r in records if r["status"] not in ("ok", "unavailable")]
+    raise typer.Exit(1 if failed else 0)
 
 
 def main() -> None:  # console-script entry point

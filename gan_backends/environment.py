@@ -46,6 +46,36 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux ``/proc/cpuinfo``; the platform's processor elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nvidia_gpus() -> list[dict[str, str]]:
+    """Each NVIDIA GPU's name, driver, memory and (where reported) CUDA version, from
+    ``nvidia-smi``; empty where there is none."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.stdout.strip().splitlines():
+        name, driver, memory = (part.strip() for part in line.split(","))
+        gpus.append({"name": name, "driver": driver, "memory": memory})
+    return gpus
+
+
 def environment(backend_names: list[str] | None = None) -> dict[str, Any]:
     from . import __version__
 
@@ -56,6 +86,9 @@ def environment(backend_names: list[str] | None = None) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "gpus": nvidia_gpus(),
         "backends": [asdict(backend_status(n)) for n in names],
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .spec import (
     AdamSpec,
@@ -262,3 +263,15 @@ def get_preset(name: str, **overrides) -> GANSpec:
     except KeyError:
         raise SpecError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
     return factory(**overrides)
+
+
+def load_spec(name_or_path: str, loss: str | None = None) -> GANSpec:
+    """A preset name, or the path of a spec JSON file; ``loss`` a name of ``LOSS_PRESETS``
+    (a preset is rebuilt for it, so e.g. dcgan's critic drops BatchNorm for a penalty)."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise SpecError(f"spec file {name_or_path!r} does not exist")
+        gan = GANSpec.load(path)
+        return with_loss(gan, loss) if loss else gan
+    return get_preset(name_or_path, **({"loss": loss} if loss else {}))

@@ -8,6 +8,7 @@ is idiomatic code of its framework. Shared code never asks which framework it is
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -97,6 +98,13 @@ class Backend(ABC):
     def enable_float64(cls) -> None:
         """Make float64 computation possible in this process (only JAX needs a switch)."""
         return None
+
+    @classmethod
+    def configure_threads(cls, threads: int) -> dict[str, int]:
+        """Set the framework's CPU thread pools to ``threads`` before its first computation;
+        returns the settings now in force (recorded with benchmark results). JAX and NumPy
+        have no such knob: their pools follow the process's CPU affinity."""
+        return {}
 
     def __init__(self, spec: GANSpec, params: ParamTree, *, mode: str | None = None, device: str | None = None):
         check_tree(spec, params)
@@ -188,6 +196,33 @@ class Backend(ABC):
         each updating BatchNorm running statistics once, is fixed (``docs/conv-gans.md``):
         per D update ``G(z_d[i])``, ``D(real[i])``, ``D(fake)`` (then the penalty's calls),
         the D optimiser step, weight clipping; then ``G(z_g)``, ``D(G(z_g))``, the G step."""
+
+    # -- benchmarking --------------------------------------------------------------------
+    @abstractmethod
+    def device_step(self, batch: TrainBatch) -> Callable[[], Any]:
+        """Put ``batch`` on the device once and return ``step()``: one :meth:`train_step` on
+        those device-resident inputs, returning the framework's outputs (loss terms, state)
+        *unread*, so that a timed loop of steps has no host synchronisation in it."""
+
+    @abstractmethod
+    def synchronize(self, outputs: Any) -> None:
+        """Block until the device has finished the work that produced ``outputs`` (a value
+        returned by a ``device_step`` step); the clock of a benchmark is read only after it."""
+
+    def read_losses(self, outputs: Any) -> dict[str, float]:
+        """The loss terms held in a ``device_step`` step's outputs, read on the host."""
+        return {k: float(v) for k, v in outputs.items()}
+
+    def runtime_info(self) -> dict[str, Any]:
+        """What a benchmark records beside the versions: the CUDA/cuDNN build where there is
+        one, and the precision switches actually in force (TF32 flags, matmul precision)."""
+        return {}
+
+    def peak_device_memory(self) -> int | None:
+        """The framework's own counter of peak device memory in bytes in this process
+        (``torch.cuda.max_memory_allocated``, TF's ``get_memory_info``, JAX's ``memory_stats``);
+        None where the device keeps none (CPU)."""
+        return None
 
     def _as_input(self, array: np.ndarray) -> np.ndarray:
         """Inputs cast to the spec dtype on the host, the same way for every backend."""

@@ -614,9 +614,33 @@ class JaxBackend(Backend):
         return TrainState(g_params, d_params, g_opt, d_opt, g_stats, d_stats), {**terms, "g_loss": g_loss}
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
+        return self.read_losses(self.device_step(batch)())
+
+    def device_step(self, batch: TrainBatch):
         batch.validate(self.spec)
         alpha = self._array(batch.alpha) if self.spec.loss.penalty == "wgan_gp" else None
-        self.state, terms = self._train_step(
-            self.state, self._array(batch.real), self._array(batch.z_d), self._array(batch.z_g), alpha
-        )
-        return {k: float(v) for k, v in terms.items()}
+        real, z_d, z_g = self._array(batch.real), self._array(batch.z_d), self._array(batch.z_g)
+
+        def step() -> tuple[TrainState, dict]:
+            self.state, terms = self._train_step(self.state, real, z_d, z_g, alpha)
+            return self.state, terms
+
+        return step
+
+    def synchronize(self, outputs) -> None:
+        jax.block_until_ready(outputs)  # the new state and the loss terms: the whole step
+
+    def read_losses(self, outputs) -> dict[str, float]:
+        return {k: float(v) for k, v in outputs[1].items()}
+
+    def runtime_info(self) -> dict:
+        return {
+            "platform": self._device.platform,
+            "platform_version": getattr(self._device.client, "platform_version", None),
+            "dot_precision": self.spec.numerics.matmul_precision,
+            "state_donated": self._device.platform != "cpu",
+        }
+
+    def peak_device_memory(self) -> int | None:
+        stats = self._device.memory_stats() if self._device.platform != "cpu" else None
+        return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None

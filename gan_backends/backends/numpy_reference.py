@@ -731,3 +731,10 @@ class NumpyReference(Backend):
         terms["g_loss"], g_grads = self._g_grads(g_cache, logits, d_cache)
         self.g_opt.update(self.params, g_grads)
         return terms
+
+    def device_step(self, batch: TrainBatch) -> Callable[[], dict[str, float]]:
+        batch.validate(self.spec)
+        return lambda: self.train_step(batch)
+
+    def synchronize(self, outputs: Any) -> None:
+        return None  # NumPy computes on the host, synchronously

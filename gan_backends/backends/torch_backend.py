@@ -436,6 +436,15 @@ class TorchBackend(Backend):
         self.set_params(params)
 
     @classmethod
+    def configure_threads(cls, threads: int) -> dict[str, int]:
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # fixed once parallel work has started in this process
+            pass
+        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
+    @classmethod
     def framework_version(cls) -> str:
         return f"torch {torch.__version__}"
 
@@ -677,6 +686,41 @@ class TorchBackend(Backend):
         alpha = None if batch.alpha is None or self.spec.loss.penalty != "wgan_gp" else self._tensor(batch.alpha)
         terms = self._train_step(real, z_d, z_g, alpha)
         return {k: float(v) for k, v in terms.items()}
+
+    def device_step(self, batch: TrainBatch):
+        batch.validate(self.spec)
+        real, z_d, z_g = self._tensor(batch.real), self._tensor(batch.z_d), self._tensor(batch.z_g)
+        alpha = None if batch.alpha is None or self.spec.loss.penalty != "wgan_gp" else self._tensor(batch.alpha)
+        return lambda: self._train_step(real, z_d, z_g, alpha)
+
+    def synchronize(self, outputs) -> None:
+        # CPU kernels run in the calling thread: when the step returns its work is done.
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+
+    def runtime_info(self) -> dict:
+        return {
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "optimizer_impl": "fused" if self.d_opt.defaults.get("fused") else "foreach/for-loop",
+            **(self._compile_counts() if self.mode == "compile" else {}),
+        }
+
+    @staticmethod
+    def _compile_counts() -> dict:
+        """Dynamo's own counts: graphs compiled and graph breaks (each break splits a network
+        into separately compiled pieces with Python between them)."""
+        counters = torch._dynamo.utils.counters
+        return {
+            "compiled_graphs": int(counters["stats"].get("unique_graphs", 0)),
+            "graph_breaks": int(sum(counters["graph_break"].values())),
+        }
+
+    def peak_device_memory(self) -> int | None:
+        return torch.cuda.max_memory_allocated(self._device) if self._device.type == "cuda" else None
 
     def _train_step(
         self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor, alpha: torch.Tensor | None

@@ -1,0 +1,268 @@
+r"""Analytic FLOP counts of one GAN training step, as the backends run it (``docs/conv-gans.md``).
+
+Framework-free: everything is derived from the :class:`~gan_backends.spec.GANSpec`'s layer shapes
+(per sample, no batch axis; images channels-last ``(H, W, C)``). A multiply-add counts as 2 FLOPs.
+Two totals are kept apart: **matmul** FLOPs (Dense and convolution products and their biases:
+what tensor cores / GEMM kernels do) and **elementwise** FLOPs (BatchNorm, activations, the
+penalty's per-element arithmetic, the optimiser update).
+
+Forward, per sample (``M`` is the product part, ``b`` the bias part; ``forward_matmul = M + b``)::
+
+    Dense            M = 2 · in · out                       b = out              (if use_bias)
+    Conv2D           M = 2 · Ho · Wo · k² · Cin · Cout       b = Ho · Wo · Cout   (if use_bias)
+    ConvTranspose2D  M = 2 · Hin · Win · k² · Cin · Cout     b = Ho · Wo · Cout   (if use_bias)
+
+``Ho, Wo`` are the layer's output size (padding from :meth:`Conv2D.pads`, zero taps included:
+the padded product is what runs). A transposed convolution is the adjoint of a VALID convolution:
+every input pixel meets every kernel tap, and the crops of :meth:`ConvTranspose2D.crops` discard
+computed pixels without saving their products, so ``M`` uses the INPUT size.
+
+Elementwise layers, FLOPs per element of their output (``FORWARD_PER_ELEMENT``,
+``BACKWARD_PER_ELEMENT``)::
+
+    layer       forward                                     backward
+    ReLU        1  (max)                                    1  (mask)
+    LeakyReLU   2  (slope·x, select)                        2
+    Tanh        1  (a transcendental counts 1)              3  (g · (1 − y²))
+    Sigmoid     4  (negate, exp, add, divide)               3  (g · y · (1 − y))
+    BatchNorm   7  (mean: 1; two-pass var: sub, square,     7  (Σg, Σg·x̂: 3; g − Σg/n − x̂·Σg·x̂/n,
+                    add: 3; normalise, scale, shift: 3)         times scale·rstd: 4), scale/bias grads included
+    Reshape, Flatten  0                                     0
+
+Per-channel work (BatchNorm's rsqrt, running-statistics update) is O(C) and is not counted.
+
+Backward of one network call, given whether its weights get gradients (``weights``) and whether
+the gradient must reach its input (``to_input``). Layer ``i`` needs its input gradient when
+``to_input`` or some earlier layer has trainable parameters getting gradients; then::
+
+    matmul layer:       weight grad  M + b   (if weights; the bias grad is a reduction of the output grad)
+                        input grad   M       (if layer i needs its input gradient)
+    elementwise layer:  BACKWARD_PER_ELEMENT · elements   (if layer i needs its input gradient, or it has
+                                                           parameters (BatchNorm) and weights get gradients)
+
+So the first matmul layer of a network whose input is data or noise gets no input grad, unless
+something needs ∂/∂input. With ``F`` = forward, ``B(w, i)`` = backward of a call::
+
+    D update (× n_critic):  F_G  +  2 · F_D  +  2 · B_D(weights, not to input)  [+ penalty]
+    G update:               F_G  +  F_D  +  B_D(no weights, to input)  +  B_G(weights, not to input)
+
+Gradient penalty (``wgan_gp`` at interpolates, ``r1`` at the real batch; one more batch of
+``batch_size`` samples through D per D update). Computing ``∇ₓD(x̂)`` costs ``F_D + B_D(no weights,
+to input)``; reverse mode through that double pass, to get D's weight gradient, costs about twice
+it (each product of the pass has an input-side and a weight-side adjoint). The model counted::
+
+    penalty = 3 · (F_D + B_D(no weights, to input))          matmul and elementwise alike
+            + PENALTY_NORM_PER_ELEMENT · data elements        (Σ g², and its derivative: 2 + 2)
+            + INTERPOLATE_PER_ELEMENT · data elements         (wgan_gp only: α·x + (1 − α)·x̃)
+
+Optimiser updates are included in the elementwise count, once per update, independent of the
+batch size (so ``elementwise`` is affine, not linear, in the batch size; ``matmul`` is linear).
+Per trainable parameter (:func:`optimizer_flops_per_param`)::
+
+    Adam     13   m: 3, v: 4, sqrt(v)/sqrt(1 − β₂ᵗ) + eps: 3, lr/(1 − β₁ᵗ) · m / denom: 2, p −: 1
+    RMSprop   9   v: 4, sqrt + eps: 2, g / d: 1, lr ·: 1, p −: 1;  + 5 centered, + 2 momentum
+    SGD       2   lr · g, p −;  + 2 momentum, + 2 nesterov
+    weight_decay > 0 adds 2 (g + wd · p) to any of them; WGAN clipping adds 2 per D parameter per
+    D update (min, max).
+
+Loss terms (a few FLOPs per logit, O(batch)) and random-number generation are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gan_backends.spec import (
+    NETWORKS,
+    AdamSpec,
+    BatchNorm,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Flatten,
+    GANSpec,
+    Layer,
+    LeakyReLU,
+    OptimizerSpec,
+    ReLU,
+    Reshape,
+    RMSpropSpec,
+    Shape,
+    Sigmoid,
+    Tanh,
+)
+
+#: Forward FLOPs per output element of the elementwise layers (see the module docstring).
+FORWARD_PER_ELEMENT: dict[type, int] = {
+    ReLU: 1,
+    LeakyReLU: 2,
+    Tanh: 1,
+    Sigmoid: 4,
+    BatchNorm: 7,
+    Reshape: 0,
+    Flatten: 0,
+}
+#: Backward FLOPs per output element of the elementwise layers.
+BACKWARD_PER_ELEMENT: dict[type, int] = {
+    ReLU: 1,
+    LeakyReLU: 2,
+    Tanh: 3,
+    Sigmoid: 3,
+    BatchNorm: 7,
+    Reshape: 0,
+    Flatten: 0,
+}
+#: Reverse mode through "forward + input backward" costs about this many times that pass.
+PENALTY_PASSES = 3
+#: Squared norm of the input gradient (square, add) and its derivative (2·g·upstream).
+PENALTY_NORM_PER_ELEMENT = 4
+#: WGAN-GP's interpolation α·x + (1 − α)·x̃ (two multiplies, one add).
+INTERPOLATE_PER_ELEMENT = 3
+
+_MATMUL_LAYERS = (Dense, Conv2D, ConvTranspose2D)
+
+
+@dataclass(frozen=True)
+class LayerFlops:
+    """Forward FLOPs of one layer for ONE sample: ``forward_matmul`` (product + bias) and
+    ``forward_elementwise`` (elementwise layers); ``layer`` is the spec's type name."""
+
+    net: str
+    index: int
+    layer: str
+    forward_matmul: int
+    forward_elementwise: int
+
+
+@dataclass(frozen=True)
+class StepFlops:
+    """FLOPs of one whole training step at ``batch_size`` (n_critic D updates and one G update)."""
+
+    batch_size: int
+    matmul: int
+    elementwise: int
+    per_layer: tuple[LayerFlops, ...]
+
+    @property
+    def total(self) -> int:
+        return self.matmul + self.elementwise
+
+
+@dataclass(frozen=True)
+class _LayerCost:
+    """Per-sample costs of one layer: product ``m``, bias ``b``, forward/backward elementwise."""
+
+    m: int
+    b: int
+    ew_forward: int
+    ew_backward: int
+    trainable: bool
+
+
+def _layer_cost(layer: Layer, in_shape: Shape, out_shape: Shape) -> _LayerCost:
+    out_elems = math.prod(out_shape)
+    trainable = bool(layer.param_shapes(in_shape))
+    if isinstance(layer, _MATMUL_LAYERS):
+        bias = out_elems if layer.use_bias else 0
+        if isinstance(layer, Dense):
+            m = 2 * in_shape[0] * layer.units
+        elif isinstance(layer, Conv2D):
+            m = 2 * out_shape[0] * out_shape[1] * layer.kernel**2 * in_shape[2] * layer.filters
+        else:  # ConvTranspose2D: every input pixel times every tap, crops or not
+            m = 2 * in_shape[0] * in_shape[1] * layer.kernel**2 * in_shape[2] * layer.filters
+        return _LayerCost(m, bias, 0, 0, trainable)
+    try:
+        forward, backward = FORWARD_PER_ELEMENT[type(layer)], BACKWARD_PER_ELEMENT[type(layer)]
+    except KeyError:
+        raise TypeError(f"no FLOP count for layer type {type(layer).__name__}") from None
+    return _LayerCost(0, 0, forward * out_elems, backward * out_elems, trainable)
+
+
+def _costs(spec: GANSpec, net: str) -> list[_LayerCost]:
+    return [_layer_cost(layer, i, o) for layer, (i, o) in zip(spec.layers(net), spec.layer_shapes(net))]
+
+
+def layer_flops(spec: GANSpec) -> list[LayerFlops]:
+    """Per-sample forward FLOPs of every layer, the generator's first, then the discriminator's."""
+    return [
+        LayerFlops(net, i, layer.type_name, cost.m + cost.b, cost.ew_forward)
+        for net in NETWORKS
+        for i, (layer, cost) in enumerate(zip(spec.layers(net), _costs(spec, net)))
+    ]
+
+
+def forward_flops(spec: GANSpec, net: str, batch_size: int) -> int:
+    """Matmul FLOPs (products and biases) of one forward call of ``net`` on ``batch_size`` samples."""
+    return batch_size * sum(cost.m + cost.b for cost in _costs(spec, net))
+
+
+def _forward(costs: list[_LayerCost]) -> tuple[int, int]:
+    return sum(c.m + c.b for c in costs), sum(c.ew_forward for c in costs)
+
+
+def _backward(costs: list[_LayerCost], weights: bool, to_input: bool) -> tuple[int, int]:
+    """(matmul, elementwise) per sample of one backward pass through a network call."""
+    matmul = elementwise = 0
+    for i, c in enumerate(costs):
+        needs_input_grad = to_input or (weights and any(p.trainable for p in costs[:i]))
+        if c.m:
+            matmul += (c.m + c.b if weights else 0) + (c.m if needs_input_grad else 0)
+        elif needs_input_grad or (weights and c.trainable):  # BatchNorm's scale and bias grads
+            elementwise += c.ew_backward
+    return matmul, elementwise
+
+
+def optimizer_flops_per_param(opt: OptimizerSpec) -> int:
+    """Elementwise FLOPs of one optimiser update per trainable parameter (module docstring)."""
+    if isinstance(opt, AdamSpec):
+        flops = 13
+    elif isinstance(opt, RMSpropSpec):
+        flops = 9 + (5 if opt.centered else 0) + (2 if opt.momentum else 0)
+    else:
+        flops = 2 + (2 if opt.momentum else 0) + (2 if opt.nesterov else 0)
+    return flops + (2 if opt.weight_decay else 0)
+
+
+def num_params(spec: GANSpec, net: str) -> int:
+    """Trainable parameters of ``net`` (kernels, biases, BatchNorm scale and bias)."""
+    return sum(
+        math.prod(shape)
+        for layer, (in_shape, _) in zip(spec.layers(net), spec.layer_shapes(net))
+        for shape in layer.param_shapes(in_shape).values()
+    )
+
+
+def step_flops(spec: GANSpec, batch_size: int) -> StepFlops:
+    """FLOPs of one training step (``train_step``) at ``batch_size``; the model is in the module docstring."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    g, d = _costs(spec, "generator"), _costs(spec, "discriminator")
+    g_fwd, d_fwd = _forward(g), _forward(d)
+    d_bwd_weights = _backward(d, weights=True, to_input=False)
+    d_bwd_input = _backward(d, weights=False, to_input=True)
+    g_bwd_weights = _backward(g, weights=True, to_input=False)
+
+    def total(*terms: tuple[int, int]) -> tuple[int, int]:
+        return sum(t[0] for t in terms), sum(t[1] for t in terms)
+
+    d_update = total(g_fwd, d_fwd, d_fwd, d_bwd_weights, d_bwd_weights)
+    penalty = spec.loss.penalty
+    if penalty != "none":
+        data_elems = math.prod(spec.data_shape)
+        per_element = PENALTY_NORM_PER_ELEMENT + (INTERPOLATE_PER_ELEMENT if penalty == "wgan_gp" else 0)
+        grad_matmul, grad_elementwise = total(d_fwd, d_bwd_input)
+        extra = (PENALTY_PASSES * grad_matmul, PENALTY_PASSES * grad_elementwise + per_element * data_elems)
+        d_update = total(d_update, extra)
+    g_update = total(g_fwd, d_fwd, d_bwd_input, g_bwd_weights)
+    per_sample = total(*([d_update] * spec.n_critic), g_update)
+
+    d_opt = optimizer_flops_per_param(spec.d_optimizer) + (2 if spec.loss.clip_value is not None else 0)
+    optimizer = spec.n_critic * d_opt * num_params(spec, "discriminator")
+    optimizer += optimizer_flops_per_param(spec.g_optimizer) * num_params(spec, "generator")
+    return StepFlops(
+        batch_size=batch_size,
+        matmul=batch_size * per_sample[0],
+        elementwise=batch_size * per_sample[1] + optimizer,
+        per_layer=tuple(layer_flops(spec)),
+    )

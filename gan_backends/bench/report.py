@@ -1,0 +1,221 @@
+"""Benchmark results as a terminal table, JSON, CSV and a Markdown summary.
+
+Results are grouped by *configuration* (spec, loss, batch size, precision, device, threads);
+within one, the backends and modes are ranked by median step time, each with its ratio to the
+fastest. Failed runs stay in every output with their status and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_text
+
+COLUMNS = (
+    "backend",
+    "mode",
+    "spec",
+    "loss",
+    "batch_size",
+    "precision",
+    "device",
+    "threads",
+    "inputs",
+    "status",
+    "step_ms",
+    "iqr_ms",
+    "min_ms",
+    "max_ms",
+    "first_step_s",
+    "samples_per_s",
+    "tflops",
+    "utilisation",
+    "peak_device_mib",
+    "host_peak_rss_mib",
+    "reason",
+)
+
+
+def _mib(n: int | None) -> float | None:
+    return None if n is None else n / 2**20
+
+
+def flat_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One record as a flat row of :data:`COLUMNS` (None where a failed run has no value)."""
+    c = record["config"]
+    row: dict[str, Any] = {k: c.get(k) for k in ("backend", "mode", "spec", "loss", "batch_size", "precision")}
+    row.update(
+        device=record.get("device") or c.get("device"),
+        threads=c.get("threads"),
+        inputs=c.get("inputs", "device"),
+        status=record["status"],
+    )
+    timing = record.get("timing")
+    if timing:
+        steady = timing["steady"]
+        row.update(
+            step_ms=steady["median"] * 1e3,
+            iqr_ms=(steady["q3"] - steady["q1"]) * 1e3,
+            min_ms=steady["min"] * 1e3,
+            max_ms=steady["max"] * 1e3,
+            first_step_s=timing["first_step_s"],
+            samples_per_s=record.get("samples_per_s"),
+            tflops=record.get("achieved_tflops"),
+            utilisation=record.get("utilisation"),
+            peak_device_mib=_mib(record["memory"]["peak_device_bytes"]),
+            host_peak_rss_mib=_mib(record["memory"]["host_peak_rss_bytes"]),
+        )
+    row["reason"] = record.get("reason")
+    return {k: row.get(k) for k in COLUMNS}
+
+
+def config_key(row: dict[str, Any]) -> tuple:
+    return (
+        row["spec"],
+        row["loss"] or "",
+        row["precision"],
+        row["batch_size"],
+        str(row["device"]),
+        row["threads"],
+        row["inputs"],
+    )
+
+
+def config_title(key: tuple) -> str:
+    spec, loss, precision, batch, device, threads, inputs = key
+    title = f"{spec}{' / ' + loss if loss else ''}, batch {batch}, {precision}, {device}"
+    title += f", {threads} threads" if threads else ""
+    return title + (", inputs copied from the host in every step" if inputs == "host" else "")
+
+
+def ranked(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Rows grouped by configuration, fastest first (failures last), with ``ratio`` to the
+    fastest (1.00 for it)."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        row = flat_row(record)
+        groups[config_key(row)].append(row)
+    for rows in groups.values():
+        rows.sort(key=lambda r: (r["step_ms"] is None, r["step_ms"] or 0.0))
+        best = rows[0]["step_ms"]
+        for r in rows:
+            r["ratio"] = None if r["step_ms"] is None or best is None else r["step_ms"] / best
+    return dict(sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])))
+
+
+def write_json(records: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps({**meta, "results": records}, indent=1, default=str))
+
+
+def write_csv(records: list[dict[str, Any]], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    for record in records:
+        writer.writerow(flat_row(record))
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """Per configuration, the backends ranked with ratios; then failures; then the environment."""
+    env = meta.get("environment", {})
+    lines = ["# gan-backends bench", ""]
+    if meta.get("command"):
+        lines += ["```bash", meta["command"], "```", ""]
+    lines += [
+        f"Step = n_critic D updates + one G update on device-resident inputs; median of "
+        f"{meta.get('plan', {}).get('repeats', '?')} timed blocks after warm-up (device synchronised "
+        "before each clock read), IQR in brackets; FLOP/s from matmul/conv FLOPs counted from the spec.",
+        "",
+    ]
+    for key, rows in ranked(records).items():
+        lines += [f"## {config_title(key)}", ""]
+        lines += [
+            "| rank | backend | mode | ms/step (IQR) | × fastest | samples/s | TFLOP/s | util. | first step s "
+            "| peak dev MiB | host RSS MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for i, r in enumerate(rows, 1):
+            if r["status"] != "ok":
+                lines.append(f"| – | {r['backend']} | {r['mode']} | **{r['status']}** | | | | | | | |")
+                continue
+            lines.append(
+                f"| {i} | {r['backend']} | {r['mode']} | {r['step_ms']:.2f} ({r['iqr_ms']:.2f}) | {r['ratio']:.2f} "
+                f"| {r['samples_per_s']:,.0f} | {_fmt(r['tflops'], '.3f')} | {_fmt(r['utilisation'], '.0%')} "
+                f"| {r['first_step_s']:.2f} | {_fmt(r['peak_device_mib'], '.0f')} | {r['host_peak_rss_mib']:.0f} |"
+            )
+        lines.append("")
+    failures = [flat_row(r) for r in records if r["status"] != "ok"]
+    if failures:
+        lines += ["## Runs without a timing", ""]
+        for r in failures:
+            lines.append(
+                f"- `{r['backend']}/{r['mode']}` {r['spec']} b{r['batch_size']} {r['precision']}: "
+                f"**{r['status']}** — {r['reason']}"
+            )
+        lines.append("")
+    if env:
+        lines += ["## Environment", ""]
+        versions = ", ".join(b["version"] for b in env.get("backends", []) if b.get("available"))
+        gpus = "; ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", [])) or "none"
+        lines += [
+            f"- CPU: {env.get('cpu_model')} ({env.get('cpu_count')} cores); GPUs: {gpus}",
+            f"- Python {env.get('python')}; {versions}",
+            f"- gan-backends {env.get('gan_backends')}, commit {env.get('git_commit')}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def render(records: list[dict[str, Any]], console: Any) -> None:
+    """The ranked tables on a rich console, one per configuration."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for key, rows in ranked(records).items():
+        table = Table(title=config_title(key), title_justify="left")
+        # Short headers: the table must fit an 80-column terminal (or a CI log) unwrapped.
+        for col in ("backend", "mode", "ms/step", "IQR", "×best", "samples/s", "TFLOP/s", "util", "1st s", "dev MiB"):
+            table.add_column(col, justify="left" if col in ("backend", "mode") else "right", no_wrap=True)
+        for r in rows:
+            if r["status"] != "ok":
+                table.add_row(r["backend"], r["mode"], f"[red]{r['status']}[/]", escape(str(r["reason"])[:60]))
+                continue
+            table.add_row(
+                r["backend"],
+                r["mode"],
+                f"{r['step_ms']:.2f}",
+                f"{r['iqr_ms']:.2f}",
+                f"{r['ratio']:.2f}",
+                f"{r['samples_per_s']:,.0f}",
+                _fmt(r["tflops"], ".3f"),
+                _fmt(r["utilisation"], ".0%"),
+                f"{r['first_step_s']:.2f}",
+                _fmt(r["peak_device_mib"], ".0f"),
+            )
+        console.print(table)
+
+
+def progress_line(record: dict[str, Any], skipped: bool) -> str:
+    """One line per finished run, printed while the sweep goes on."""
+    from rich.markup import escape
+
+    r = flat_row(record)
+    head = f"{r['backend']}/{r['mode']} {r['spec']} b{r['batch_size']} {r['precision']}"
+    if skipped:
+        return f"[dim]{head}: already recorded ({r['status']})[/]"
+    if r["status"] != "ok":
+        return f"{head}: [red]{r['status']}[/] {escape(str(r['reason']))}"
+    return (
+        f"{head}: [bold]{r['step_ms']:.2f} ms[/] (IQR {r['iqr_ms']:.2f}), {r['samples_per_s']:,.0f} samples/s, "
+        f"first step {r['first_step_s']:.2f} s"
+    )

@@ -1,0 +1,128 @@
+"""Run a sweep: each configuration in its own subprocess, results appended as they come.
+
+``results.jsonl`` in the output folder holds one JSON record per line, each appended with a
+single ``write`` on an ``O_APPEND`` descriptor and flushed to disk, so a sweep killed at any point
+leaves every finished record whole. Running the same sweep again resumes: a configuration whose
+key already has a record is skipped (``retry_failed`` runs the failed ones again, and their new
+record supersedes the old when results are read). A run that crashes, is killed for memory or
+passes ``timeout_s`` is recorded with its reason and the tail of its output; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .worker import SCHEMA, cpu_cores, pinned, process_environment
+
+RESULTS = "results.jsonl"
+FAILED = ("error", "nan", "timeout", "crashed")
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one record as one line, whole or not at all (a single O_APPEND write)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, default=str) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn line from a killed sweep: end it
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of ``results.jsonl``, the latest per key (a torn last line is ignored)."""
+    latest: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "key" in record:
+            latest[record["key"]] = record
+    return list(latest.values())
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_one(run: RunConfig, timeout_s: float, worker: list[str] | None = None) -> dict[str, Any]:
+    """Run ``run`` in a fresh Python process and return its record (or the failure's)."""
+    command = worker or [sys.executable, "-m", "gan_backends.bench.worker"]
+    with tempfile.TemporaryDirectory(prefix="gan-bench-") as tmp:
+        run_path, out_path = Path(tmp, "run.json"), Path(tmp, "out.json")
+        run_path.write_text(json.dumps(run.to_dict()))
+        base = {"schema": SCHEMA, "key": run.key, "config": run.to_dict()}
+        try:
+            proc = subprocess.run(
+                pinned([*command, str(run_path), str(out_path)], cpu_cores(run.threads)),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env={**os.environ, **process_environment(run.threads)},
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            err = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            return {**base, "status": "timeout", "reason": f"no result within {timeout_s:g} s", "log": _tail(out + err)}
+        if out_path.exists():
+            record = {**json.loads(out_path.read_text()), "key": run.key, "config": run.to_dict()}
+            if record["status"] != "ok":
+                record["log"] = _tail(proc.stderr)
+            return record
+        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        return {
+            **base,
+            "status": "crashed",
+            "reason": f"the run died without a result ({how})",
+            "log": _tail(proc.stderr),
+        }
+
+
+def run_sweep(
+    runs: list[RunConfig],
+    out_dir: Path,
+    *,
+    timeout_s: float,
+    resume: bool = True,
+    retry_failed: bool = False,
+    on_start: Callable[[RunConfig], None] | None = None,
+    on_record: Callable[[dict[str, Any], bool], None] | None = None,
+    worker: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every configuration not already recorded in ``out_dir/results.jsonl``; call
+    ``on_record(record, skipped)`` for each; return the records of this sweep's runs."""
+    path = Path(out_dir) / RESULTS
+    done = {r["key"]: r for r in read_records(path)} if resume else {}
+    records = []
+    for run in runs:
+        previous = done.get(run.key)
+        if previous is not None and not (retry_failed and previous.get("status") in FAILED):
+            records.append(previous)
+            if on_record:
+                on_record(previous, True)
+            continue
+        if on_start:
+            on_start(run)
+        record = run_one(run, timeout_s, worker)
+        record.setdefault("finished", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        append_record(path, record)
+        records.append(record)
+        if on_record:
+            on_record(record, False)
+    return records

@@ -1,0 +1,191 @@
+"""One benchmark run, in its own process: ``python -m gan_backends.bench.worker RUN.json OUT.json``.
+
+The process sets its environment before any framework is imported (GPU memory on demand for
+TensorFlow and JAX; thread pools and CPU affinity from the run), builds the backend on the spec's
+parameters, places one batch on the device, times the training step
+(:func:`~gan_backends.bench.timing.time_step`) and writes one result record to ``OUT.json``,
+atomically. A Python error is recorded as ``status: error`` with its message; a crash, an
+out-of-memory kill or a time-out leaves no file, and the sweep records that instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA = "gan-backends/bench-v1"
+
+
+def process_environment(threads: int | None) -> dict[str, str]:
+    """Environment variables for a fair run, in force before the interpreter starts (NumPy's
+    BLAS and every framework size their thread pools when loaded): TensorFlow and JAX take GPU
+    memory on demand (both reserve most of it at start-up by default); with ``threads``, every
+    thread pool has that many threads."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    if threads is not None:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            env[var] = str(threads)
+        env["TF_NUM_INTEROP_THREADS"] = str(threads)
+    return env
+
+
+def cpu_cores(threads: int | None) -> list[int] | None:
+    """The cores a run is pinned to: the first ``threads`` of this process's (XLA's CPU pool
+    has no thread-count setting and follows the affinity)."""
+    if threads is None or not hasattr(os, "sched_getaffinity"):
+        return None
+    return sorted(os.sched_getaffinity(0))[:threads]
+
+
+def pin_to(cores: list[int] | None) -> None:
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
+
+
+# Pins itself, then execs the command: the affinity survives exec and every thread the command
+# starts inherits it. (A ``preexec_fn`` would do the same but may deadlock when the parent has
+# threads, as a process that imported a framework has.)
+_PIN_AND_EXEC = (
+    "import os, sys; os.sched_setaffinity(0, map(int, sys.argv[1].split(','))); os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def pinned(command: list[str], cores: list[int] | None) -> list[str]:
+    """``command`` (an executable path first) run on ``cores`` only, from its first instruction."""
+    if cores is None:
+        return command
+    return [sys.executable, "-c", _PIN_AND_EXEC, ",".join(map(str, cores)), *command]
+
+
+def describe_process() -> dict[str, Any]:
+    """What the run's process actually has: its cores and the thread variables."""
+    keys = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH")
+    return {
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "env": {k: os.environ[k] for k in keys if k in os.environ},
+    }
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def measure(run: Any) -> dict[str, Any]:
+    """Build, time and describe one :class:`~gan_backends.bench.config.RunConfig`."""
+    import numpy as np
+
+    from ..backends import BackendUnavailable, get_backend
+    from ..check.agreement import draw_inputs
+    from ..environment import environment
+    from ..presets import load_spec
+    from ..spec import Numerics
+    from .config import PRECISIONS
+    from .flops import step_flops
+    from .peaks import gpu_peak_flops, measure_cpu_peak_flops
+    from .timing import time_step
+
+    record: dict[str, Any] = {"status": "ok", "reason": None}
+    spec = load_spec(run.spec, run.loss)
+    spec = spec.replace(numerics=Numerics(dtype="float32", matmul_precision=PRECISIONS[run.precision]))
+    try:
+        cls = get_backend(run.backend)
+    except BackendUnavailable as exc:
+        return {"status": "unavailable", "reason": str(exc)}
+    threads = cls.configure_threads(run.threads) if run.threads is not None else {}
+    inputs = draw_inputs(spec, batch_size=run.batch_size, steps=1, seed=run.seed)
+    rss_before = _rss_bytes()
+    t0 = time.perf_counter()
+    backend = cls(spec, inputs.params, mode=run.mode, device=run.device)
+    if run.precision == "tf32" and "cpu" in backend.device.lower():
+        return {
+            "status": "unavailable",
+            "reason": "no TF32 on a CPU: the run would repeat float32",
+            "device": backend.device,
+        }
+    batch = inputs.batches[0]
+    step = backend.device_step(batch)
+    if run.inputs == "host":  # the input transfer inside every step: a data-pipeline measurement
+        step = lambda: backend.device_step(batch)()  # noqa: E731
+    record["build_s"] = time.perf_counter() - t0
+    timing = time_step(step, backend.synchronize, run.plan)
+    losses = backend.read_losses(step())
+    median = timing.steady.median
+    flops = step_flops(spec, run.batch_size)
+    on_cpu = "cpu" in backend.device.lower()
+    peak, peak_source = (
+        (measure_cpu_peak_flops(), "measured: float32 GEMM 2048² in NumPy's BLAS")
+        if on_cpu
+        else (gpu_peak_flops(backend.device, run.precision), f"data sheet, dense {run.precision}")
+    )
+    achieved = flops.matmul / median
+    record.update(
+        device=backend.device,
+        threads=threads,
+        runtime=backend.runtime_info(),
+        timing=timing.to_dict(),
+        step_s=median,
+        steps_per_s=1.0 / median,
+        samples_per_s=run.batch_size / median,
+        flops_per_step={"matmul": flops.matmul, "elementwise": flops.elementwise, "total": flops.total},
+        achieved_tflops=achieved / 1e12,
+        peak_tflops=None if peak is None else peak / 1e12,
+        peak_source=peak_source if peak is not None else None,
+        utilisation=None if peak is None else achieved / peak,
+        memory={
+            "peak_device_bytes": backend.peak_device_memory(),
+            "host_rss_before_build_bytes": rss_before,
+            "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        },
+        losses_after=losses,
+    )
+    if not all(np.isfinite(v) for v in losses.values()):
+        bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not np.isfinite(v))
+        record.update(status="nan", reason=f"non-finite loss after the timed steps: {bad}")
+    record["environment"] = environment([run.backend])
+    return record
+
+
+def main(argv: list[str]) -> int:
+    run_path, out_path = argv
+    with open(run_path) as f:
+        raw = json.load(f)
+    # Started by the sweep, the process has its environment and affinity already; run by hand,
+    # it sets them here, in time for the frameworks (imported below) if not for NumPy's BLAS.
+    for key, value in process_environment(raw.get("threads")).items():
+        os.environ.setdefault(key, value)
+    pin_to(cpu_cores(raw.get("threads")))
+    process = describe_process()
+    from .._io import atomic_write_text
+    from .config import RunConfig
+
+    run = RunConfig.from_dict(raw)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        record = measure(run)
+    except Exception as exc:  # recorded, not raised: the sweep goes on with the next run
+        tb = traceback.format_exc(limit=-3)
+        record = {"status": "error", "reason": f"{type(exc).__name__}: {exc}", "traceback": tb}
+    record = {
+        "schema": SCHEMA,
+        "key": run.key,
+        "config": run.to_dict(),
+        "process": process,
+        "started": started,
+        **record,
+    }
+    atomic_write_text(out_path, json.dumps(record, indent=1, default=str))
+    return 0 if record["status"] in ("ok", "unavailable") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
