@@ -37,6 +37,22 @@ def backend_status(name: str) -> BackendStatus:
         )
 
 
+def git_dirty() -> bool | None:
+    """Whether the working tree differs from the commit (results then come from uncommitted code)."""
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_commit() -> str | None:
     try:
         root = Path(__file__).resolve().parent.parent
@@ -83,6 +99,7 @@ def environment(backend_names: list[str] | None = None) -> dict[str, Any]:
     return {
         "gan_backends": __version__,
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),

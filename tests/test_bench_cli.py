@@ -73,7 +73,7 @@ def test_bench_rejects_bad_input_before_running(tmp_path):
     assert not (tmp_path / "results.jsonl").exists()
 
 
-def record(backend: str, mode: str, step_s: float | None, status: str = "ok") -> dict:
+def record(backend: str, mode: str, step_s: float | None, status: str = "ok", peak: float = 20.0) -> dict:
     config = {
         "backend": backend,
         "mode": mode,
@@ -95,8 +95,10 @@ def record(backend: str, mode: str, step_s: float | None, status: str = "ok") ->
         "device": "cpu",
         "timing": {"steady": steady, "first_step_s": 1.0},
         "samples_per_s": 64 / step_s,
-        "achieved_tflops": 1e-3,
+        "achieved_tflops": 0.1 / step_s,
         "utilisation": 0.5,
+        "peak_tflops": peak,
+        "peak_source": "measured",
         "memory": {"peak_device_bytes": None, "host_peak_rss_bytes": 2**30},
     }
 

@@ -188,8 +188,12 @@ def test_gradient_penalties_by_hand():
     assert gradient_penalty(NUMPY_OPS, sq, gp) == pytest.approx(10.0 * (1.0 + 1.0 + 0.25) / 3, rel=1e-15)
     r1 = LossSpec(penalty="r1", penalty_weight=2.0)
     assert gradient_penalty(NUMPY_OPS, sq, r1) == pytest.approx(1.0 * (0 + 4 + 0.25) / 3, rel=1e-15)
-    terms = discriminator_loss(NUMPY_OPS, np.zeros((3, 1)), np.zeros((3, 1)), r1.__class__(d_scale=0.5), 0.75)
+    r1_half = LossSpec(d_scale=0.5, penalty="r1", penalty_weight=2.0)
+    terms = discriminator_loss(NUMPY_OPS, np.zeros((3, 1)), np.zeros((3, 1)), r1_half, 0.75)
     assert terms["d_penalty"] == 0.75 and terms["d_loss"] == pytest.approx(0.5 * 2 * math.log(2) + 0.75)
+    # Without a penalty in the spec, the penalty argument is not part of d_loss.
+    plain = discriminator_loss(NUMPY_OPS, np.zeros((3, 1)), np.zeros((3, 1)), LossSpec(d_scale=0.5), 0.0)
+    assert plain["d_loss"] == pytest.approx(0.5 * 2 * math.log(2))
 
 
 def test_conv_init_fans_follow_torch():

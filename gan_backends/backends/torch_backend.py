@@ -585,7 +585,8 @@ class TorchBackend(Backend):
     def _call(self, net: str, x: torch.Tensor, training: bool) -> torch.Tensor:
         """One network call on canonical tensors, BatchNorm in training or inference mode."""
         module, fn = (self.G, self._G) if net == "generator" else (self.D, self._D)
-        module.train(training)
+        if module.training != training:  # train() walks every submodule: only on a change
+            module.train(training)
         return fn(x)
 
     @torch.no_grad()

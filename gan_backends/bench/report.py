@@ -24,6 +24,7 @@ COLUMNS = (
     "batch_size",
     "precision",
     "device",
+    "device_name",
     "threads",
     "inputs",
     "status",
@@ -35,6 +36,7 @@ COLUMNS = (
     "samples_per_s",
     "tflops",
     "utilisation",
+    "peak_tflops",
     "peak_device_mib",
     "host_peak_rss_mib",
     "reason",
@@ -50,7 +52,8 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
     c = record["config"]
     row: dict[str, Any] = {k: c.get(k) for k in ("backend", "mode", "spec", "loss", "batch_size", "precision")}
     row.update(
-        device=record.get("device") or c.get("device"),
+        device=c.get("device") or "default",  # as requested: frameworks name one CPU differently
+        device_name=record.get("device"),
         threads=c.get("threads"),
         inputs=c.get("inputs", "device"),
         status=record["status"],
@@ -67,6 +70,7 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
             samples_per_s=record.get("samples_per_s"),
             tflops=record.get("achieved_tflops"),
             utilisation=record.get("utilisation"),
+            peak_tflops=record.get("peak_tflops"),
             peak_device_mib=_mib(record["memory"]["peak_device_bytes"]),
             host_peak_rss_mib=_mib(record["memory"]["host_peak_rss_bytes"]),
         )
@@ -93,19 +97,42 @@ def config_title(key: tuple) -> str:
     return title + (", inputs copied from the host in every step" if inputs == "host" else "")
 
 
+def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flat rows, their utilisation against one peak per device, threads and precision: the
+    highest among the runs. On a CPU each run measures the GEMM peak under the load of its
+    moment; the best of them is the least disturbed estimate, and one shared peak keeps the
+    utilisations of a table comparable (a data-sheet GPU peak is the same in every run)."""
+    rows = [flat_row(r) for r in records]
+    peaks: dict[tuple, float] = {}
+    for r in rows:
+        if r["peak_tflops"]:
+            key = (r["device"], r["threads"], r["precision"])
+            peaks[key] = max(peaks.get(key, 0.0), r["peak_tflops"])
+    for r in rows:
+        peak = peaks.get((r["device"], r["threads"], r["precision"]))
+        if r["tflops"] is not None and peak:
+            r["peak_tflops"], r["utilisation"] = peak, r["tflops"] / peak
+    return rows
+
+
 def ranked(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     """Rows grouped by configuration, fastest first (failures last), with ``ratio`` to the
     fastest (1.00 for it)."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        row = flat_row(record)
+    for row in table_rows(records):
         groups[config_key(row)].append(row)
     for rows in groups.values():
         rows.sort(key=lambda r: (r["step_ms"] is None, r["step_ms"] or 0.0))
         best = rows[0]["step_ms"]
         for r in rows:
             r["ratio"] = None if r["step_ms"] is None or best is None else r["step_ms"] / best
-    return dict(sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])))
+    order = lambda kv: tuple((0, x, "") if isinstance(x, int) else (1, 0, str(x)) for x in kv[0])  # noqa: E731
+    return dict(sorted(groups.items(), key=order))
+
+
+def peak_source(records: list[dict[str, Any]], key: tuple) -> str:
+    sources = {r.get("peak_source") for r in records if r.get("peak_source") and config_key(flat_row(r)) == key}
+    return "; ".join(sorted(sources)) or "unknown"
 
 
 def write_json(records: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
@@ -116,8 +143,8 @@ def write_csv(records: list[dict[str, Any]], path: Path) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
     writer.writeheader()
-    for record in records:
-        writer.writerow(flat_row(record))
+    for row in table_rows(records):
+        writer.writerow(row)
     atomic_write_text(path, buf.getvalue())
 
 
@@ -139,6 +166,9 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     ]
     for key, rows in ranked(records).items():
         lines += [f"## {config_title(key)}", ""]
+        peak = next((r["peak_tflops"] for r in rows if r["peak_tflops"]), None)
+        if peak:
+            lines += [f"Utilisation against a peak of {peak:.3g} TFLOP/s ({peak_source(records, key)}).", ""]
         lines += [
             "| rank | backend | mode | ms/step (IQR) | × fastest | samples/s | TFLOP/s | util. | first step s "
             "| peak dev MiB | host RSS MiB |",
@@ -170,7 +200,8 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         lines += [
             f"- CPU: {env.get('cpu_model')} ({env.get('cpu_count')} cores); GPUs: {gpus}",
             f"- Python {env.get('python')}; {versions}",
-            f"- gan-backends {env.get('gan_backends')}, commit {env.get('git_commit')}",
+            f"- gan-backends {env.get('gan_backends')}, commit {env.get('git_commit')}"
+            + (" (with uncommitted changes)" if env.get("git_dirty") else ""),
             "",
         ]
     return "\n".join(lines)
