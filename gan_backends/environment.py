@@ -38,11 +38,12 @@ def backend_status(name: str) -> BackendStatus:
 
 
 def git_dirty() -> bool | None:
-    """Whether the working tree differs from the commit (results then come from uncommitted code)."""
+    """Whether tracked files other than Markdown differ from the commit (results then come from
+    uncommitted code; a README being edited around its own table does not count)."""
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)*.md"],
             cwd=root,
             capture_output=True,
             text=True,
