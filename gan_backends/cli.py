@@ -1,4 +1,4 @@
-"""The ``gan-backends`` command: ``info``, ``specs``, ``check``, ``bench``."""
+"""The ``gan-backends`` command: ``info``, ``specs``, ``check``, ``bench``, ``train``, ``sample``, ``port``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ from .spec import GANSpec, SpecError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="One GAN spec, three frameworks, proven equal.")
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _installed_backend(name: str) -> str:
+    """The registry name of ``name``, or a SpecError naming the extra that installs it."""
+    key = canonical_name(name)
+    if not is_available(key):
+        raise SpecError(backend_status(key).detail)
+    return key
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -376,6 +384,160 @@ def bench(
     console.print(f"written: {out}/results.json, results.csv, summary.md, throughput.png, first_step.png")
     failed = [r for r in records if r["status"] not in ("ok", "unavailable")]
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def train(
+    data: Annotated[str, typer.Option(help="ring, grid, digits, mnist:DIR (IDX files), or a .npy/.npz file.")],
+    spec: Annotated[str, typer.Option(help="Preset name or spec JSON file.")] = DEFAULT_PRESET,
+    backend: Annotated[str, typer.Option(help="torch, tensorflow, jax (or numpy, slowly).")] = "torch",
+    steps: Annotated[int, typer.Option(min=1, help="Training steps (each: n_critic D updates, one G update).")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    seed: Annotated[int, typer.Option(help="Parameters, noise and data order: a run repeats within a backend.")] = 0,
+    loss: Annotated[Optional[str], typer.Option(help=f"Loss preset ({', '.join(LOSS_PRESETS)}).")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="The backend's execution mode (default: its first).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default: GPU when present.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for checkpoints, sample grids, losses.")] = Path("train-out"),
+    sample_every: Annotated[int, typer.Option(min=0, help="Steps between sample grids (0: start and end).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Steps between checkpoints (0: at the end).")] = 0,
+    samples: Annotated[int, typer.Option(min=1, help="Images in a grid (points in a 2-D scatter).")] = 64,
+    resume: Annotated[Optional[Path], typer.Option(help="A checkpoint to continue from (its step onwards).")] = None,
+) -> None:
+    """Train a spec on real data with one backend: progress, sample grids, loss curves,
+    checkpoints (resumable), a clear stop on a non-finite loss.
+
+    Exit status: 0 trained, 1 stopped on a non-finite loss (the last good checkpoint kept), 2 bad input.
+    """
+    from .data import DataError
+    from .train import TrainConfig, TrainingDiverged
+    from .train import train as run_training
+
+    try:
+        gan = load_spec(spec, loss)
+        config = TrainConfig(
+            backend=_installed_backend(backend),
+            data=data,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            mode=mode,
+            device=device,
+            sample_every=sample_every,
+            checkpoint_every=checkpoint_every,
+            samples=samples,
+        )
+    except (SpecError, DataError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[losses]}"),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"{gan.name} on {config.backend}", total=steps, losses="")
+
+        def progress(step: int, total: int, losses: dict[str, float]) -> None:
+            bar.update(task, completed=step, losses=f"d_loss {losses['d_loss']:.4f}  g_loss {losses['g_loss']:.4f}")
+
+        try:
+            result = run_training(gan, config, out, resume=resume, progress=progress)
+        except TrainingDiverged as exc:
+            err_console.print(f"[red]stopped:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except (SpecError, DataError, ValueError, OSError) as exc:
+            raise _fail(str(exc)) from None
+    for m in result.metrics:
+        console.print(
+            f"step {m['step']}: modes covered {m['modes_covered']}/{m['total_modes']}, "
+            f"high-quality samples {m['high_quality_fraction']:.1%}"
+        )
+    console.print(f"trained {result.steps_done} steps; checkpoint {result.checkpoint}; samples, losses in {out}/")
+
+
+@app.command()
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="A training checkpoint or a parameter file (safetensors).")],
+    backend: Annotated[str, typer.Option(help="The backend that draws: torch, tensorflow, jax, numpy.")] = "torch",
+    noise: Annotated[
+        Optional[Path], typer.Option(help="Noise (count, latent_dim) as .npy: the same z for any backend.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the noise when no --noise file is given.")] = 0,
+    count: Annotated[int, typer.Option(min=1, help="Samples to draw when no --noise file is given.")] = 64,
+    out: Annotated[Path, typer.Option(help="The samples G(z) as .npy (canonical layout, NHWC images).")] = Path(
+        "samples.npy"
+    ),
+    png: Annotated[Optional[Path], typer.Option(help="Also draw them as a grid (or a 2-D scatter) here.")] = None,
+    save_noise: Annotated[Optional[Path], typer.Option(help="Also write the noise used as .npy here.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="The backend's execution mode.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default: GPU when present.")] = None,
+) -> None:
+    """Draw G(z) from a checkpoint with any backend, from noise in a file or from a seed, so that
+    two backends can draw from the same noise."""
+    import io
+
+    import numpy as np
+
+    from ._io import atomic_write_bytes
+    from .train import sample as draw
+
+    try:
+        z = np.load(noise, allow_pickle=False) if noise is not None else None
+        name = _installed_backend(backend)
+        z, images = draw(checkpoint, name, noise=z, seed=seed, count=count, mode=mode, device=device)
+    except (SpecError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    for path, array in ((out, images), (save_noise, z)):
+        if path is not None:
+            buf = io.BytesIO()
+            np.save(buf, array)
+            atomic_write_bytes(path, buf.getvalue())
+    if png is not None:
+        from .train import save_sample_image
+
+        save_sample_image(images, png, f"{checkpoint.name} on {name}")
+    console.print(f"{len(images)} samples of shape {images.shape[1:]} from {name} written to {out}")
+
+
+@app.command()
+def port(
+    src: Annotated[
+        Path, typer.Argument(help="A torch state_dict (.pt/.pth), Keras .weights.h5, Flax .msgpack, or ours.")
+    ],
+    spec: Annotated[str, typer.Option(help="Preset name or spec JSON file the weights belong to.")],
+    to: Annotated[str, typer.Option(help="torch, tensorflow (Keras .weights.h5), jax (Flax msgpack), safetensors.")],
+    out: Annotated[Path, typer.Option(help="The converted file.")],
+    kind: Annotated[Optional[str], typer.Option(help="The source's form when its name does not say it.")] = None,
+    networks: Annotated[
+        Optional[str], typer.Option(help="generator, discriminator, or both (default: what the file holds).")
+    ] = None,
+    map_: Annotated[
+        list[str], typer.Option("--map", help="NATIVE_NAME=CANONICAL_NAME, repeatable, where the order does not match.")
+    ] = [],  # noqa: B006
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Run source and target on the same noise.")
+    ] = True,
+) -> None:
+    """Convert a checkpoint between stacks with the layouts right, then run the source and the
+    converted model on the same inputs and print how far apart they are.
+
+    Exit status: 0 converted (and agreeing within 1e-4 of the outputs' scale), 1 converted but
+    disagreeing, 2 bad input (every mismatch named with both names and shapes).
+    """
+    from .port import PortError
+    from .port import port as convert
+
+    try:
+        gan = load_spec(spec)
+        mapping = dict(item.split("=", 1) for item in map_)
+        parts = tuple(n.strip() for n in networks.split(",")) if networks else None
+        result = convert(src, gan, to, out, kind=kind, networks=parts, mapping=mapping or None, check=verify)
+    except (PortError, SpecError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(escape(result.summary()))
+    console.print(f"written: {out}")
+    worst = max((a.max_abs_diff / max(a.max_abs_output, 1e-12) for a in result.agreement), default=0.0)
+    raise typer.Exit(0 if worst <= 1e-4 else 1)
 
 
 def main() -> None:  # console-script entry point

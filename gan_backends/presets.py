@@ -153,6 +153,17 @@ def tiny(**overrides) -> GANSpec:
     return mlp(**kwargs)
 
 
+def mlp_2d(**overrides) -> GANSpec:
+    """The MLP GAN for 2-D toy data (the 8-mode ring, the 25-mode grid): G 16 -> 128 -> 128 -> 2
+    with a linear output (the data keeps its own scale), D 2 -> 128 -> 128 -> 1, Adam(1e-3,
+    (0.5, 0.999)) as the toy-data literature's short runs use."""
+    kwargs = dict(data_shape=(2,), latent_dim=16, g_hidden=(128, 128), d_hidden=(128, 128), name="mlp-2d")
+    kwargs.update(overrides)
+    spec = mlp(**kwargs)
+    adam = dataclasses.replace(tutorial_adam(), lr=1e-3)
+    return spec.replace(generator=spec.generator[:-1], g_optimizer=adam, d_optimizer=adam)
+
+
 def _doublings(size: int) -> tuple[int, int]:
     """(start, n): ``size = start * 2**n`` with the smallest start >= 4 reached by halving."""
     start, n = size, 0
@@ -249,6 +260,7 @@ def dcgan_small(**overrides) -> GANSpec:
 
 PRESETS: dict[str, Callable[..., GANSpec]] = {
     "mlp": mlp,
+    "mlp-2d": mlp_2d,
     "tiny": tiny,
     "dcgan": dcgan,
     "dcgan-28": dcgan_28,

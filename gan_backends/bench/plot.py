@@ -58,6 +58,9 @@ def plot_throughput(records: list[dict[str, Any]], path: Path) -> None:
             ylabel="samples / s",
             title=f"{spec}{' / ' + loss if loss else ''}, {precision}",
         )
+        batches = sorted({x for points in lines.values() for x, *_ in points})
+        ax.set_xticks(batches, [str(b) for b in batches])  # the swept sizes, not powers of ten
+        ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
