@@ -143,3 +143,48 @@ def test_framework_defaults_report_shows_keras_batchnorm_cost():
     assert (bn.spec_value, bn.default) == ("(0.1, 1e-05)", "(0.01, 0.001)")
     assert floor < 1e-5 and bn.params > 100 * floor
     assert ("torch", "batchnorm") not in by
+
+
+def test_bce_on_probabilities_saturates_differently():
+    """Cross-entropy on sigmoid probabilities in float32, at logits where D is confidently wrong
+    or right: torch clamps the log at -100 and its backward floors p(1-p) at 1e-12; Keras clips
+    p to [1e-7, 1-1e-7]. The exact values (softplus on logits) are 20 and gradient -1."""
+    require_backend("torch")
+    require_backend("tensorflow")
+    import tensorflow as tf
+    import torch
+
+    fake = torch.tensor([20.0], requires_grad=True)  # sigmoid(20) rounds to 1.0f
+    value = torch.nn.BCELoss()(torch.sigmoid(fake), torch.zeros(1))
+    assert float(value) == 100.0  # exact: softplus(20) = 20.000000002
+    real = torch.tensor([-40.0], requires_grad=True)
+    torch.nn.BCELoss()(torch.sigmoid(real), torch.ones(1)).backward()
+    assert abs(float(real.grad)) < 1e-5  # exact: sigmoid(-40) - 1 = -1; torch: -p/1e-12 = -4.2e-6
+    keras = tf.keras.losses.BinaryCrossentropy(from_logits=False)
+    clipped = float(keras(tf.zeros((1, 1)), tf.sigmoid(tf.constant([[20.0]]))))
+    assert clipped == pytest.approx(-np.log(np.float32(1) - np.float32(1 - 1e-7)), rel=1e-5)  # 15.94
+    from gan_backends.losscheck import check_loss
+
+    def tutorial_d(real_prob, fake_prob):
+        bce = torch.nn.BCELoss()
+        return bce(real_prob, torch.ones_like(real_prob)) + bce(fake_prob, torch.zeros_like(fake_prob))
+
+    report = check_loss(tutorial_d, "non_saturating", role="d", framework="torch", inputs="probabilities", dtypes=())
+    assert report.diagnosis.findings[-1].kind == "probabilities"  # and losscheck names it
+
+
+def test_label_smoothing_means_three_things():
+    """ "Label smoothing s" is real labels 1-s (Salimans et al.), real labels smoothed toward ½
+    (TF-GAN: 1-s/2) or both labels toward ½ (Keras BinaryCrossentropy: 1-s/2 and s/2)."""
+    require_backend("tensorflow")
+    import tensorflow as tf
+
+    logits = np.array([[-2.0], [0.5], [3.0]], dtype=np.float32)
+
+    def bce(target: float) -> float:  # hand-derived: t·softplus(-l) + (1-t)·softplus(l), batch mean
+        return float(np.mean(target * np.logaddexp(0, -logits) + (1 - target) * np.logaddexp(0, logits)))
+
+    smooth = tf.keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2)
+    assert float(smooth(tf.ones_like(logits), logits)) == pytest.approx(bce(0.9), rel=1e-6)
+    assert float(smooth(tf.zeros_like(logits), logits)) == pytest.approx(bce(0.1), rel=1e-6)
+    assert bce(0.9) != pytest.approx(bce(0.8), rel=1e-3)  # one-sided 0.2 would be target 0.8

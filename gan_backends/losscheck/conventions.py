@@ -1,0 +1,147 @@
+"""Conventions a user may declare (``--convention key=value``): each turns a known, intended
+difference from the zoo's loss into a pass. The diagnosis prints the declaration that would
+accept what it found, so the two speak one vocabulary.
+
+Logit losses (D and G)::
+
+    scale=k                 the whole loss times k (D loss ½: scale=0.5; least squares without ½: scale=2)
+    reduction=sum           a sum over the logits instead of their mean
+    offset=c                a constant added to the loss
+    real_target=t           cross-entropy target of real logits (one-sided label smoothing s: t = 1 - s)
+    fake_target=u           cross-entropy target of fake logits (G: its target label)
+    label_smoothing=s       TF-GAN's: real labels smoothed toward ½, t = 1 - s/2
+    label_smoothing_both=s  Keras' BinaryCrossentropy(label_smoothing=s) on both terms: t = 1 - s/2, u = s/2
+    a=, b=, c=              least squares targets (Mao et al. 2017)
+    margin=m                hinge margin
+    probabilities=true      computed from sigmoid probabilities: judged only where they do not saturate
+
+Penalties::
+
+    penalty_weight=λ        the weight inside the returned penalty (1: the caller multiplies)
+    reduction=sum           summed over the batch
+    one_sided=true          relu(‖g‖ - 1)² (Gulrajani et al.'s appendix variant)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from ..spec import LossSpec
+from .critic import PenaltyForm
+from .models import LogitModel, Role, reference_model, with_term
+
+LOGIT_KEYS = (
+    "scale", "reduction", "offset", "real_target", "fake_target", "label_smoothing", "label_smoothing_both",
+    "one_sided_label_smoothing", "a", "b", "c", "margin", "probabilities",
+)  # fmt: skip
+PENALTY_KEYS = ("penalty_weight", "reduction", "one_sided", "scale")
+
+
+class ConventionError(ValueError):
+    """A declared convention that is unknown or does not apply to this loss."""
+
+
+def parse(items: list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """``["scale=0.5", "reduction=sum"]`` (or comma-joined) to a dict."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ConventionError(f"--convention expects key=value, got {part!r}")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _float(key: str, value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConventionError(f"convention {key} needs a number, got {value!r}") from None
+
+
+def _bool(key: str, value: object) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConventionError(f"convention {key} needs true or false, got {value!r}")
+
+
+def declared_probabilities(conventions: Mapping[str, object]) -> bool:
+    return "probabilities" in conventions and _bool("probabilities", conventions["probabilities"])
+
+
+def logit_model(loss: LossSpec, role: Role, conventions: Mapping[str, object]) -> LogitModel:
+    """The zoo's loss for ``role`` with the declared conventions applied."""
+    unknown = set(conventions) - set(LOGIT_KEYS)
+    if unknown:
+        raise ConventionError(
+            f"unknown convention(s) {sorted(unknown)} for a {role} loss; known: {', '.join(LOGIT_KEYS)}"
+        )
+    targets = {k: _float(k, conventions[k]) for k in ("a", "b", "c") if k in conventions}
+    if targets and loss.name != "least_squares":
+        raise ConventionError(f"targets {sorted(targets)} apply to least_squares, not {loss.name}")
+    model = reference_model(dataclasses.replace(loss, **targets), role)
+    if "scale" in conventions:
+        model = dataclasses.replace(model, scale=model.scale * _float("scale", conventions["scale"]))
+    if "reduction" in conventions:
+        red = str(conventions["reduction"])
+        if red not in ("mean", "sum"):
+            raise ConventionError(f"reduction is mean or sum, got {red!r}")
+        model = dataclasses.replace(model, reduction=red)
+    if "offset" in conventions:
+        model = dataclasses.replace(model, offset=_float("offset", conventions["offset"]))
+    bce_keys = {"real_target", "fake_target", "label_smoothing", "label_smoothing_both", "one_sided_label_smoothing"}
+    if bce_keys & set(conventions):
+        if any(t.kind != "bce" for t in model.sides().values()):
+            raise ConventionError(f"label targets apply to the cross-entropy losses, not {loss.name}")
+        real_t, fake_t = _targets(conventions)
+        if role == "d":
+            model = with_term(with_term(model, "real", param=real_t), "fake", param=fake_t)
+        elif "fake_target" in conventions:
+            model = with_term(model, "fake", param=fake_t)
+    if "margin" in conventions:
+        if loss.name != "hinge" or role != "d":
+            raise ConventionError("margin applies to the hinge D loss")
+        m = _float("margin", conventions["margin"])
+        model = with_term(with_term(model, "real", param=m), "fake", param=m)
+    return model
+
+
+def _targets(conventions: Mapping[str, object]) -> tuple[float, float]:
+    real_t, fake_t = 1.0, 0.0
+    if "one_sided_label_smoothing" in conventions:
+        real_t = 1.0 - _float("one_sided_label_smoothing", conventions["one_sided_label_smoothing"])
+    if "label_smoothing" in conventions:
+        real_t = 1.0 - 0.5 * _float("label_smoothing", conventions["label_smoothing"])
+    if "label_smoothing_both" in conventions:
+        s = _float("label_smoothing_both", conventions["label_smoothing_both"])
+        real_t, fake_t = 1.0 - 0.5 * s, 0.5 * s
+    if "real_target" in conventions:
+        real_t = _float("real_target", conventions["real_target"])
+    if "fake_target" in conventions:
+        fake_t = _float("fake_target", conventions["fake_target"])
+    return real_t, fake_t
+
+
+def penalty_form(loss: LossSpec, conventions: Mapping[str, object]) -> PenaltyForm:
+    """The zoo's penalty (``loss.penalty``) with the declared conventions applied."""
+    unknown = set(conventions) - set(PENALTY_KEYS)
+    if unknown:
+        raise ConventionError(
+            f"unknown convention(s) {sorted(unknown)} for a penalty; known: {', '.join(PENALTY_KEYS)}"
+        )
+    weight = _float("penalty_weight", conventions.get("penalty_weight", loss.penalty_weight))
+    weight *= _float("scale", conventions.get("scale", 1.0))
+    red = str(conventions.get("reduction", "mean"))
+    if red not in ("mean", "sum"):
+        raise ConventionError(f"reduction is mean or sum, got {red!r}")
+    one_sided = _bool("one_sided", conventions.get("one_sided", "false"))
+    if one_sided and loss.penalty != "wgan_gp":
+        raise ConventionError("one_sided applies to the wgan_gp penalty")
+    return PenaltyForm(kind=loss.penalty, weight=weight, reduction=red, one_sided=one_sided)

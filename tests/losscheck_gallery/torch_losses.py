@@ -1,0 +1,93 @@
+"""The gallery in PyTorch."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+bce_logits = torch.nn.BCEWithLogitsLoss()
+bce = torch.nn.BCELoss()
+
+
+def d_sum(real, fake):
+    return F.binary_cross_entropy_with_logits(
+        real, torch.ones_like(real), reduction="sum"
+    ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake), reduction="sum")
+
+
+def d_half(real, fake):
+    return 0.5 * (bce_logits(real, torch.ones_like(real)) + bce_logits(fake, torch.zeros_like(fake)))
+
+
+def d_one_sided_smoothing(real, fake):
+    return bce_logits(real, torch.full_like(real, 0.9)) + bce_logits(fake, torch.zeros_like(fake))
+
+
+def d_tfgan_smoothing(real, fake):
+    smoothing = 0.25
+    labels = torch.ones_like(real) * (1 - smoothing) + 0.5 * smoothing
+    return bce_logits(real, labels) + bce_logits(fake, torch.zeros_like(fake))
+
+
+def d_smoothing_both(real, fake):
+    s = 0.2
+    return bce_logits(real, torch.ones_like(real) * (1 - s) + 0.5 * s) + bce_logits(
+        fake, torch.zeros_like(fake) * (1 - s) + 0.5 * s
+    )
+
+
+def d_probabilities(real_prob, fake_prob):  # the DCGAN tutorial: Sigmoid output, BCELoss
+    return bce(real_prob, torch.ones_like(real_prob)) + bce(fake_prob, torch.zeros_like(fake_prob))
+
+
+def d_ls_no_half(real, fake):
+    return ((real - 1) ** 2).mean() + (fake**2).mean()
+
+
+def d_ls_targets(real, fake):  # Mao et al.'s eq. 8 targets (a, b) = (-1, 1)
+    return 0.5 * F.mse_loss(real, torch.ones_like(real)) + 0.5 * F.mse_loss(fake, -torch.ones_like(fake))
+
+
+def g_minimax_constant(fake):
+    return -F.softplus(fake).mean() + math.log(4.0)
+
+
+def g_non_saturating(fake):
+    return bce_logits(fake, torch.ones_like(fake))
+
+
+def d_patch_sum(real, fake):  # per-sample sums over the patch, then a batch mean
+    return (
+        F.softplus(-real).reshape(len(real), -1).sum(1).mean() + F.softplus(fake).reshape(len(fake), -1).sum(1).mean()
+    )
+
+
+def _input_grad(critic, real, fake, alpha, create_graph=True):
+    x = alpha * real + (1 - alpha) * fake
+    out = critic(x)
+    (g,) = torch.autograd.grad(out, x, torch.ones_like(out), create_graph=create_graph)
+    return g
+
+
+def gp_norm_axis(critic, real, fake, alpha):
+    return 10 * ((_input_grad(critic, real, fake, alpha).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def gp_no_eps(critic, real, fake, alpha):
+    g = _input_grad(critic, real, fake, alpha).flatten(1)
+    return 10 * ((torch.sqrt((g**2).sum(dim=1)) - 1) ** 2).mean()
+
+
+def gp_one_sided(critic, real, fake, alpha):
+    g = _input_grad(critic, real, fake, alpha).flatten(1)
+    return 10 * (torch.clamp(g.norm(2, dim=1) - 1, min=0) ** 2).mean()
+
+
+def gp_unweighted(critic, real, fake, alpha):
+    g = _input_grad(critic, real, fake, alpha).flatten(1)
+    return ((g.norm(2, dim=1) - 1) ** 2).mean()
+
+
+def gp_no_create_graph(critic, real, fake, alpha):
+    g = _input_grad(critic, real, fake, alpha, create_graph=False).flatten(1)
+    return 10 * ((g.norm(2, dim=1) - 1) ** 2).mean()
