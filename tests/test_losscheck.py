@@ -189,3 +189,59 @@ def test_cli_bad_input_exits_2() -> None:
               "--role", "penalty", "--convention", "sacle=2"],
     )  # fmt: skip
     assert result.exit_code == 2 and "unknown convention" in result.output
+
+
+def test_a_precision_the_framework_cannot_run_is_skipped_not_failed() -> None:
+    pytest.importorskip("torch")
+    import torch
+    import torch.nn.functional as F
+
+    def no_bfloat16_kernel(real, fake):  # as a framework without a bf16 kernel on this device raises
+        if real.dtype == torch.bfloat16:
+            raise RuntimeError("\"softplus_cpu\" not implemented for 'BFloat16'")
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+    report = check_loss(no_bfloat16_kernel, "non_saturating", role="d", framework="torch")
+    assert report.passed, report.text()
+    bf16 = next(c for c in report.cases if c.dtype == "bfloat16")
+    assert bf16.skipped and "not implemented for 'BFloat16'" in bf16.notes[-1]
+
+
+def test_other_zoo_losses_and_signs_are_named() -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    def hinge_as_wasserstein(real, fake):
+        return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+
+    report = check_loss(hinge_as_wasserstein, "wasserstein", role="d", framework="torch")
+    assert report.diagnosis.findings[0].kind == "loss" and "hinge" in report.diagnosis.summary
+
+    def critic_maximised(real, fake):
+        return real.mean() - fake.mean()
+
+    report = check_loss(critic_maximised, "wasserstein", role="d", framework="torch")
+    assert "sign is flipped" in report.diagnosis.summary
+    assert report.diagnosis.conventions == ["scale=-1"]
+
+    def hinge_margin_zero(real, fake):
+        return torch.relu(-real).mean() + torch.relu(fake).mean()
+
+    report = check_loss(hinge_margin_zero, "hinge", role="d", framework="torch")
+    assert report.diagnosis.conventions == ["margin=0"]
+
+
+def test_the_tensorflow_tutorial_losses_pass() -> None:
+    """The TF DCGAN tutorial's Keras BinaryCrossentropy(from_logits=True) losses, verbatim."""
+    pytest.importorskip("tensorflow")
+    d = check_loss(
+        load_function(f"{EXAMPLES / 'dcgan_tutorial_tf.py'}:discriminator_loss"),
+        "non_saturating",
+        role="d",
+        framework="tensorflow",
+    )
+    g = check_loss(
+        load_function(f"{EXAMPLES / 'dcgan_tutorial_tf.py'}:generator_loss"), "non_saturating", role="g", framework="tf"
+    )
+    assert d.passed, d.text()
+    assert g.passed, g.text()

@@ -18,7 +18,7 @@ from . import conventions as conv
 from .battery import PENALTY_TOLERANCES, REDUCED, TOLERANCES, Case, logit_cases, penalty_cases
 from .critic import PenaltyForm
 from .diagnose import Diagnosis, diagnose_logits, diagnose_penalty
-from .judge import CaseResult, judge_logits, judge_penalty
+from .judge import CaseResult, judge_logits, judge_penalty, skip_unsupported
 from .models import ROLES
 from .runners import get_runner
 
@@ -77,9 +77,15 @@ class LossCheckReport:
         where = f"{self.framework}, role {self.role}, loss {_loss_label(self.loss)}"
         lines = [f"losscheck {self.function} ({where}): {self.verdict}"]
         for c in self.cases:
-            status = "ok  " if c.passed else "FAIL"
-            detail = c.error or (
-                f"value err {_fmt(c.value_error)}, grad err {_fmt(c.grad_error)}" + ("" if c.finite else ", non-finite")
+            status = "skip" if c.skipped else ("ok  " if c.passed else "FAIL")
+            detail = (
+                c.notes[-1]
+                if c.skipped
+                else c.error
+                or (
+                    f"value err {_fmt(c.value_error)}, grad err {_fmt(c.grad_error)}"
+                    + ("" if c.finite else ", non-finite")
+                )
             )
             lines.append(f"  {status} {c.name:<16} {c.dtype:<9} {c.shape:<10} {detail}")
         if self.diagnosis is not None:
@@ -198,6 +204,7 @@ def check_loss(
 
     evals = [run(c.inputs, c.dtype) for c in cases]
     results = [judge_logits(c, e, model, TOLERANCES[c.dtype], probabilities) for c, e in zip(cases, evals)]
+    skip_unsupported(results)
     report = LossCheckReport(
         label, runner.__name__.rsplit(".", 1)[-1].removesuffix("_runner"), role, spec, declared, inputs, results
     )
@@ -214,6 +221,7 @@ def _check_penalty(
     arity = 2 if spec.penalty == "r1" and _arity(fn) == 2 else 4
     evals = [runner.run_penalty(fn, c, c.dtype, arity) for c in cases]
     results = [judge_penalty(c, e, form, PENALTY_TOLERANCES[c.dtype]) for c, e in zip(cases, evals)]
+    skip_unsupported(results)
     name = runner.__name__.rsplit(".", 1)[-1].removesuffix("_runner")
     report = LossCheckReport(label, name, "penalty", spec, declared, "critic", results)
     if not report.passed:

@@ -29,7 +29,7 @@ from ..spec import LOSS_NAMES, LossSpec
 from .battery import Case
 from .critic import PenaltyForm, axis_choices, evaluate_penalty
 from .fit import fit_term, name_constant, nice, weight_on
-from .judge import CaseResult, judge_logits, judge_penalty
+from .judge import CaseResult, judge_logits, judge_penalty, skip_unsupported
 from .models import LogitModel, Term, reference_model
 from .runners import Evaluation
 
@@ -411,6 +411,7 @@ def diagnose_logits(
         return Diagnosis(f"differs from {loss.name}; no known convention explains it", findings)
     name, findings = name_model(fitted, loss)
     results = [judge_logits(c, e, fitted, tolerances[c.dtype], False) for c, e in zip(cases, evals)]
+    skip_unsupported(results)
     failing = [(c, r) for c, r in zip(cases, results) if not r.passed]
     ranges = None
     saturating = [c for c, _ in failing if c.tags & {"saturated", "scan"}]
@@ -459,7 +460,7 @@ def _summary(name: str, findings: list[Finding], ref_name: str) -> str:
     texts = [f.text for f in findings if f.kind not in ("loss", "probabilities")]
     saturation = [f.text for f in findings if f.kind == "probabilities"]
     verb = "matches" if saturation else "equals"
-    head = f"your loss {verb} {name}" + (f", not {ref_name}," if name != ref_name else "")
+    head = f"your loss {verb} {name}" + (f" (not {ref_name})" if name != ref_name else "")
     return head + (" " + saturation[0] if saturation else "") + (": " + "; ".join(texts) if texts else "")
 
 
@@ -506,8 +507,9 @@ def diagnose_penalty(
 ) -> Diagnosis:
     findings: list[Finding] = []
     pairs = [(c, e) for c, e in zip(cases, evals) if e.error is None and c.dtype == "float32"]
+    float32_ran = all(e.error is None for c, e in zip(cases, evals) if c.dtype == "float32")
     for c, e in zip(cases, evals):
-        if e.error is not None:
+        if e.error is not None and not (float32_ran and c.dtype != "float32"):
             findings.append(Finding("error", f"fails on {c.name}: {_penalty_error_text(e.error)}"))
     ordinary = next(((c, e) for c, e in pairs if "fit" in c.tags), None)
     if ordinary is None:

@@ -34,7 +34,7 @@ def render(report: LossCheckReport, console: Console) -> None:
     for col in ("case", "dtype", "shape", "value err", "grad err", "result"):
         table.add_column(col)
     for c in report.cases:
-        result = "[green]ok[/]" if c.passed else "[red]FAIL[/]"
+        result = "[yellow]skipped[/]" if c.skipped else ("[green]ok[/]" if c.passed else "[red]FAIL[/]")
         if c.error:
             table.add_row(c.name, c.dtype, c.shape, "[red]error[/]", "", result)
             continue
