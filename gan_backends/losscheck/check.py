@@ -118,6 +118,9 @@ def resolve_loss(loss: str | LossSpec, role: str, params: Mapping[str, float] | 
         known = sorted(set(LOSS_NAMES) | set(LOSS_PRESETS) | {"wgan_gp", "r1"})
         raise SpecError(f"unknown loss {loss!r}; known: {', '.join(known)}")
     if params:
+        unknown = set(params) - set(vars(spec))
+        if unknown:
+            raise SpecError(f"unknown loss parameter(s) {sorted(unknown)}; known: {', '.join(vars(spec))}")
         spec = LossSpec(**{**vars(spec), **params})
     if role not in ROLES:
         raise SpecError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
