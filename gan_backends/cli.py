@@ -253,7 +253,12 @@ def _csv(value: Optional[str], cast: Callable[[str], object] = str) -> Optional[
 @app.command()
 def bench(
     sweep_file: Annotated[
-        Optional[Path], typer.Option("--sweep", help="Sweep TOML (benchmarks/sweeps/); default: built-in, by device.")
+        Optional[Path],
+        typer.Option(
+            "--sweep",
+            help="Sweep TOML (benchmarks/sweeps/) or a built-in name (cpu, gpu, batch-cpu, batch-gpu); "
+            "default: built-in, by device.",
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder for results.jsonl, JSON, CSV, Markdown, PNG.")] = Path(
         "bench-results"

@@ -93,6 +93,60 @@ def nvidia_gpus() -> list[dict[str, str]]:
     return gpus
 
 
+#: Environment variables that change what XLA compiles or how its client behaves (TensorFlow's
+#: ``jit_compile`` and JAX's ``jit`` are XLA programs; their launch overhead and fusion depend on these).
+XLA_ENV = (
+    "XLA_FLAGS",
+    "TF_XLA_FLAGS",
+    "TF_GPU_ALLOCATOR",
+    "XLA_PYTHON_CLIENT_PREALLOCATE",
+    "XLA_PYTHON_CLIENT_MEM_FRACTION",
+    "XLA_PYTHON_CLIENT_ALLOCATOR",
+    "JAX_PLATFORMS",
+    "JAX_DEFAULT_MATMUL_PRECISION",
+    "JAX_ENABLE_X64",
+)
+#: JAX configuration read back where JAX is loaded (its defaults can be changed without an
+#: environment variable, e.g. ``jax.config.update``).
+JAX_CONFIG = (
+    "jax_default_matmul_precision",
+    "jax_enable_x64",
+    "jax_platforms",
+    "jax_cpu_enable_async_dispatch",
+    "jax_compilation_cache_dir",
+)
+
+
+def xla_settings() -> dict[str, Any]:
+    """The XLA settings in force in this process: the variables of :data:`XLA_ENV` that are set,
+    each ``--flag`` of ``XLA_FLAGS`` parsed out (``xla_gpu_enable_command_buffer`` is XLA's own
+    CUDA-graph switch), JAX's configuration and TensorFlow's auto-jit setting where those
+    frameworks are already imported (nothing is imported here)."""
+    env = {k: os.environ[k] for k in XLA_ENV if k in os.environ}
+    flags = {}
+    for token in env.get("XLA_FLAGS", "").split():
+        name, _, value = token.lstrip("-").partition("=")
+        flags[name] = value if value else "true"
+    out: dict[str, Any] = {"env": env, "xla_flags": flags}
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        config = {}
+        values = getattr(jax.config, "values", {})  # every option, also those without an attribute
+        for name in JAX_CONFIG:
+            if name not in values and not hasattr(jax.config, name):
+                continue
+            value = values[name] if name in values else getattr(jax.config, name)
+            config[name] = value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
+        out["jax_config"] = config
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        try:
+            out["tf_auto_jit"] = str(tf.config.optimizer.get_jit())
+        except Exception:  # an odd build: the record goes on without it
+            pass
+    return out
+
+
 def environment(backend_names: list[str] | None = None) -> dict[str, Any]:
     from . import __version__
 
@@ -109,4 +163,5 @@ def environment(backend_names: list[str] | None = None) -> dict[str, Any]:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "gpus": nvidia_gpus(),
         "backends": [asdict(backend_status(n)) for n in names],
+        "xla": xla_settings(),
     }

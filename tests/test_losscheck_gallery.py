@@ -22,7 +22,7 @@ GALLERY: dict[str, tuple[str, str, str, str, str | None, str]] = {
     "d_ls_no_half": ("d", LS, "logits", "scale", "scale=2", "without the ½ factor"),
     "d_ls_targets": ("d", LS, "logits", "targets", "a=-1,b=1", "eq. 8"),
     "g_minimax_constant": ("g", "minimax", "logits", "offset", "offset=1.38629", "log 4"),
-    "g_non_saturating": ("g", "minimax", "logits", "loss", None, "equals non_saturating, not minimax"),
+    "g_non_saturating": ("g", "minimax", "logits", "loss", None, "this is the non_saturating loss, not minimax"),
     "d_patch_sum": ("d", NS, "logits", "patch_reduction", None, "sums over the H·W positions"),
     "gp_norm_axis": ("penalty", GP, "critic", "norm_axes", None, "per-pixel norm"),
     "gp_no_eps": ("penalty", GP, "critic", "norm_at_zero", None, "no epsilon under its square root"),

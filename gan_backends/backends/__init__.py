@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from .base import Backend, TrainBatch
+from .base import Backend, ModeUnavailable, TrainBatch
 
 
 class BackendUnavailable(ImportError):
@@ -84,6 +84,7 @@ def _install_hint(entry: BackendEntry, missing: list[str]) -> str:
 __all__ = [
     "Backend",
     "BackendUnavailable",
+    "ModeUnavailable",
     "TrainBatch",
     "available_backends",
     "canonical_name",

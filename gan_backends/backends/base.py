@@ -19,6 +19,12 @@ from ..params import ParamTree, check_tree
 from ..spec import GANSpec
 
 
+class ModeUnavailable(ValueError):
+    """A backend's mode that this device cannot run (CUDA graphs on a CPU). Raised by the
+    constructor instead of running something else under the mode's name; a benchmark records
+    the run as ``unavailable`` with this message."""
+
+
 @dataclass(frozen=True)
 class TrainBatch:
     """The inputs of one training step, drawn outside every framework.

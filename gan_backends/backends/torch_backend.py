@@ -10,13 +10,19 @@ index of every layer equals its index in the spec, so ``state_dict`` keys (``0.w
 ``3.running_mean``) line up with canonical names (``generator.0.kernel``,
 ``generator.3.running_mean``).
 
-Modes: ``eager`` (default) and ``compile`` (``torch.compile`` of both networks).
+Modes: ``eager`` (default); ``compile`` (``torch.compile`` of both networks); and two that
+remove kernel-launch overhead on a GPU: ``compile-cudagraphs`` (``torch.compile(mode=
+"reduce-overhead")``: Inductor's CUDA-graph trees replay each compiled network) and
+``cuda-graph`` (the whole training step, both updates and both optimisers, captured once with
+``torch.cuda.graph`` over static input buffers and replayed). Both need a CUDA device: on any
+other the constructor raises :class:`~gan_backends.backends.base.ModeUnavailable`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,7 +49,7 @@ from ..spec import (
     Tanh,
     optimizer_slots,
 )
-from .base import Backend, OptimizerState, TrainBatch
+from .base import Backend, ModeUnavailable, OptimizerState, TrainBatch
 
 Shape = tuple[int, ...]
 
@@ -338,14 +344,24 @@ TORCH_SLOTS: dict[str, dict[str, str]] = {
 }
 
 
-def make_optimizer(params: list[nn.Parameter], opt: OptimizerSpec) -> torch.optim.Optimizer:
-    """torch's own optimiser with every hyper-parameter from the spec."""
+def make_optimizer(params: list[nn.Parameter], opt: OptimizerSpec, capturable: bool = False) -> torch.optim.Optimizer:
+    """torch's own optimiser with every hyper-parameter from the spec. ``capturable``: safe to
+    capture in a CUDA graph (the step count lives on the device and is never read on the host)."""
     # fused=True (Adam, SGD): one kernel for all parameters; same update as the for-loop form
     # within rounding, and the fastest on both CPU and CUDA (see shared performance notes).
-    # RMSprop has no fused kernel; torch picks foreach on CUDA.
+    # Fused Adam keeps its step on the device anyway and runs the same kernel with or without
+    # capturable=True (the flag then only passes optimizer.step's capture check), so a captured
+    # step updates exactly as the eager one. RMSprop has no fused kernel; torch picks foreach on
+    # CUDA. SGD keeps no step count and needs no flag.
     if isinstance(opt, AdamSpec):
         return torch.optim.Adam(
-            params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay, fused=True
+            params,
+            lr=opt.lr,
+            betas=(opt.beta1, opt.beta2),
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+            fused=True,
+            capturable=capturable,
         )
     if isinstance(opt, RMSpropSpec):
         return torch.optim.RMSprop(
@@ -356,6 +372,7 @@ def make_optimizer(params: list[nn.Parameter], opt: OptimizerSpec) -> torch.opti
             weight_decay=opt.weight_decay,
             momentum=opt.momentum,
             centered=opt.centered,
+            capturable=capturable,
         )
     return torch.optim.SGD(
         params,
@@ -366,6 +383,14 @@ def make_optimizer(params: list[nn.Parameter], opt: OptimizerSpec) -> torch.opti
         nesterov=opt.nesterov,
         fused=True,
     )
+
+
+#: Modes that replay CUDA graphs: they exist only on a CUDA device.
+CUDA_GRAPH_MODES = ("compile-cudagraphs", "cuda-graph")
+#: Eager steps run on a side stream before the ``cuda-graph`` capture, as torch's CUDA-graph
+#: notes prescribe (lazy state, cuBLAS workspaces and autograd's stream bookkeeping are set up
+#: outside the capture); the state they change is restored before the capture.
+CUDA_GRAPH_WARMUP_STEPS = 3
 
 
 # -- devices and precision -------------------------------------------------------------------
@@ -400,6 +425,20 @@ def apply_precision(spec: GANSpec) -> None:
     torch.backends.cudnn.allow_tf32 = tf32
 
 
+@dataclass
+class _StepGraph:
+    """A captured training step: the graph, the static input tensors whose addresses it reads,
+    and the loss tensors it writes."""
+
+    graph: torch.cuda.CUDAGraph
+    inputs: tuple[torch.Tensor | None, ...]
+    outputs: dict[str, torch.Tensor]
+
+    def fits(self, inputs: tuple[torch.Tensor | None, ...]) -> bool:
+        shape = lambda t: None if t is None else (t.shape, t.dtype)  # noqa: E731
+        return [shape(t) for t in self.inputs] == [shape(t) for t in inputs]
+
+
 # -- the backend -----------------------------------------------------------------------------
 
 
@@ -411,12 +450,17 @@ class TorchBackend(Backend):
         return torch.from_numpy(np.ascontiguousarray(array))
 
     name = "torch"
-    modes = ("eager", "compile")
+    modes = ("eager", "compile", *CUDA_GRAPH_MODES)
 
     def __init__(self, spec: GANSpec, params: ParamTree, *, mode: str | None = None, device: str | None = None):
         super().__init__(spec, params, mode=mode, device=device)
         apply_precision(spec)
         self._device = select_device(device)
+        if self.mode in CUDA_GRAPH_MODES and self._device.type != "cuda":
+            raise ModeUnavailable(
+                f"torch mode {self.mode!r}: CUDA graphs need a CUDA device; this run's device is {self._device}"
+            )
+        self._graph: _StepGraph | None = None  # the captured step of "cuda-graph" mode
         self._torch_dtype = getattr(torch, spec.numerics.dtype)
         # G and D are the plain nn.Sequential (state_dict keys = spec indices); the callables
         # _G/_D take and give canonical NHWC images, compiled in "compile" mode.
@@ -425,14 +469,16 @@ class TorchBackend(Backend):
         self._G_eager = CanonicalIO(self.G, False, is_image(spec.data_shape))
         self._D_eager = CanonicalIO(self.D, is_image(spec.data_shape), False)
         self._G, self._D = self._G_eager, self._D_eager
-        if self.mode == "compile":
+        if self.mode in ("compile", "compile-cudagraphs"):
             _raise_recompile_limit()
             # dynamic=False: G and D share CanonicalIO.forward's code object, so dynamo would
             # take their different input shapes for a varying shape and recompile with symbolic
             # sizes, which inductor fails on for convolutions (torch 2.13: "cannot determine
             # truth value of Relational"). Shapes are fixed by the spec; one graph per shape.
-            self._G = torch.compile(self._G_eager, dynamic=False)
-            self._D = torch.compile(self._D_eager, dynamic=False)
+            # "reduce-overhead": each compiled forward and backward is replayed as a CUDA graph.
+            options = {"mode": "reduce-overhead"} if self.mode == "compile-cudagraphs" else {}
+            self._G = torch.compile(self._G_eager, dynamic=False, **options)
+            self._D = torch.compile(self._D_eager, dynamic=False, **options)
         self.set_params(params)
 
     @classmethod
@@ -487,8 +533,10 @@ class TorchBackend(Backend):
             for name, param in named.items():
                 value = np.ascontiguousarray(to_torch_layout(name, params[name]), dtype=self.dtype)
                 param.copy_(torch.from_numpy(value))
-        self.g_opt = make_optimizer(list(self.G.parameters()), self.spec.g_optimizer)
-        self.d_opt = make_optimizer(list(self.D.parameters()), self.spec.d_optimizer)
+        capturable = self.mode == "cuda-graph"
+        self.g_opt = make_optimizer(list(self.G.parameters()), self.spec.g_optimizer, capturable)
+        self.d_opt = make_optimizer(list(self.D.parameters()), self.spec.d_optimizer, capturable)
+        self._graph = None  # it captured the old optimisers' state
         # torch's SGD keeps no step count; count updates here for every optimiser.
         self._steps = {"generator": 0, "discriminator": 0}
 
@@ -569,6 +617,7 @@ class TorchBackend(Backend):
                     per_param[i] = entry
             opt.load_state_dict({"state": per_param, "param_groups": saved["param_groups"]})
             self._steps[net] = int(step)
+        self._graph = None  # load_state_dict put new state tensors in place of the captured ones
 
     @staticmethod
     def _canonical(tensors: dict[str, torch.Tensor]) -> ParamTree:
@@ -685,13 +734,18 @@ class TorchBackend(Backend):
         batch.validate(self.spec)
         real, z_d, z_g = self._tensor(batch.real), self._tensor(batch.z_d), self._tensor(batch.z_g)
         alpha = None if batch.alpha is None or self.spec.loss.penalty != "wgan_gp" else self._tensor(batch.alpha)
-        terms = self._train_step(real, z_d, z_g, alpha)
+        if self.mode == "cuda-graph":
+            terms = self._graphed((real, z_d, z_g, alpha))()
+        else:
+            terms = self._train_step(real, z_d, z_g, alpha)
         return {k: float(v) for k, v in terms.items()}
 
     def device_step(self, batch: TrainBatch):
         batch.validate(self.spec)
         real, z_d, z_g = self._tensor(batch.real), self._tensor(batch.z_d), self._tensor(batch.z_g)
         alpha = None if batch.alpha is None or self.spec.loss.penalty != "wgan_gp" else self._tensor(batch.alpha)
+        if self.mode == "cuda-graph":
+            return self._graphed((real, z_d, z_g, alpha))
         return lambda: self._train_step(real, z_d, z_g, alpha)
 
     def synchronize(self, outputs) -> None:
@@ -707,7 +761,8 @@ class TorchBackend(Backend):
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "optimizer_impl": "fused" if self.d_opt.defaults.get("fused") else "foreach/for-loop",
-            **(self._compile_counts() if self.mode == "compile" else {}),
+            **(self._compile_counts() if self.mode in ("compile", "compile-cudagraphs") else {}),
+            **({"cuda_graph_warmup_steps": CUDA_GRAPH_WARMUP_STEPS} if self.mode == "cuda-graph" else {}),
         }
 
     @staticmethod
@@ -718,6 +773,9 @@ class TorchBackend(Backend):
         return {
             "compiled_graphs": int(counters["stats"].get("unique_graphs", 0)),
             "graph_breaks": int(sum(counters["graph_break"].values())),
+            # reduce-overhead runs a compiled graph eagerly when it cannot be captured (CPU
+            # tensors, mutated inputs ...): each such fallback is counted here.
+            "cudagraph_skips": int(counters["inductor"].get("cudagraph_skips", 0)),
         }
 
     def peak_device_memory(self) -> int | None:
@@ -728,6 +786,10 @@ class TorchBackend(Backend):
     ) -> dict[str, torch.Tensor]:
         """The tutorial loop: n_critic D updates on detached fakes, then one G update, every
         network call in training mode (running statistics update once per call)."""
+        if self.mode == "compile-cudagraphs":
+            # A new iteration for the CUDA-graph trees: outputs of the previous step's replays
+            # may be overwritten from here (torch.compiler docs, training loops).
+            torch.compiler.cudagraph_mark_step_begin()
         clip = self.spec.loss.clip_value
         for i in range(self.spec.n_critic):
             with torch.no_grad():
@@ -747,3 +809,64 @@ class TorchBackend(Backend):
         self.g_opt.step()
         self._steps["generator"] += 1
         return {**{k: v.detach() for k, v in terms.items()}, "g_loss": g_loss.detach()}
+
+    # -- the whole step as one CUDA graph ("cuda-graph" mode) ----------------------------------
+    def _graphed(self, inputs: tuple[torch.Tensor | None, ...]) -> Callable[[], dict[str, torch.Tensor]]:
+        """``step()`` replaying the captured training step on ``inputs``. Where a captured graph
+        fits their shapes, they are copied into its static buffers once, here, and ``step()`` is
+        a replay and nothing else; otherwise the first ``step()`` captures (warm-up and capture
+        then count in a benchmark's first step, as compilation does), ``inputs`` becoming the
+        static buffers. A graph dropped since (new parameters or optimiser state) is captured
+        again on the same buffers."""
+        if self._graph is not None and self._graph.fits(inputs):
+            for static, value in zip(self._graph.inputs, inputs):
+                if value is not None and value is not static:
+                    static.copy_(value)
+            inputs = self._graph.inputs
+
+        def step() -> dict[str, torch.Tensor]:
+            if self._graph is None or self._graph.inputs is not inputs:
+                self._graph = self._capture(inputs)
+            self._graph.graph.replay()
+            self._steps["discriminator"] += self.spec.n_critic
+            self._steps["generator"] += 1
+            return self._graph.outputs
+
+        return step
+
+    def _training_state(self) -> list[torch.Tensor]:
+        """Every tensor a training step updates in place: parameters, BatchNorm buffers and the
+        optimisers' state (step counts, moments)."""
+        tensors = [t for _, module in self._modules() for t in (*module.parameters(), *module.buffers())]
+        for opt in (self.d_opt, self.g_opt):
+            tensors += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        return tensors
+
+    def _capture(self, inputs: tuple[torch.Tensor | None, ...]) -> _StepGraph:
+        """Whole-network capture as torch's CUDA-graph notes write it: warm-up steps on a side
+        stream, then ``torch.cuda.graph`` around one step, whose backward passes allocate the
+        gradients (set to None by ``zero_grad``) from the graph's private pool. The warm-up
+        trains, so everything it changed is put back first and the first replay is the step
+        an eager backend would take: parameters, buffers and existing optimiser state by value,
+        optimiser state created lazily during the warm-up to zero (torch's initial Adam/RMSprop
+        state; for SGD momentum ``0·m + g`` equals the first step's ``m = g``)."""
+        before = {id(t): (t, t.clone()) for t in self._training_state()}
+        steps = dict(self._steps)
+        stream = torch.cuda.Stream(self._device)
+        stream.wait_stream(torch.cuda.current_stream(self._device))
+        with torch.cuda.stream(stream):
+            for _ in range(CUDA_GRAPH_WARMUP_STEPS):
+                self._train_step(*inputs)
+        torch.cuda.current_stream(self._device).wait_stream(stream)
+        with torch.no_grad():
+            for t in self._training_state():
+                if id(t) in before and before[id(t)][0] is t:
+                    t.copy_(before[id(t)][1])
+                else:
+                    t.zero_()
+        graph = torch.cuda.CUDAGraph()
+        # The warm-up's stream again: cuBLAS keeps a workspace per stream, made on first use.
+        with torch.cuda.graph(graph, stream=stream):
+            outputs = self._train_step(*inputs)
+        self._steps = steps  # capturing ran the Python step once; nothing was computed
+        return _StepGraph(graph, inputs, outputs)

@@ -15,6 +15,11 @@ thread count and one timing plan. It is written as TOML (``benchmarks/sweeps/*.t
     [plan]                            # gan_backends.bench.timing.TimingPlan
     warmup = 5
     repeats = 7
+
+With ``measure_peak = true`` the sweep also runs, first, one GEMM of ``peak_size``² per
+precision on its device (:data:`PEAK`): the peak a batch sweep's FLOP floor is read against is
+measured in the same sweep, under the same threads and load. A built-in sweep is named by its
+file's stem (``cpu``, ``gpu``, ``batch-cpu``, ``batch-gpu``: ``gan_backends/bench/sweeps/``).
 """
 
 from __future__ import annotations
@@ -42,11 +47,17 @@ PRECISIONS = {"float32": "highest", "tf32": "tf32", "bf16": "bf16"}
 INPUTS = ("device", "host")
 
 #: Every mode of every framework, compiled first (the registry knows them without importing).
+#: torch's ``compile-cudagraphs`` and ``cuda-graph`` need a CUDA device (unavailable elsewhere).
 ALL_MODES: dict[str, tuple[str, ...]] = {
-    "torch": ("eager", "compile"),
+    "torch": ("eager", "compile", "compile-cudagraphs", "cuda-graph"),
     "tensorflow": ("xla", "function", "eager"),
     "jax": ("jit", "eager"),
 }
+
+
+#: The backend name of a sweep's peak measurement: one large GEMM per precision, no GAN
+#: (``mode`` "gemm", ``batch_size`` the matrix size); see :mod:`gan_backends.bench.peaks`.
+PEAK = "peak"
 
 
 @dataclass(frozen=True)
@@ -72,8 +83,16 @@ class RunConfig:
             raise SpecError(f"inputs must be one of {', '.join(INPUTS)}, got {self.inputs!r}")
 
     @property
+    def is_peak(self) -> bool:
+        return self.backend == PEAK
+
+    @property
     def key(self) -> str:
         """What identifies a result for resuming a sweep (the plan is not part of it)."""
+        if self.is_peak:
+            return (
+                f"{PEAK}/gemm{self.batch_size}/{self.precision}/{self.device or 'default'}/t{self.threads or 'default'}"
+            )
         loss = f"/{self.loss}" if self.loss else ""
         inputs = "/host-inputs" if self.inputs == "host" else ""
         return (
@@ -104,8 +123,14 @@ class Sweep:
     timeout_s: float = 600.0
     plan: TimingPlan = TimingPlan()
     inputs: tuple[str, ...] = ("device",)
+    #: Measure the device's GEMM peak in this sweep (one run per precision, before the others).
+    measure_peak: bool = False
+    #: The GEMM's size n (2·n³ FLOPs): large enough to reach the peak, small enough to be quick.
+    peak_size: int = 2048
 
     def __post_init__(self) -> None:
+        if self.peak_size < 1:
+            raise SpecError(f"sweep: peak_size must be ≥ 1, got {self.peak_size}")
         for source in self.inputs:
             if source not in INPUTS:
                 raise SpecError(f"sweep: unknown inputs {source!r}; known: {', '.join(INPUTS)}")
@@ -122,8 +147,16 @@ class Sweep:
             raise SpecError(f"sweep: batch sizes must be ≥ 1, got {self.batch_sizes}")
 
     def runs(self) -> list[RunConfig]:
-        """Every configuration, spec by spec and batch by batch, backends side by side."""
+        """The peak measurements first (with ``measure_peak``), then every configuration, spec by
+        spec and batch by batch, backends side by side."""
         out = []
+        if self.measure_peak:
+            for precision in self.precisions:
+                out.append(
+                    RunConfig(
+                        PEAK, "gemm", "gemm", self.peak_size, precision, None, self.device, self.threads, 0, self.plan
+                    )
+                )
         axes = itertools.product(self.specs, self.precisions, self.batch_sizes, self.inputs)
         for spec, precision, batch, inputs in axes:
             for backend, modes in self.modes.items():
@@ -172,7 +205,10 @@ class Sweep:
 
     @classmethod
     def load(cls, path: str | Path) -> Sweep:
+        """A sweep file, or a built-in sweep by name (``batch-cpu``) where no such file exists."""
         path = Path(path)
+        if not path.exists() and path.suffix == "" and (SWEEPS / f"{path}.toml").exists():
+            path = SWEEPS / f"{path}.toml"
         try:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -183,8 +219,14 @@ class Sweep:
 SWEEPS = Path(__file__).with_name("sweeps")
 
 
+def builtin_sweeps() -> list[str]:
+    """The names of the built-in sweeps (``gan_backends/bench/sweeps/*.toml``)."""
+    return sorted(p.stem for p in SWEEPS.glob("*.toml"))
+
+
 def default_sweep(device: str) -> Sweep:
-    """The built-in sweep for ``cpu`` or ``gpu`` (``gan_backends/bench/sweeps/*.toml``)."""
-    if device not in ("cpu", "gpu"):
-        raise SpecError(f"built-in sweeps: cpu, gpu; got {device!r}")
+    """A built-in sweep by name: ``cpu`` or ``gpu`` (the default of ``gan-backends bench`` on
+    such a machine), or another file of ``gan_backends/bench/sweeps/`` (``batch-cpu``)."""
+    if device not in builtin_sweeps():
+        raise SpecError(f"built-in sweeps: {', '.join(builtin_sweeps())}; got {device!r}")
     return Sweep.load(SWEEPS / f"{device}.toml")

@@ -3,11 +3,17 @@
 GPUs: the vendor's dense peak per precision (no structured sparsity), by device name. CPUs have
 no such table worth trusting (clocks, cores and SIMD width vary), so the peak is measured: the
 best of a few float32 GEMMs of 2048² in NumPy's BLAS, with the process's threads and affinity.
+
+A sweep with ``measure_peak`` measures every device, GPUs included, in a run of its own
+(:func:`measure_gemm_peak`): the best of a few n² GEMMs in the precision of the sweep (a GPU
+reaches 60-90% of its data sheet; the FLOP floor of a batch sweep is read against what the
+device does, not what it is sold for).
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -40,3 +46,43 @@ def measure_cpu_peak_flops(n: int = 2048, repeats: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best
+
+
+def _best_of(product: Any, sync: Any, repeats: int) -> tuple[float, float]:
+    """(best, median) seconds of ``product()`` after one untimed call, synchronised each time."""
+    sync(product())  # thread pools, cuBLAS handles and kernels are set up here
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sync(product())
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times))
+
+
+def measure_gemm_peak(device: str | None, precision: str, n: int, repeats: int = 5) -> dict[str, Any]:
+    """One large GEMM, ``n × n`` by ``n × n`` (2·n³ FLOPs), timed ``repeats`` times on
+    ``device`` in ``precision``: a CPU float32 in NumPy's BLAS (the same measurement as every
+    run's own); anything else in torch (``torch.mm``: float32 with TF32 off, TF32 on, or
+    bfloat16 operands). Returns the best rate in FLOP/s with what was measured; raises
+    ``LookupError`` where this cannot be measured (no TF32 on a CPU, no torch)."""
+    on_cpu = device is None or device.startswith("cpu")
+    if on_cpu and precision == "tf32":
+        raise LookupError("no TF32 on a CPU")
+    flops = 2.0 * n**3
+    if on_cpu and precision == "float32":
+        rng = np.random.default_rng(0)
+        a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+        best, median = _best_of(lambda: a @ b, lambda _: None, repeats)
+        return {"peak_flops": flops / best, "median_flops": flops / median, "library": "numpy", "device": "cpu"}
+    try:
+        import torch
+    except ImportError:
+        raise LookupError(f"measuring a {precision} GEMM on {device or 'the default device'} needs torch") from None
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    a, b = (torch.randn(n, n, device=dev, dtype=dtype) for _ in range(2))
+    sync = (lambda _: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda _: None)
+    best, median = _best_of(lambda: torch.mm(a, b), sync, repeats)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return {"peak_flops": flops / best, "median_flops": flops / median, "library": "torch", "device": f"{dev} ({name})"}

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_bytes
-from .report import flat_row
+from .batch import CROSSOVER_FACTOR, crossovers
+from .report import flat_row, is_peak, table_rows
 
 
 def _pyplot():
@@ -28,10 +29,24 @@ def _save(fig: Any, path: Path) -> None:
 
 def plot_throughput(records: list[dict[str, Any]], path: Path) -> None:
     """One panel per spec × precision: samples/s (log) against batch size (log), a line per
-    backend/mode, the interquartile range of the step time as error bars."""
+    backend/mode, the interquartile range of the step time as error bars. Where the rows have a
+    FLOP floor (a peak is known): the ceiling it sets, peak / matmul FLOPs per sample (flat in
+    the batch size), dashed; half of it dotted (the crossover condition, step ≤ 2× floor); and
+    each backend/mode's crossover batch ringed."""
     plt = _pyplot()
+    rows = table_rows(records)
     panels: dict[tuple, dict[str, list[tuple]]] = defaultdict(lambda: defaultdict(list))
-    for row in (flat_row(r) for r in records):
+    ceilings: dict[tuple, float] = {}
+    for row in rows:
+        if row["status"] == "ok" and row["floor_ms"]:
+            panel = (row["spec"], row["loss"] or "", row["precision"])
+            ceilings[panel] = max(ceilings.get(panel, 0.0), row["batch_size"] * 1e3 / row["floor_ms"])
+    crossed = {
+        ((c.group[0], c.group[1], c.group[2]), f"{c.backend} {c.mode}"): c.crossover
+        for c in crossovers(rows)
+        if c.crossover is not None
+    }
+    for row in rows:
         if row["status"] == "ok":
             q1, q3 = row["step_ms"] - row["iqr_ms"] / 2, row["step_ms"] + row["iqr_ms"] / 2
             b = row["batch_size"]
@@ -43,13 +58,24 @@ def plot_throughput(records: list[dict[str, Any]], path: Path) -> None:
         for label, points in sorted(lines.items()):
             points.sort()
             xs, ys, lo, hi = zip(*points)
-            ax.errorbar(
+            bars = ax.errorbar(
                 xs,
                 ys,
-                yerr=[[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]],
+                # clamped: with no spread, rounding could make an error bar a hair negative
+                yerr=[[max(0.0, y - a) for y, a in zip(ys, lo)], [max(0.0, b - y) for y, b in zip(ys, hi)]],
                 marker="o",
                 capsize=3,
                 label=label,
+            )
+            cross = crossed.get(((spec, loss, precision), label))
+            if cross is not None:
+                y = dict(zip(xs, ys))[cross]
+                ax.plot([cross], [y], "o", ms=13, mfc="none", mec=bars[0].get_color(), mew=1.5)
+        ceiling = ceilings.get((spec, loss, precision))
+        if ceiling:
+            ax.axhline(ceiling, color="k", ls="--", lw=1, label="ceiling: the FLOP floor (GEMM peak)")
+            ax.axhline(
+                ceiling / CROSSOVER_FACTOR, color="k", ls=":", lw=1, label=f"1/{CROSSOVER_FACTOR:g} of it: crossover"
             )
         ax.set(
             xscale="log",
@@ -72,7 +98,7 @@ def plot_first_step(records: list[dict[str, Any]], path: Path) -> None:
     """First-step time (tracing + compilation + the step) per backend/mode, the largest batch
     of each spec, beside the steady-state step time."""
     plt = _pyplot()
-    rows = [flat_row(r) for r in records]
+    rows = [flat_row(r) for r in records if not is_peak(r)]
     rows = [r for r in rows if r["status"] == "ok"]
     largest = {}
     for r in rows:

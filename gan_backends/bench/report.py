@@ -2,7 +2,9 @@
 
 Results are grouped by *configuration* (spec, loss, batch size, precision, device, threads);
 within one, the backends and modes are ranked by median step time, each with its ratio to the
-fastest. Failed runs stay in every output with their status and reason.
+fastest. Failed runs stay in every output with their status and reason. A sweep's peak runs
+(:data:`~gan_backends.bench.config.PEAK`) are no rows of their own: they give every row its
+peak and FLOP floor, and a batch sweep's summary its crossovers (:mod:`.batch`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
+from .batch import floor_ms, markdown_section
+from .config import PEAK
 
 COLUMNS = (
     "backend",
@@ -37,6 +41,11 @@ COLUMNS = (
     "tflops",
     "utilisation",
     "peak_tflops",
+    "matmul_flops",
+    "floor_ms",
+    "step_over_floor",
+    "dispatch_ms",
+    "dispatch_fraction",
     "peak_device_mib",
     "host_peak_rss_mib",
     "reason",
@@ -45,6 +54,11 @@ COLUMNS = (
 
 def _mib(n: int | None) -> float | None:
     return None if n is None else n / 2**20
+
+
+def is_peak(record: dict[str, Any]) -> bool:
+    """A sweep's GEMM-peak measurement rather than a timed training step."""
+    return record.get("config", {}).get("backend") == PEAK
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +87,11 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
             peak_tflops=record.get("peak_tflops"),
             peak_device_mib=_mib(record["memory"]["peak_device_bytes"]),
             host_peak_rss_mib=_mib(record["memory"]["host_peak_rss_bytes"]),
+            matmul_flops=(record.get("flops_per_step") or {}).get("matmul"),
         )
+        dispatch = record.get("dispatch")
+        if dispatch:
+            row.update(dispatch_ms=dispatch["call"]["median"] * 1e3, dispatch_fraction=dispatch["fraction"])
     row["reason"] = record.get("reason")
     return {k: row.get(k) for k in COLUMNS}
 
@@ -97,21 +115,58 @@ def config_title(key: tuple) -> str:
     return title + (", inputs copied from the host in every step" if inputs == "host" else "")
 
 
+def _peak_key(row: dict[str, Any]) -> tuple:
+    return (row["device"], row["threads"], row["precision"])
+
+
+def measured_peaks(records: list[dict[str, Any]]) -> dict[tuple, tuple[float, str]]:
+    """(device, threads, precision) -> (TFLOP/s, source) of the sweep's own peak runs. On a CPU
+    in float32 every timed run also measured that same GEMM (NumPy's, 2048²) under the load of
+    its moment: the best of all of them is the least disturbed estimate on a shared machine."""
+    peaks: dict[tuple, tuple[float, str]] = {}
+    for record in records:
+        if is_peak(record) and record["status"] == "ok":
+            key = _peak_key(flat_row(record))
+            if key not in peaks or record["peak_tflops"] > peaks[key][0]:
+                peaks[key] = (record["peak_tflops"], record["peak_source"])
+    best_run: dict[tuple, float] = {}
+    for record in records:
+        source = str(record.get("peak_source") or "")
+        if is_peak(record) or not record.get("peak_tflops") or not source.startswith("measured"):
+            continue
+        key = _peak_key(flat_row(record))
+        if key in peaks and key[2] == "float32" and record["peak_tflops"] > best_run.get(key, 0.0):
+            best_run[key] = record["peak_tflops"]
+    for key, tflops in best_run.items():
+        if tflops > peaks[key][0]:
+            peaks[key] = (
+                tflops,
+                f"best of this sweep's float32 GEMM measurements: its peak run {peaks[key][0]:.3g}, "
+                f"the timed runs' own (NumPy 2048²) up to {tflops:.3g} TFLOP/s",
+            )
+    return peaks
+
+
 def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flat rows, their utilisation against one peak per device, threads and precision: the
-    highest among the runs. On a CPU each run measures the GEMM peak under the load of its
-    moment; the best of them is the least disturbed estimate, and one shared peak keeps the
-    utilisations of a table comparable (a data-sheet GPU peak is the same in every run)."""
-    rows = [flat_row(r) for r in records]
-    peaks: dict[tuple, float] = {}
+    """Flat rows of the timed runs, their utilisation and FLOP floor against one peak per device,
+    threads and precision. Where the sweep measured the peak in a run of its own, that is the
+    peak; otherwise the highest among the runs' own: on a CPU each run measures the GEMM peak
+    under the load of its moment, and the best of them is the least disturbed estimate. One
+    shared peak keeps the utilisations of a table comparable (a data-sheet GPU peak is the same
+    in every run). ``floor_ms``: the step's matmul FLOPs at that peak (:mod:`.batch`)."""
+    measured = measured_peaks(records)
+    rows = [flat_row(r) for r in records if not is_peak(r)]
+    peaks: dict[tuple, float] = {key: tflops for key, (tflops, _) in measured.items()}
     for r in rows:
-        if r["peak_tflops"]:
-            key = (r["device"], r["threads"], r["precision"])
-            peaks[key] = max(peaks.get(key, 0.0), r["peak_tflops"])
+        if r["peak_tflops"] and _peak_key(r) not in measured:
+            peaks[_peak_key(r)] = max(peaks.get(_peak_key(r), 0.0), r["peak_tflops"])
     for r in rows:
-        peak = peaks.get((r["device"], r["threads"], r["precision"]))
+        peak = peaks.get(_peak_key(r))
         if r["tflops"] is not None and peak:
             r["peak_tflops"], r["utilisation"] = peak, r["tflops"] / peak
+        r["floor_ms"] = floor_ms(r["matmul_flops"], peak) if r["step_ms"] is not None else None
+        if r["floor_ms"]:
+            r["step_over_floor"] = r["step_ms"] / r["floor_ms"]
     return rows
 
 
@@ -131,12 +186,36 @@ def ranked(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
 
 
 def peak_source(records: list[dict[str, Any]], key: tuple) -> str:
-    sources = {r.get("peak_source") for r in records if r.get("peak_source") and config_key(flat_row(r)) == key}
+    spec, loss, precision, batch, device, threads, inputs = key
+    measured = measured_peaks(records).get((device, threads, precision))
+    if measured:
+        return measured[1]
+    sources = {
+        r.get("peak_source")
+        for r in records
+        if r.get("peak_source") and not is_peak(r) and config_key(flat_row(r)) == key
+    }
     return "; ".join(sorted(sources)) or "unknown"
 
 
+def _row_id(row: dict[str, Any]) -> tuple:
+    return (row["backend"], row["mode"], *config_key(row))
+
+
 def write_json(records: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps({**meta, "results": records}, indent=1, default=str))
+    """The records as run, each timed one with ``derived``: the peak it is read against, its
+    FLOP floor and step/floor (computed over the whole sweep, see :func:`table_rows`)."""
+    derived = {_row_id(r): r for r in table_rows(records) if r["step_ms"] is not None}
+    out = []
+    for record in records:
+        row = None if is_peak(record) else derived.get(_row_id(flat_row(record)))
+        if row is not None:
+            record = {
+                **record,
+                "derived": {k: row[k] for k in ("peak_tflops", "utilisation", "floor_ms", "step_over_floor")},
+            }
+        out.append(record)
+    atomic_write_text(path, json.dumps({**meta, "results": out}, indent=1, default=str))
 
 
 def write_csv(records: list[dict[str, Any]], path: Path) -> None:
@@ -152,6 +231,13 @@ def _fmt(value: Any, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _dispatch(row: dict[str, Any]) -> str:
+    """Dispatch time with its share of the same steps synchronised (100%: a synchronous framework)."""
+    if row["dispatch_ms"] is None:
+        return "–"
+    return f"{row['dispatch_ms']:.3g} ({row['dispatch_fraction']:.0%})"
+
+
 def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """Per configuration, the backends ranked with ratios; then failures; then the environment."""
     env = meta.get("environment", {})
@@ -161,7 +247,10 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines += [
         f"Step = n_critic D updates + one G update on device-resident inputs; median of "
         f"{meta.get('plan', {}).get('repeats', '?')} timed blocks after warm-up (device synchronised "
-        "before each clock read), IQR in brackets; FLOP/s from matmul/conv FLOPs counted from the spec.",
+        "before each clock read), IQR in brackets; FLOP/s from matmul/conv FLOPs counted from the spec. "
+        "Floor: those FLOPs at the peak. Dispatch: median time for one step's call to return on an idle "
+        "device, with its share of the same step synchronised (100%: the framework computes in the call, "
+        "as torch and TensorFlow do on a CPU; the overhead is then not separable by a clock).",
         "",
     ]
     for key, rows in ranked(records).items():
@@ -171,19 +260,36 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             lines += [f"Utilisation against a peak of {peak:.3g} TFLOP/s ({peak_source(records, key)}).", ""]
         lines += [
             "| rank | backend | mode | ms/step (IQR) | × fastest | samples/s | TFLOP/s | util. | first step s "
-            "| peak dev MiB | host RSS MiB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| peak dev MiB | host RSS MiB | floor ms | dispatch ms (share) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for i, r in enumerate(rows, 1):
             if r["status"] != "ok":
-                lines.append(f"| – | {r['backend']} | {r['mode']} | **{r['status']}** | | | | | | | |")
+                lines.append(f"| – | {r['backend']} | {r['mode']} | **{r['status']}** | | | | | | | | | |")
                 continue
             lines.append(
                 f"| {i} | {r['backend']} | {r['mode']} | {r['step_ms']:.2f} ({r['iqr_ms']:.2f}) | {r['ratio']:.2f} "
                 f"| {r['samples_per_s']:,.0f} | {_fmt(r['tflops'], '.3f')} | {_fmt(r['utilisation'], '.0%')} "
-                f"| {r['first_step_s']:.2f} | {_fmt(r['peak_device_mib'], '.0f')} | {r['host_peak_rss_mib']:.0f} |"
+                f"| {r['first_step_s']:.2f} | {_fmt(r['peak_device_mib'], '.0f')} | {r['host_peak_rss_mib']:.0f} "
+                f"| {_fmt(r['floor_ms'], '.3g')} | {_dispatch(r)} |"
             )
         lines.append("")
+    peaks = [r for r in records if is_peak(r) and r["status"] == "ok"]
+    if peaks:
+        lines += ["## Peaks measured in this sweep", ""]
+        for r in peaks:
+            c = r["config"]
+            lines.append(
+                f"- {c.get('device') or 'default'}, {c['precision']}, {c.get('threads') or 'default'} threads: "
+                f"**{r['peak_tflops']:.3g} TFLOP/s** ({r['peak_source']}; {r['device']})"
+            )
+        for (device, threads, precision), (tflops, source) in measured_peaks(records).items():
+            lines.append(
+                f"- used for {device}, {precision}, {threads or 'default'} threads (floors, utilisation): "
+                f"**{tflops:.3g} TFLOP/s** ({source})"
+            )
+        lines.append("")
+    lines += markdown_section(table_rows(records))
     failures = [flat_row(r) for r in records if r["status"] != "ok"]
     if failures:
         lines += ["## Runs without a timing", ""]
@@ -242,6 +348,10 @@ def progress_line(record: dict[str, Any], skipped: bool) -> str:
 
     r = flat_row(record)
     head = f"{r['backend']}/{r['mode']} {r['spec']} b{r['batch_size']} {r['precision']}"
+    if is_peak(record):
+        head = f"peak: {r['precision']} GEMM {r['batch_size']}²"
+        if not skipped and r["status"] == "ok":
+            return f"{head}: [bold]{record['peak_tflops']:.3g} TFLOP/s[/] on {escape(str(record['device']))}"
     if skipped:
         return f"[dim]{head}: already recorded ({r['status']})[/]"
     if r["status"] != "ok":

@@ -13,6 +13,13 @@ The first call is timed alone (tracing and compilation: ``first_step_s``); ``war
 are run and thrown away; they also estimate the step time, from which ``k`` is chosen so that a
 block lasts ``min_block_s`` (timer resolution and launch jitter vanish in the mean of a block).
 The steady state is ``repeats`` blocks, summarised by median, quartiles, min and max.
+
+The host's share, :func:`time_dispatch`: ``dispatch_calls`` single steps, each started on an
+idle device (``sync; t0; out = step(); t1; sync(out); t2``); ``t1 - t0`` is how long the host
+takes to hand one step over (Python, the framework's dispatch, kernel launches) and ``t2 - t0``
+the same step synchronised. Where the framework executes synchronously (torch and TensorFlow on
+a CPU run the kernels in the calling thread) the call returns when the work is done and the
+two are equal: the dispatch cost is then not separable by a clock and reads as the whole step.
 """
 
 from __future__ import annotations
@@ -40,10 +47,14 @@ class TimingPlan:
     repeats: int = 7
     min_block_s: float = 0.2
     max_steps_per_block: int = 1000
+    #: single steps timed for the host's dispatch cost (:func:`time_dispatch`); 0: none.
+    dispatch_calls: int = 7
 
     def __post_init__(self) -> None:
         if self.warmup < 1 or self.repeats < 1 or self.min_block_s <= 0 or self.max_steps_per_block < 1:
             raise ValueError(f"TimingPlan needs warmup ≥ 1, repeats ≥ 1, min_block_s > 0, max_steps ≥ 1: {self}")
+        if self.dispatch_calls < 0:
+            raise ValueError(f"TimingPlan needs dispatch_calls ≥ 0: {self}")
 
     def steps_per_block(self, step_estimate_s: float) -> int:
         if step_estimate_s <= 0:
@@ -135,3 +146,40 @@ def time_interleaved(
             per_step, outs[name] = _block(step, sync, timings[name].steps_per_block, clock, outs[name])
             timings[name].block_step_s.append(per_step)
     return timings
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Single steps started on an idle device: ``call`` is the time for ``step()`` to return
+    (the host's dispatch), ``synced`` the same steps until the device finished. Per step,
+    ``call ≤ synced``, hence also for their medians; ``fraction`` is the median of the per-step
+    ratios ``call / synced`` (1.0: the framework ran synchronously, nothing to separate)."""
+
+    call: Spread
+    synced: Spread
+    fraction: float
+    calls: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "call": asdict(self.call), "synced": asdict(self.synced)}
+
+
+def time_dispatch(
+    step: Step, sync: Sync, calls: int, last: Any = None, clock: Callable[[], float] = time.perf_counter
+) -> Dispatch | None:
+    """Time ``calls`` single steps, each on an idle device (see the module docstring); None
+    for ``calls == 0``. ``last``: outputs of the latest step, synchronised before the first."""
+    if calls < 1:
+        return None
+    out, call, synced = last, [], []
+    for _ in range(calls):
+        sync(out)
+        t0 = clock()
+        out = step()
+        t1 = clock()
+        sync(out)
+        t2 = clock()
+        call.append(t1 - t0)
+        synced.append(t2 - t0)
+    ratios = [c / s if s > 0 else 1.0 for c, s in zip(call, synced)]
+    return Dispatch(Spread.of(call), Spread.of(synced), float(np.median(ratios)), calls)

@@ -80,11 +80,34 @@ def _rss_bytes() -> int | None:
         return None
 
 
+def measure_peak(run: Any) -> dict[str, Any]:
+    """A sweep's peak run: the best rate of one large GEMM on the run's device and precision."""
+    from ..environment import environment
+    from .peaks import measure_gemm_peak
+
+    try:
+        gemm = measure_gemm_peak(run.device, run.precision, run.batch_size)
+    except LookupError as exc:
+        return {"status": "unavailable", "reason": str(exc)}
+    n = run.batch_size
+    return {
+        "status": "ok",
+        "reason": None,
+        "device": gemm["device"],
+        "peak_tflops": gemm["peak_flops"] / 1e12,
+        "peak_source": f"measured in this sweep: best {run.precision} GEMM {n}x{n} ({gemm['library']})",
+        "gemm": {"n": n, "flops": 2 * n**3, **gemm},
+        "environment": environment([]),
+    }
+
+
 def measure(run: Any) -> dict[str, Any]:
     """Build, time and describe one :class:`~gan_backends.bench.config.RunConfig`."""
+    if run.is_peak:
+        return measure_peak(run)
     import numpy as np
 
-    from ..backends import BackendUnavailable, get_backend
+    from ..backends import BackendUnavailable, ModeUnavailable, get_backend
     from ..check.agreement import draw_inputs
     from ..environment import environment
     from ..presets import load_spec
@@ -92,7 +115,7 @@ def measure(run: Any) -> dict[str, Any]:
     from .config import PRECISIONS
     from .flops import step_flops
     from .peaks import gpu_peak_flops, measure_cpu_peak_flops
-    from .timing import time_step
+    from .timing import time_dispatch, time_step
 
     record: dict[str, Any] = {"status": "ok", "reason": None}
     spec = load_spec(run.spec, run.loss)
@@ -105,7 +128,10 @@ def measure(run: Any) -> dict[str, Any]:
     inputs = draw_inputs(spec, batch_size=run.batch_size, steps=1, seed=run.seed)
     rss_before = _rss_bytes()
     t0 = time.perf_counter()
-    backend = cls(spec, inputs.params, mode=run.mode, device=run.device)
+    try:
+        backend = cls(spec, inputs.params, mode=run.mode, device=run.device)
+    except ModeUnavailable as exc:  # CUDA graphs on a CPU: skipped, never run as something else
+        return {"status": "unavailable", "reason": str(exc), "device": run.device}
     if run.precision == "tf32" and "cpu" in backend.device.lower():
         return {
             "status": "unavailable",
@@ -118,6 +144,7 @@ def measure(run: Any) -> dict[str, Any]:
         step = lambda: backend.device_step(batch)()  # noqa: E731
     record["build_s"] = time.perf_counter() - t0
     timing = time_step(step, backend.synchronize, run.plan)
+    dispatch = time_dispatch(step, backend.synchronize, run.plan.dispatch_calls)  # the device is idle here
     losses = backend.read_losses(step())
     median = timing.steady.median
     flops = step_flops(spec, run.batch_size)
@@ -133,6 +160,7 @@ def measure(run: Any) -> dict[str, Any]:
         threads=threads,
         runtime=backend.runtime_info(),
         timing=timing.to_dict(),
+        dispatch=None if dispatch is None else dispatch.to_dict(),
         step_s=median,
         steps_per_s=1.0 / median,
         samples_per_s=run.batch_size / median,
