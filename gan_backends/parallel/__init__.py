@@ -1,0 +1,63 @@
+"""Data parallelism on each framework's own engine, and the proof that it changes nothing.
+
+One module per framework, each the only place here that imports it (so this package imports
+with none installed): :mod:`.torch_ddp` (``DistributedDataParallel`` over a process group),
+:mod:`.tf_mirrored` (``tf.distribute.MirroredStrategy``), :mod:`.jax_mesh` (``jax.jit`` over a
+device ``Mesh`` with ``NamedSharding``; ``shard_map`` for per-device BatchNorm). Each wraps the
+single-device backend of its framework and reuses its networks, losses and optimisers: only
+how the batch is split and how gradients and BatchNorm statistics meet is new.
+
+Every data-parallel step takes the *global* batch as a :class:`~gan_backends.backends.base.TrainBatch`
+and gives device ``k`` of ``N`` the rows ``[k·b, (k+1)·b)`` of the batch axis (:func:`shard_batch`),
+so the N-device step can be held against the one-device step on the same arrays
+(:mod:`.reference`, ``docs/data-parallel.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Literal, get_args
+
+from ..backends.base import TrainBatch
+
+#: How BatchNorm computes its batch statistics when the batch is split over devices:
+#: ``per_device`` over each device's rows (DDP's default; the N-device step then differs from
+#: the one-device step), ``sync`` over the global batch (the one-device step, exactly).
+BatchNormMode = Literal["per_device", "sync"]
+BATCHNORM_MODES: tuple[str, ...] = get_args(BatchNormMode)
+#: The name of the batch axis of every device mesh here (JAX) and in the docs.
+BATCH_AXIS = "batch"
+
+
+def check_batchnorm(mode: str) -> BatchNormMode:
+    if mode not in BATCHNORM_MODES:
+        raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def local_rows(batch_size: int, index: int, count: int) -> slice:
+    """Device ``index`` of ``count``'s rows of a global batch: equal contiguous blocks, so each
+    device's loss is a mean over the same number of samples and the mean of the device means is
+    the global mean."""
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"device index {index} out of range for {count} devices")
+    if batch_size % count:
+        raise ValueError(f"global batch {batch_size} does not split evenly over {count} devices")
+    size = batch_size // count
+    return slice(index * size, (index + 1) * size)
+
+
+def shard_batch(batch: TrainBatch, index: int, count: int) -> TrainBatch:
+    """Device ``index``'s part of a global batch (batch axis 1 of ``real``, ``z_d``, ``alpha``,
+    axis 0 of ``z_g``)."""
+    rows = local_rows(batch.z_g.shape[0], index, count)
+    return replace(
+        batch,
+        real=batch.real[:, rows],
+        z_d=batch.z_d[:, rows],
+        z_g=batch.z_g[rows],
+        alpha=None if batch.alpha is None else batch.alpha[:, rows],
+    )
+
+
+__all__ = ["BATCHNORM_MODES", "BATCH_AXIS", "BatchNormMode", "check_batchnorm", "local_rows", "shard_batch"]

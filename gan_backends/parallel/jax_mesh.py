@@ -1,0 +1,165 @@
+"""JAX data parallelism: the backend's own training step, ``jax.jit`` over a device ``Mesh``.
+
+``batchnorm="sync"``: the step is :meth:`JaxBackend._train_step_impl` itself, compiled with the
+batch sharded along the mesh's ``batch`` axis (``NamedSharding(mesh, P(None, "batch"))``) and
+the state replicated (``P()``). The program is written for the global batch, so every mean (the
+losses, BatchNorm's statistics) is a global mean: XLA's partitioner inserts the all-reduces.
+Nothing is averaged by hand; the N-device step is the one-device step up to summation order.
+
+``batchnorm="per_device"``: the same step under ``jax.shard_map``, which runs it once per device
+on that device's rows, so BatchNorm sees only local statistics. Inside ``shard_map`` the
+gradient with respect to a replicated parameter is psum'd over the axis by JAX's autodiff (the
+transpose of the implicit broadcast of an unvarying value), so each device's loss is its share
+of the global mean, ``mean_local / N`` (:func:`local_share_ops`), as ``tf.nn.compute_average_loss``
+does under ``tf.distribute``. Running statistics differ per device; device 0's are kept (what
+DDP's ``broadcast_buffers`` does), loss terms are psum'd back to global means.
+
+Several hosts: call ``jax.distributed.initialize(coordinator_address=..., num_processes=...,
+process_id=...)`` before anything else; ``jax.devices()`` then lists every host's devices, and
+:func:`global_array` builds each global array from the process's data with
+``jax.make_array_from_callback`` (see ``docs/data-parallel.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ..backends.base import OptimizerState, TrainBatch
+from ..backends.jax_backend import JAX_OPS, JaxBackend, TrainState
+from ..losses import LossOps
+from ..params import ParamTree
+from ..spec import GANSpec
+from . import BATCH_AXIS, BatchNormMode, check_batchnorm
+
+#: Where the batch axis is in each input of the step: ``real``/``z_d``/``alpha`` are stacked per
+#: D update (``(n_critic, batch, ...)``), ``z_g`` is one batch.
+INPUT_SPECS = {
+    "real": P(None, BATCH_AXIS),
+    "z_d": P(None, BATCH_AXIS),
+    "z_g": P(BATCH_AXIS),
+    "alpha": P(None, BATCH_AXIS),
+}
+
+
+def host_device_flag(count: int) -> str:
+    """The ``XLA_FLAGS`` entry that splits the host CPU into ``count`` devices; it must be in the
+    environment before jax is imported (the runner sets it)."""
+    return f"--xla_force_host_platform_device_count={count}"
+
+
+def make_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh named ``batch`` over the first ``devices`` devices (all by default)."""
+    if devices is None or isinstance(devices, int):
+        available = jax.devices()
+        count = len(available) if devices is None else devices
+        if count > len(available):
+            raise ValueError(
+                f"{count} devices requested, jax sees {len(available)}; on a CPU set XLA_FLAGS="
+                f"{host_device_flag(count)} before importing jax"
+            )
+        devices = available[:count]
+    return Mesh(np.array(list(devices)), (BATCH_AXIS,))
+
+
+def global_array(mesh: Mesh, array: np.ndarray, spec: P) -> jax.Array:
+    """``array`` (the global value, present in every process) as one array laid out by ``spec``
+    over ``mesh``; each process places only its own devices' blocks, so this works across hosts."""
+    return jax.make_array_from_callback(array.shape, NamedSharding(mesh, spec), lambda index: array[index])
+
+
+def local_share_ops(ops: LossOps, count: int) -> LossOps:
+    """The loss primitives with each batch mean divided by the device count: a device's loss is
+    then its share of the global mean, and the psum of the shares (which shard_map's autodiff
+    performs on the gradients) is the gradient of the global mean."""
+    return ops._replace(mean=lambda x: ops.mean(x) / count)
+
+
+class JaxDataParallel:
+    """One :class:`~gan_backends.backends.jax_backend.JaxBackend` training step on ``devices``.
+
+    Speaks the backend's boundary (canonical NumPy trees in and out); ``train_step`` takes the
+    global batch, whose batch size the device count must divide.
+    """
+
+    def __init__(
+        self,
+        spec: GANSpec,
+        params: ParamTree,
+        *,
+        batchnorm: BatchNormMode = "sync",
+        devices: int | Sequence[jax.Device] | None = None,
+    ):
+        self.batchnorm = check_batchnorm(batchnorm)
+        self.mesh = make_mesh(devices)
+        self.count = self.mesh.devices.size
+        # "eager": the backend compiles nothing of its own; its pure step is compiled here.
+        self.backend = JaxBackend(spec, params, mode="eager", device=str(self.mesh.devices.flat[0].platform))
+        self.spec = spec
+        self._replicated = NamedSharding(self.mesh, P())
+        self.backend.state = jax.device_put(self.backend.state, self._replicated)
+        if self.batchnorm == "sync":
+            self._step = jax.jit(self.backend._train_step_impl, out_shardings=self._replicated)
+        else:
+            self.backend.loss_ops = local_share_ops(JAX_OPS, self.count)
+            self._step = jax.jit(self._per_device_step)
+
+    def _per_device_step(self, state: TrainState, real, z_d, z_g, alpha) -> tuple[TrainState, dict]:
+        state_spec = TrainState(P(), P(), P(), P(), P(BATCH_AXIS), P(BATCH_AXIS))
+
+        def local(state: TrainState, real, z_d, z_g, alpha):
+            new, terms = self.backend._train_step_impl(state, real, z_d, z_g, alpha)
+            # Running statistics of this device's rows: one leading entry per device.
+            stacked = jax.tree.map(lambda s: s[None], (new.g_stats, new.d_stats))
+            return new._replace(g_stats=stacked[0], d_stats=stacked[1]), jax.lax.psum(terms, BATCH_AXIS)
+
+        in_specs = (
+            TrainState(P(), P(), P(), P(), P(), P()),
+            *(INPUT_SPECS[k] for k in ("real", "z_d", "z_g", "alpha")),
+        )
+        new, terms = jax.shard_map(local, mesh=self.mesh, in_specs=in_specs, out_specs=(state_spec, P()))(
+            state, real, z_d, z_g, alpha
+        )
+        first = jax.tree.map(lambda s: s[0], (new.g_stats, new.d_stats))  # device 0's, as DDP keeps rank 0's
+        return new._replace(g_stats=first[0], d_stats=first[1]), terms
+
+    def _inputs(self, batch: TrainBatch) -> tuple[jax.Array | None, ...]:
+        batch.validate(self.spec)
+        dtype = self.backend.dtype
+        alpha = batch.alpha if self.spec.loss.penalty == "wgan_gp" else None
+        arrays = {"real": batch.real, "z_d": batch.z_d, "z_g": batch.z_g, "alpha": alpha}
+        if batch.z_g.shape[0] % self.count:
+            raise ValueError(f"global batch {batch.z_g.shape[0]} does not split evenly over {self.count} devices")
+        return tuple(
+            None if a is None else global_array(self.mesh, np.ascontiguousarray(a, dtype=dtype), INPUT_SPECS[k])
+            for k, a in arrays.items()
+        )
+
+    def train_step(self, batch: TrainBatch) -> dict[str, float]:
+        """``n_critic`` D updates then one G update on the global ``batch``, split over the mesh."""
+        self.backend.state, terms = self._step(self.backend.state, *self._inputs(batch))
+        return {k: float(v) for k, v in terms.items()}
+
+    def get_params(self) -> ParamTree:
+        return self.backend.get_params()
+
+    def get_buffers(self) -> ParamTree:
+        return self.backend.get_buffers()
+
+    def get_optimizer_state(self) -> OptimizerState:
+        return self.backend.get_optimizer_state()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": "jax.jit + NamedSharding" + (" + shard_map" if self.batchnorm == "per_device" else ""),
+            "devices": [str(d) for d in self.mesh.devices.flat],
+            "batchnorm": self.batchnorm,
+        }
+
+
+__all__ = ["JaxDataParallel", "global_array", "host_device_flag", "local_share_ops", "make_mesh"]
