@@ -24,6 +24,7 @@ GALLERY: dict[str, tuple[str, str, str, str, str | None, str]] = {
     "g_minimax_constant": ("g", "minimax", "logits", "offset", "offset=1.38629", "log 4"),
     "g_non_saturating": ("g", "minimax", "logits", "loss", None, "this is the non_saturating loss, not minimax"),
     "d_patch_sum": ("d", NS, "logits", "patch_reduction", None, "sums over the H·W positions"),
+    "d_swapped": ("d", "hinge", "logits", "swapped", None, "the real and fake logits are swapped"),
     "gp_norm_axis": ("penalty", GP, "critic", "norm_axes", None, "per-pixel norm"),
     "gp_no_eps": ("penalty", GP, "critic", "norm_at_zero", None, "no epsilon under its square root"),
     "gp_one_sided": ("penalty", GP, "critic", "one_sided", "one_sided=true", "one-sided"),

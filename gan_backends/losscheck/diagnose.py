@@ -243,13 +243,25 @@ def deviations(fitted: LogitModel, ref: LogitModel, name: str) -> list[Finding] 
     return findings
 
 
+SWAPPED = Finding(
+    "swapped",
+    "the real and fake logits are swapped: the function reads its arguments as (fake, real), "
+    "losscheck calls fn(real_logits, fake_logits)",
+)
+
+
 def name_model(fitted: LogitModel, loss: LossSpec) -> tuple[str, list[Finding]]:
-    """The zoo loss ``fitted`` is nearest to, and what differs from it."""
+    """The zoo loss ``fitted`` is nearest to, and what differs from it. A D loss is also tried with
+    its two sides exchanged: arguments taken in the other order are a common slip."""
+    candidates = [(fitted, [])]
+    if fitted.role == "d":
+        candidates.append((dataclasses.replace(fitted, real=fitted.fake, fake=fitted.real), [SWAPPED]))
     best: tuple[str, list[Finding]] | None = None
-    for name, model in _zoo(loss, fitted.role).items():
-        found = deviations(fitted, model, name)
-        if found is not None and (best is None or len(found) < len(best[1])):
-            best = (name, found)
+    for model_fitted, extra in candidates:
+        for name, model in _zoo(loss, fitted.role).items():
+            found = deviations(model_fitted, model, name)
+            if found is not None and (best is None or len(found) + len(extra) < len(best[1])):
+                best = (name, extra + found)
     if best is None:
         return "", [Finding("shape", f"a loss of another shape: {fitted.formula()}")]
     name, found = best

@@ -95,3 +95,7 @@ def gp_unweighted(critic, real, fake, alpha):
     g = _input_grad(critic, real, fake, alpha)
     norm = optax.safe_norm(g.reshape(g.shape[0], -1), 0.0, axis=1)
     return jnp.mean((norm - 1.0) ** 2)
+
+
+def d_swapped(fake, real):  # the arguments in the other order
+    return jax.nn.relu(1.0 - real).mean() + jax.nn.relu(1.0 + fake).mean()

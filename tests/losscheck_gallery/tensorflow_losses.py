@@ -89,3 +89,7 @@ def gp_unweighted(critic, real, fake, alpha):
     g = _input_grad(critic, real, fake, alpha)
     norm = tf.sqrt(tf.reduce_sum(tf.square(g), axis=list(range(1, len(g.shape)))) + 1e-12)
     return tf.reduce_mean(tf.square(norm - 1.0))
+
+
+def d_swapped(fake, real):  # the arguments in the other order
+    return tf.reduce_mean(tf.nn.relu(1.0 - real)) + tf.reduce_mean(tf.nn.relu(1.0 + fake))

@@ -91,3 +91,7 @@ def gp_unweighted(critic, real, fake, alpha):
 def gp_no_create_graph(critic, real, fake, alpha):
     g = _input_grad(critic, real, fake, alpha, create_graph=False).flatten(1)
     return 10 * ((g.norm(2, dim=1) - 1) ** 2).mean()
+
+
+def d_swapped(fake, real):  # the arguments in the other order
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
