@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal, get_args
 
-from ..backends.base import TrainBatch
+from ..backends.base import Backend, OptimizerState, TrainBatch
+from ..params import ParamTree
 
 #: How BatchNorm computes its batch statistics when the batch is split over devices:
 #: ``per_device`` over each device's rows (DDP's default; the N-device step then differs from
@@ -60,4 +61,29 @@ def shard_batch(batch: TrainBatch, index: int, count: int) -> TrainBatch:
     )
 
 
-__all__ = ["BATCHNORM_MODES", "BATCH_AXIS", "BatchNormMode", "check_batchnorm", "local_rows", "shard_batch"]
+class WrapsBackend:
+    """A data-parallel step over a single-device ``backend`` whose state it trains in place: the
+    parameters, BatchNorm statistics and optimiser state read back are the backend's, in the
+    canonical layout (replicas hold identical copies; per-device statistics are device 0's)."""
+
+    backend: Backend
+
+    def get_params(self) -> ParamTree:
+        return self.backend.get_params()
+
+    def get_buffers(self) -> ParamTree:
+        return self.backend.get_buffers()
+
+    def get_optimizer_state(self) -> OptimizerState:
+        return self.backend.get_optimizer_state()
+
+
+__all__ = [
+    "WrapsBackend",
+    "BATCHNORM_MODES",
+    "BATCH_AXIS",
+    "BatchNormMode",
+    "check_batchnorm",
+    "local_rows",
+    "shard_batch",
+]

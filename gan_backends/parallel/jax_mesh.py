@@ -30,12 +30,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ..backends.base import OptimizerState, TrainBatch
+from ..backends.base import TrainBatch
 from ..backends.jax_backend import JAX_OPS, JaxBackend, TrainState
 from ..losses import LossOps
 from ..params import ParamTree
 from ..spec import GANSpec
-from . import BATCH_AXIS, BatchNormMode, check_batchnorm
+from . import BATCH_AXIS, BatchNormMode, WrapsBackend, check_batchnorm
 
 #: Where the batch axis is in each input of the step: ``real``/``z_d``/``alpha`` are stacked per
 #: D update (``(n_critic, batch, ...)``), ``z_g`` is one batch.
@@ -80,7 +80,7 @@ def local_share_ops(ops: LossOps, count: int) -> LossOps:
     return ops._replace(mean=lambda x: ops.mean(x) / count)
 
 
-class JaxDataParallel:
+class JaxDataParallel(WrapsBackend):
     """One :class:`~gan_backends.backends.jax_backend.JaxBackend` training step on ``devices``.
 
     Speaks the backend's boundary (canonical NumPy trees in and out); ``train_step`` takes the
@@ -144,15 +144,6 @@ class JaxDataParallel:
         """``n_critic`` D updates then one G update on the global ``batch``, split over the mesh."""
         self.backend.state, terms = self._step(self.backend.state, *self._inputs(batch))
         return {k: float(v) for k, v in terms.items()}
-
-    def get_params(self) -> ParamTree:
-        return self.backend.get_params()
-
-    def get_buffers(self) -> ParamTree:
-        return self.backend.get_buffers()
-
-    def get_optimizer_state(self) -> OptimizerState:
-        return self.backend.get_optimizer_state()
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ..backends.base import OptimizerState, TrainBatch
+from ..backends.base import TrainBatch
 from ..backends.tensorflow_backend import TF_OPS, BatchNormLayer, TensorFlowBackend, TorchFormOptimizer
 from ..params import ParamTree
 from ..spec import GANSpec
-from . import BatchNormMode, check_batchnorm, local_rows
+from . import BatchNormMode, WrapsBackend, check_batchnorm, local_rows
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -100,7 +100,7 @@ class CrossReplicaBatchNorm(BatchNormLayer):
         return (x - mean) / tf.sqrt(var + self.eps) * self.scale + self.bias
 
 
-class TensorFlowDataParallel:
+class TensorFlowDataParallel(WrapsBackend):
     """One :class:`TensorFlowBackend` training step replicated over ``strategy``'s devices."""
 
     def __init__(
@@ -151,15 +151,6 @@ class TensorFlowDataParallel:
         inputs = (self._distribute(batch.real, 1), self._distribute(batch.z_d, 1), self._distribute(batch.z_g, 0))
         terms = self._step(*inputs, self._distribute(alpha, 1))
         return {k: float(v) for k, v in terms.items()}
-
-    def get_params(self) -> ParamTree:
-        return self.backend.get_params()
-
-    def get_buffers(self) -> ParamTree:
-        return self.backend.get_buffers()
-
-    def get_optimizer_state(self) -> OptimizerState:
-        return self.backend.get_optimizer_state()
 
     def describe(self) -> dict[str, Any]:
         return {

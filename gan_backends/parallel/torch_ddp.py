@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..backends.base import OptimizerState, TrainBatch
+from ..backends.base import TrainBatch
 from ..backends.torch_backend import TorchBackend
 from ..params import ParamTree
 from ..spec import GANSpec
-from . import BatchNormMode, check_batchnorm, shard_batch
+from . import BatchNormMode, WrapsBackend, check_batchnorm, shard_batch
 
 
 def init_process_group(device: str | None = None, timeout_s: float = 120.0) -> str:
@@ -136,7 +136,7 @@ class _FixedAware:
         return self.ddp(x)
 
 
-class TorchDataParallel:
+class TorchDataParallel(WrapsBackend):
     """One :class:`TorchBackend` training step per rank, gradients averaged by DDP.
 
     Call in every rank of an initialised process group (:func:`init_process_group`) with the
@@ -175,15 +175,6 @@ class TorchDataParallel:
         values = torch.stack([terms[k].reshape(()) for k in sorted(terms)]).to(b._torch_dtype)
         dist.all_reduce(values, op=dist.ReduceOp.SUM)  # reporting only: gradients went through DDP
         return {k: float(v) / self.world for k, v in zip(sorted(terms), values.cpu().numpy())}
-
-    def get_params(self) -> ParamTree:
-        return self.backend.get_params()
-
-    def get_buffers(self) -> ParamTree:
-        return self.backend.get_buffers()
-
-    def get_optimizer_state(self) -> OptimizerState:
-        return self.backend.get_optimizer_state()
 
     def describe(self) -> dict[str, Any]:
         sync = "SyncBatchNorm" if any(isinstance(m, nn.SyncBatchNorm) for m in self.backend.G.modules()) else None
