@@ -29,6 +29,7 @@ GALLERY: dict[str, tuple[str, str, str, str, str | None, str]] = {
     "gp_no_eps": ("penalty", GP, "critic", "norm_at_zero", None, "no epsilon under its square root"),
     "gp_one_sided": ("penalty", GP, "critic", "one_sided", "one_sided=true", "one-sided"),
     "gp_unweighted": ("penalty", GP, "critic", "penalty_weight", "penalty_weight=1", "without its weight"),
+    "r1_mean_over_pixels": ("penalty", "r1", "critic", "element_mean", None, "averages g² over each sample's values"),
     "gp_no_create_graph": ("penalty", GP, "critic", "error", None, "create_graph=True"),
 }  # fmt: skip
 

@@ -58,8 +58,10 @@ def _penalty_of(form, case, **arrays):
         PenaltyForm(swapped=True, reduction="sum"),
         PenaltyForm(kind="r1", weight=2.0),
         PenaltyForm(kind="r1", squared=False),
+        PenaltyForm(element_mean=True),
+        PenaltyForm(kind="r1", element_mean=True),
     ],
-    ids=["wgan_gp", "one_sided", "swapped_sum", "r1", "r1_norm"],
+    ids=["wgan_gp", "one_sided", "swapped_sum", "r1", "r1_norm", "rms", "r1_mean"],
 )
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_penalty_gradients_equal_finite_differences(form: PenaltyForm, layout: str) -> None:

@@ -111,6 +111,7 @@ class PenaltyForm:
     reduction: str = "mean"
     weight: float = 10.0
     squared: bool = True  # r1 only: ‖g‖² (True) or ‖g‖
+    element_mean: bool = False  # g² averaged over each sample's values instead of summed
 
     def interpolate(self, real: np.ndarray, fake: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         if self.kind == "r1":
@@ -124,18 +125,20 @@ class PenaltyForm:
     def from_grad(self, g: np.ndarray) -> tuple[float, np.ndarray]:
         """The penalty and ``∂P/∂g`` from input gradients ``g`` (the user's layout)."""
         axes = self._norm_axes(g.ndim)
-        sq = np.sum(g * g, axis=axes, keepdims=True)
+        values = float(np.prod([g.shape[a] for a in axes])) if self.element_mean else 1.0
+        sq = np.sum(g * g, axis=axes, keepdims=True) / values
         norm = np.sqrt(sq + self.eps)
         safe = np.where(norm > 0, norm, 1.0)
         if self.kind == "r1":
-            per, dper_dnorm = (sq + self.eps, None) if self.squared else (norm, None)
+            per = sq + self.eps if self.squared else norm
             dper_dg = 2.0 * g if self.squared else np.where(norm > 0, g / safe, 0.0)
         else:
             gap = norm - 1.0
             if self.one_sided:
                 gap = np.maximum(gap, 0.0)
-            per, dper_dnorm = gap * gap, 2.0 * gap
-            dper_dg = np.where(norm > 0, dper_dnorm * g / safe, 0.0)
+            per = gap * gap
+            dper_dg = np.where(norm > 0, 2.0 * gap * g / safe, 0.0)
+        dper_dg = dper_dg / values
         count = per.size if self.reduction == "mean" else 1.0
         scale = self.weight * (0.5 if self.kind == "r1" else 1.0) / count
         return float(scale * np.sum(per)), scale * np.broadcast_to(dper_dg, g.shape)

@@ -488,12 +488,13 @@ def _penalty_forms(ref: PenaltyForm, ndim: int) -> list[PenaltyForm]:
             for swapped in sides:
                 for reduction in ("mean", "sum"):
                     for squared in squares:
-                        forms.append(
-                            dataclasses.replace(
-                                ref, axes=axes, one_sided=one_sided, swapped=swapped, reduction=reduction,
-                                squared=squared, weight=1.0,
-                            )
-                        )  # fmt: skip
+                        for element_mean in (False, True):
+                            forms.append(
+                                dataclasses.replace(
+                                    ref, axes=axes, one_sided=one_sided, swapped=swapped, reduction=reduction,
+                                    squared=squared, element_mean=element_mean, weight=1.0,
+                                )
+                            )  # fmt: skip
     return forms
 
 
@@ -601,6 +602,14 @@ def _penalty_findings(best: PenaltyForm, ref: PenaltyForm, cases, evals, images)
                 "alpha",
                 "α weights the fake batch: x̂ = α·fake + (1-α)·real (the same in distribution for α ~ U(0,1), "
                 "not for the α it is given)",
+            )
+        )
+    if best.element_mean:
+        out.append(
+            Finding(
+                "element_mean",
+                "averages g² over each sample's values instead of summing them (a mean where the norm needs a "
+                "sum): the norm shrinks by √D, the squared norm by D, D = values per sample",
             )
         )
     if best.kind == "r1" and not best.squared:

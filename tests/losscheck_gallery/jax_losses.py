@@ -99,3 +99,8 @@ def gp_unweighted(critic, real, fake, alpha):
 
 def d_swapped(fake, real):  # the arguments in the other order
     return jax.nn.relu(1.0 - real).mean() + jax.nn.relu(1.0 + fake).mean()
+
+
+def r1_mean_over_pixels(critic, real):
+    g = jax.grad(lambda x: critic(x).sum())(real)
+    return 10.0 / 2 * jnp.mean(g**2)

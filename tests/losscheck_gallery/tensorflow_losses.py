@@ -93,3 +93,11 @@ def gp_unweighted(critic, real, fake, alpha):
 
 def d_swapped(fake, real):  # the arguments in the other order
     return tf.reduce_mean(tf.nn.relu(1.0 - real)) + tf.reduce_mean(tf.nn.relu(1.0 + fake))
+
+
+def r1_mean_over_pixels(critic, real):
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        out = critic(real, training=True)
+    g = tape.gradient(out, real)
+    return 10.0 / 2 * tf.reduce_mean(tf.square(g))

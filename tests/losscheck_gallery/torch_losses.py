@@ -95,3 +95,10 @@ def gp_no_create_graph(critic, real, fake, alpha):
 
 def d_swapped(fake, real):  # the arguments in the other order
     return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def r1_mean_over_pixels(critic, real):  # .mean() where the squared norm needs a per-sample sum
+    real = real.detach().requires_grad_(True) if not real.requires_grad else real
+    out = critic(real)
+    (g,) = torch.autograd.grad(out, real, torch.ones_like(out), create_graph=True)
+    return 10.0 / 2 * g.pow(2).mean()
