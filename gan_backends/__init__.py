@@ -15,6 +15,7 @@ from .params import init_params, load_params, param_shapes, save_params
 from .presets import PRESETS, get_preset
 from .spec import (
     AdamSpec,
+    DataParallelSpec,
     Dense,
     Flatten,
     GANSpec,
@@ -35,6 +36,7 @@ __all__ = [
     "AdamSpec",
     "Backend",
     "BackendUnavailable",
+    "DataParallelSpec",
     "Dense",
     "Flatten",
     "GANSpec",

@@ -634,6 +634,31 @@ class InitSpec:
             raise SpecError(f"init.std must be positive, got {self.std!r}")
 
 
+CROSS_DEVICE_BATCHNORM: tuple[str, ...] = ("sync", "per_device")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataParallelSpec:
+    """What changes when a step's batch is split over devices (``--devices N``).
+
+    ``batchnorm``: where BatchNorm takes its batch statistics. ``"sync"``: over the global batch
+    (torch ``SyncBatchNorm``, Keras ``BatchNormalization(synchronized=True)``, a mean over the
+    mesh's batch axis in JAX), so the N-device step is the one-device step on the concatenated
+    batch. ``"per_device"``: over each device's rows (the default of DDP, of Keras under
+    ``MirroredStrategy`` and of a Flax BatchNorm without ``axis_name``), so an N-device step
+    differs from the one-device step; running statistics are device 0's. Stated here once and
+    converted per framework (``docs/data-parallel.md``); no effect without BatchNorm.
+    """
+
+    batchnorm: str = "sync"
+
+    def __post_init__(self) -> None:
+        if self.batchnorm not in CROSS_DEVICE_BATCHNORM:
+            raise SpecError(
+                f"data_parallel.batchnorm must be one of {', '.join(CROSS_DEVICE_BATCHNORM)}, got {self.batchnorm!r}"
+            )
+
+
 # --------------------------------------------------------------------------------------------
 # The GAN.
 
@@ -660,6 +685,7 @@ class GANSpec:
     n_critic: int = 1
     numerics: Numerics = field(default_factory=Numerics)
     init: InitSpec = field(default_factory=InitSpec)
+    data_parallel: DataParallelSpec = field(default_factory=DataParallelSpec)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_shape", tuple(self.data_shape))
@@ -737,6 +763,7 @@ class GANSpec:
             "n_critic": self.n_critic,
             "numerics": dataclasses.asdict(self.numerics),
             "init": dataclasses.asdict(self.init),
+            "data_parallel": dataclasses.asdict(self.data_parallel),
         }
 
     @classmethod
@@ -752,7 +779,13 @@ class GANSpec:
             for net in NETWORKS:
                 if net in kwargs:
                     kwargs[net] = tuple(layer_from_dict(item) for item in kwargs[net])
-            for key, sub in (("loss", LossSpec), ("numerics", Numerics), ("init", InitSpec)):
+            sections = (
+                ("loss", LossSpec),
+                ("numerics", Numerics),
+                ("init", InitSpec),
+                ("data_parallel", DataParallelSpec),
+            )
+            for key, sub in sections:
                 if key in kwargs:
                     kwargs[key] = sub(**kwargs[key])
             for key in ("g_optimizer", "d_optimizer"):

@@ -22,12 +22,12 @@ import pytest
 from conftest import require_backend
 
 from gan_backends.backends import FRAMEWORKS, TrainBatch, get_backend
-from gan_backends.parallel import check_batchnorm, local_rows, shard_batch
+from gan_backends.parallel import local_rows, shard_batch
 from gan_backends.parallel.agreement import check_framework, draw_inputs, standard_cases
 from gan_backends.parallel.reference import StepResult, global_step, max_relative_error, per_device_step
 from gan_backends.parallel.run import read_results, write_results
 from gan_backends.presets import get_preset
-from gan_backends.spec import Numerics
+from gan_backends.spec import GANSpec, Numerics, SpecError
 
 DEVICES = 2
 ENGINES = {"torch": "DistributedDataParallel", "tensorflow": "MirroredStrategy", "jax": "jax.jit + NamedSharding"}
@@ -45,8 +45,17 @@ def test_shard_batch_gives_each_device_its_contiguous_rows():
     assert local_rows(6, 2, 3) == slice(4, 6)
     with pytest.raises(ValueError, match="does not split evenly"):
         local_rows(7, 0, 2)
-    with pytest.raises(ValueError, match="batchnorm must be one of"):
-        check_batchnorm("global")
+
+
+def test_the_cross_device_batchnorm_is_a_checked_spec_field():
+    spec = get_preset("dcgan-small")
+    assert spec.data_parallel.batchnorm == "sync"  # the default keeps N devices = one device
+    data = spec.to_dict()
+    data["data_parallel"] = {"batchnorm": "per_device"}
+    assert GANSpec.from_dict(data).data_parallel.batchnorm == "per_device"
+    data["data_parallel"] = {"batchnorm": "global"}
+    with pytest.raises(SpecError, match="data_parallel.batchnorm must be one of sync, per_device"):
+        GANSpec.from_dict(data)
 
 
 def _small_numpy_case() -> tuple:

@@ -16,24 +16,32 @@ so the N-device step can be held against the one-device step on the same arrays
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
+
+import numpy as np
 
 from ..backends.base import Backend, OptimizerState, TrainBatch
 from ..params import ParamTree
+from ..spec import DataParallelSpec, GANSpec
 
-#: How BatchNorm computes its batch statistics when the batch is split over devices:
-#: ``per_device`` over each device's rows (DDP's default; the N-device step then differs from
-#: the one-device step), ``sync`` over the global batch (the one-device step, exactly).
+#: How BatchNorm computes its batch statistics when the batch is split over devices (the spec's
+#: ``data_parallel.batchnorm``, :class:`~gan_backends.spec.DataParallelSpec`): ``per_device``
+#: over each device's rows (DDP's default; the N-device step then differs from the one-device
+#: step), ``sync`` over the global batch (the one-device step, exactly).
 BatchNormMode = Literal["per_device", "sync"]
 BATCHNORM_MODES: tuple[str, ...] = get_args(BatchNormMode)
 #: The name of the batch axis of every device mesh here (JAX) and in the docs.
 BATCH_AXIS = "batch"
 
 
-def check_batchnorm(mode: str) -> BatchNormMode:
-    if mode not in BATCHNORM_MODES:
-        raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {mode!r}")
-    return mode  # type: ignore[return-value]
+def batchnorm_mode(spec: GANSpec) -> BatchNormMode:
+    """The spec's cross-device BatchNorm choice."""
+    return spec.data_parallel.batchnorm  # type: ignore[return-value]
+
+
+def with_batchnorm(spec: GANSpec, mode: str) -> GANSpec:
+    """``spec`` with its cross-device BatchNorm set to ``mode`` (``sync`` or ``per_device``)."""
+    return spec.replace(data_parallel=DataParallelSpec(batchnorm=mode))
 
 
 def local_rows(batch_size: int, index: int, count: int) -> slice:
@@ -68,6 +76,10 @@ class WrapsBackend:
 
     backend: Backend
 
+    #: Whether this process writes what a run writes (checkpoints, samples): one process holds
+    #: every device here; under torch's process group it is rank 0.
+    is_main: bool = True
+
     def get_params(self) -> ParamTree:
         return self.backend.get_params()
 
@@ -77,13 +89,26 @@ class WrapsBackend:
     def get_optimizer_state(self) -> OptimizerState:
         return self.backend.get_optimizer_state()
 
+    def set_buffers(self, buffers: ParamTree) -> None:
+        self.backend.set_buffers(buffers)
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        self.backend.set_optimizer_state(state)
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        return self.backend.generate(z)
+
+    def read_losses(self, outputs: Any) -> dict[str, float]:
+        return {k: float(v) for k, v in outputs.items()}
+
 
 __all__ = [
     "WrapsBackend",
     "BATCHNORM_MODES",
     "BATCH_AXIS",
     "BatchNormMode",
-    "check_batchnorm",
+    "batchnorm_mode",
+    "with_batchnorm",
     "local_rows",
     "shard_batch",
 ]

@@ -31,20 +31,23 @@ from ..backends.base import TrainBatch
 from ..check.tolerances import tolerance
 from ..params import ParamTree, init_params
 from ..spec import GANSpec
-from . import BatchNormMode
+from . import BatchNormMode, batchnorm_mode, with_batchnorm
 from .reference import StepResult, global_step, per_device_step, relative_error
 from .run import read_results, write_inputs
 
 
 @dataclass(frozen=True)
 class Case:
-    """One data-parallel step to check: a spec, a BatchNorm mode, its inputs."""
+    """One data-parallel step to check: a spec (with its cross-device BatchNorm), its inputs."""
 
     name: str
     spec: GANSpec
-    batchnorm: BatchNormMode
     params: ParamTree
     batch: TrainBatch
+
+    @property
+    def batchnorm(self) -> BatchNormMode:
+        return batchnorm_mode(self.spec)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def standard_cases(devices: int, batch_per_device: int = 8, seed: int = 0) -> li
     for preset, modes in (("mlp", ("sync",)), ("dcgan-small", ("sync", "per_device"))):
         spec = get_preset(preset)
         params, batch = draw_inputs(spec, batch_per_device * devices, seed)
-        cases += [Case(f"{preset}-{mode}", spec, mode, params, batch) for mode in modes]
+        cases += [Case(f"{preset}-{mode}", with_batchnorm(spec, mode), params, batch) for mode in modes]
     return cases
 
 
@@ -101,7 +104,7 @@ class DataParallelRun:
         tmp = self._tmp.name
         inputs, config, self._out = Path(tmp, "inputs.npz"), Path(tmp, "config.json"), Path(tmp, "out.npz")
         write_inputs(inputs, {c.name: (c.params, c.batch) for c in cases})
-        entries = [{"name": c.name, "spec": c.spec.to_dict(), "batchnorm": c.batchnorm} for c in cases]
+        entries = [{"name": c.name, "spec": c.spec.to_dict()} for c in cases]
         settings = {"framework": framework, "devices": devices, "platform": platform, "inputs": str(inputs)}
         config.write_text(json.dumps({**settings, "cases": entries}))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))}
@@ -138,7 +141,8 @@ def expected_steps(framework: str, cases: list[Case], devices: int) -> dict[str,
     out: dict[str, dict[str, StepResult]] = {}
     done: dict[tuple[str, int, int], StepResult] = {}
     for case in cases:
-        key = (case.spec.to_json(), id(case.params), id(case.batch))
+        # The one-device step ignores the cross-device BatchNorm choice: computed once per spec.
+        key = (with_batchnorm(case.spec, "sync").to_json(), id(case.params), id(case.batch))
         if key not in done:
             done[key] = global_step(cls(case.spec, case.params, mode=mode), case.batch)
         out[case.name] = {"global": done[key]}

@@ -1,12 +1,13 @@
 """JAX data parallelism: the backend's own training step, ``jax.jit`` over a device ``Mesh``.
 
-``batchnorm="sync"``: the step is :meth:`JaxBackend._train_step_impl` itself, compiled with the
-batch sharded along the mesh's ``batch`` axis (``NamedSharding(mesh, P(None, "batch"))``) and
-the state replicated (``P()``). The program is written for the global batch, so every mean (the
-losses, BatchNorm's statistics) is a global mean: XLA's partitioner inserts the all-reduces.
-Nothing is averaged by hand; the N-device step is the one-device step up to summation order.
+BatchNorm ``sync`` (the spec's ``data_parallel.batchnorm``): the step is
+:meth:`JaxBackend._train_step_impl` itself, compiled with the batch sharded along the mesh's
+``batch`` axis (``NamedSharding(mesh, P(None, "batch"))``) and the state replicated (``P()``).
+The program is written for the global batch, so every mean (the losses, BatchNorm's statistics)
+is a global mean: XLA's partitioner inserts the all-reduces. Nothing is averaged by hand; the
+N-device step is the one-device step up to summation order.
 
-``batchnorm="per_device"``: the same step under ``jax.shard_map``, which runs it once per device
+BatchNorm ``per_device``: the same step under ``jax.shard_map``, which runs it once per device
 on that device's rows, so BatchNorm sees only local statistics. Inside ``shard_map`` the
 gradient with respect to a replicated parameter is psum'd over the axis by JAX's autodiff (the
 transpose of the implicit broadcast of an unvarying value), so each device's loss is its share
@@ -35,7 +36,7 @@ from ..backends.jax_backend import JAX_OPS, JaxBackend, TrainState
 from ..losses import LossOps
 from ..params import ParamTree
 from ..spec import GANSpec
-from . import BATCH_AXIS, BatchNormMode, WrapsBackend, check_batchnorm
+from . import BATCH_AXIS, WrapsBackend, batchnorm_mode
 
 #: Where the batch axis is in each input of the step: ``real``/``z_d``/``alpha`` are stacked per
 #: D update (``(n_critic, batch, ...)``), ``z_g`` is one batch.
@@ -92,10 +93,9 @@ class JaxDataParallel(WrapsBackend):
         spec: GANSpec,
         params: ParamTree,
         *,
-        batchnorm: BatchNormMode = "sync",
         devices: int | Sequence[jax.Device] | None = None,
     ):
-        self.batchnorm = check_batchnorm(batchnorm)
+        self.batchnorm = batchnorm_mode(spec)
         self.mesh = make_mesh(devices)
         self.count = self.mesh.devices.size
         # "eager": the backend compiles nothing of its own; its pure step is compiled here.
@@ -140,10 +140,26 @@ class JaxDataParallel(WrapsBackend):
             for k, a in arrays.items()
         )
 
+    def device_step(self, batch: TrainBatch):
+        """The global ``batch`` laid out over the mesh once; ``step()`` runs one training step
+        and returns the new state and the loss terms (unread)."""
+        inputs = self._inputs(batch)
+
+        def step() -> tuple[TrainState, dict]:
+            self.backend.state, terms = self._step(self.backend.state, *inputs)
+            return self.backend.state, terms
+
+        return step
+
+    def synchronize(self, outputs: Any) -> None:
+        jax.block_until_ready(outputs)
+
+    def read_losses(self, outputs: Any) -> dict[str, float]:
+        return {k: float(v) for k, v in outputs[1].items()}
+
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         """``n_critic`` D updates then one G update on the global ``batch``, split over the mesh."""
-        self.backend.state, terms = self._step(self.backend.state, *self._inputs(batch))
-        return {k: float(v) for k, v in terms.items()}
+        return self.read_losses(self.device_step(batch)())
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -2,14 +2,17 @@
 
     python -m gan_backends.parallel.run CONFIG.json OUT.npz
 
-A separate process because each engine must be configured before its framework starts: XLA's
-host device count is read when jax is imported, TensorFlow's logical CPU devices must be set
-before its runtime initialises, and a torch process group is one process per device (this
-module spawns them, or runs as one rank under ``torchrun``). CONFIG::
+A separate process because each engine must be configured before its framework starts
+(:mod:`.launch`): XLA's host device count is read when jax is imported, TensorFlow's logical
+CPU devices must be set before its runtime initialises, and a torch process group is one
+process per device (rank 0 is this process, the others are spawned; or one rank under
+``torchrun``). CONFIG::
 
     {"framework": "jax" | "torch" | "tensorflow", "devices": 2, "platform": "cpu",
      "inputs": "inputs.npz",
-     "cases": [{"name": "mlp", "spec": {...GANSpec.to_dict()...}, "batchnorm": "sync", "steps": 1}]}
+     "cases": [{"name": "mlp", "spec": {...GANSpec.to_dict()...}, "steps": 1}]}
+
+The spec carries the cross-device BatchNorm choice (``data_parallel.batchnorm``).
 
 ``inputs.npz`` holds, per case, ``CASE/params/NAME`` (the canonical tree) and ``CASE/batch/real``,
 ``z_d``, ``z_g`` (and ``alpha``): the global batch, drawn in NumPy by the caller. OUT.npz holds
@@ -22,8 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ import numpy as np
 from ..backends.base import TrainBatch
 from ..params import ParamTree
 from ..spec import GANSpec
-from . import check_batchnorm
+from .launch import Make, launch
 from .reference import StepResult
 
 
@@ -85,98 +88,27 @@ def read_results(path: str | Path) -> tuple[dict[str, StepResult], dict[str, Any
     return results, meta
 
 
-def _run_cases(config: dict[str, Any], make: Any) -> tuple[dict[str, StepResult], dict[str, Any]]:
-    """Every case of ``config`` through ``make(spec, params, batchnorm)``, a data-parallel step."""
-    results, meta = {}, {}
+def run_cases(config: dict[str, Any], out: str, make: Make) -> None:
+    """Every case of ``config`` through ``make(spec, params)``, a data-parallel step; the main
+    process writes the results."""
+    results, meta, step = {}, {}, None
     for case in config["cases"]:
         spec = GANSpec.from_dict(case["spec"])
         params, batch = read_inputs(config["inputs"], case["name"])
-        step = make(spec, params, check_batchnorm(case["batchnorm"]))
+        step = make(spec, params)
         losses: dict[str, float] = {}
         for _ in range(int(case.get("steps", 1))):
             losses = step.train_step(batch)
         results[case["name"]] = StepResult(step.get_params(), step.get_buffers(), losses)
         meta[case["name"]] = step.describe()
-    return results, meta
+    if step is None or step.is_main:
+        write_results(out, results, meta)
 
 
-# -- one entry per framework ------------------------------------------------------------------
-
-
-def run_jax(config: dict[str, Any], out: str) -> None:
-    flag = f"--xla_force_host_platform_device_count={int(config['devices'])}"
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-    if config.get("platform"):
-        os.environ["JAX_PLATFORMS"] = config["platform"]
-    from .jax_mesh import JaxDataParallel
-
-    def make(spec, params, batchnorm):
-        return JaxDataParallel(spec, params, batchnorm=batchnorm, devices=int(config["devices"]))
-
-    write_results(out, *_run_cases(config, make))
-
-
-def run_tensorflow(config: dict[str, Any], out: str) -> None:
-    if config.get("platform") == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # before TF starts: the logical CPUs are the devices
-    from .tf_mirrored import TensorFlowDataParallel, make_strategy
-
-    strategy = make_strategy(int(config["devices"]), config.get("platform"))
-
-    def make(spec, params, batchnorm):
-        return TensorFlowDataParallel(spec, params, batchnorm=batchnorm, strategy=strategy)
-
-    write_results(out, *_run_cases(config, make))
-
-
-def _torch_rank(rank: int, config: dict[str, Any], out: str, port: int) -> None:
-    """One rank of a spawned group: the environment torchrun would give it, then the cases."""
-    world = int(config["devices"])
-    os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
-    _torch_worker(config, out)
-
-
-def _torch_worker(config: dict[str, Any], out: str) -> None:
-    import torch
-    import torch.distributed as dist
-
-    from .torch_ddp import TorchDataParallel, init_process_group
-
-    torch.set_num_threads(1)  # one rank per core: N ranks with N threads each would oversubscribe
-    device = init_process_group("cpu" if config.get("platform") == "cpu" else None)
-    try:
-
-        def make(spec, params, batchnorm):
-            return TorchDataParallel(spec, params, batchnorm=batchnorm, device=device)
-
-        results, meta = _run_cases(config, make)
-        if dist.get_rank() == 0:
-            write_results(out, results, meta)
-    finally:
-        dist.destroy_process_group()
-
-
-def run_torch(config: dict[str, Any], out: str) -> None:
-    if "RANK" in os.environ:  # launched by torchrun: this process is one rank
-        _torch_worker(config, out)
-        return
-    import torch.multiprocessing as mp
-
-    world = int(config["devices"])
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) != world:
-        raise ValueError("WORLD_SIZE and the config's devices disagree")
-    mp.spawn(_torch_rank, args=(config, out, _free_port()), nprocs=world, join=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-RUNNERS = {"jax": run_jax, "tensorflow": run_tensorflow, "torch": run_torch}
+def run(config: dict[str, Any], out: str) -> None:
+    """The run of ``config`` (see the module docstring), its engine brought up by :func:`launch`."""
+    job = partial(run_cases, config, out)
+    launch(config["framework"], int(config["devices"]), job, platform=config.get("platform"), threads=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    config = json.loads(Path(args[0]).read_text())
-    framework = config["framework"]
-    if framework not in RUNNERS:
-        raise SystemExit(f"unknown framework {framework!r}; one of {sorted(RUNNERS)}")
-    RUNNERS[framework](config, args[1])
+    run(json.loads(Path(args[0]).read_text()), args[1])
     return 0
 
 

@@ -13,11 +13,12 @@ backend's torch-form optimiser applies them. Every variable is created with
 same everywhere), and where they do not (per-device running statistics) replica 0's are kept,
 as DDP keeps rank 0's.
 
-BatchNorm: ``per_device`` is the backend's layer as it is (statistics of the replica's rows).
-``sync`` swaps each layer for :class:`CrossReplicaBatchNorm` (same variables), which takes the
-mean and the two-pass variance from sums all-reduced over replicas, as Keras'
-``BatchNormalization(synchronized=True)`` does (the backend does not use Keras' layer: its
-momentum, eps and variance conventions are not the spec's).
+BatchNorm (the spec's ``data_parallel.batchnorm``): ``per_device`` is the backend's layer as it
+is (statistics of the replica's rows). ``sync`` swaps each layer for
+:class:`CrossReplicaBatchNorm` (same variables), which takes the mean and the two-pass variance
+from sums all-reduced over replicas, as Keras' ``BatchNormalization(synchronized=True)`` does
+(the backend does not use Keras' layer: its momentum, eps and variance conventions are not the
+spec's).
 
 CPU devices: :func:`make_strategy` splits the CPU into N logical devices, which must happen
 before TensorFlow initialises its runtime. Several hosts: ``MultiWorkerMirroredStrategy`` with
@@ -35,7 +36,7 @@ from ..backends.base import TrainBatch
 from ..backends.tensorflow_backend import TF_OPS, BatchNormLayer, TensorFlowBackend, TorchFormOptimizer
 from ..params import ParamTree
 from ..spec import GANSpec
-from . import BatchNormMode, WrapsBackend, check_batchnorm, local_rows
+from . import WrapsBackend, batchnorm_mode, local_rows
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -108,10 +109,9 @@ class TensorFlowDataParallel(WrapsBackend):
         spec: GANSpec,
         params: ParamTree,
         *,
-        batchnorm: BatchNormMode = "sync",
         strategy: tf.distribute.Strategy,
     ):
-        self.batchnorm = check_batchnorm(batchnorm)
+        self.batchnorm = batchnorm_mode(spec)
         self.spec = spec
         self.strategy = strategy
         self.count = strategy.num_replicas_in_sync
@@ -144,13 +144,21 @@ class TensorFlowDataParallel(WrapsBackend):
 
         return self.strategy.experimental_distribute_values_from_function(rows)
 
-    def train_step(self, batch: TrainBatch) -> dict[str, float]:
-        """``n_critic`` D updates then one G update on the global ``batch``, split over replicas."""
+    def device_step(self, batch: TrainBatch):
+        """Each replica's rows of the global ``batch`` on its device once; ``step()`` runs one
+        replicated training step and returns the global loss terms (tensors, unread)."""
         batch.validate(self.spec)
         alpha = batch.alpha if self.spec.loss.penalty == "wgan_gp" else None
         inputs = (self._distribute(batch.real, 1), self._distribute(batch.z_d, 1), self._distribute(batch.z_g, 0))
-        terms = self._step(*inputs, self._distribute(alpha, 1))
-        return {k: float(v) for k, v in terms.items()}
+        inputs += (self._distribute(alpha, 1),)
+        return lambda: self._step(*inputs)
+
+    def synchronize(self, outputs: Any) -> None:
+        self.backend.synchronize(outputs)
+
+    def train_step(self, batch: TrainBatch) -> dict[str, float]:
+        """``n_critic`` D updates then one G update on the global ``batch``, split over replicas."""
+        return self.read_losses(self.device_step(batch)())
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -9,12 +9,12 @@ gradients over ranks (``AVG`` all-reduce: each rank's loss is the mean over its 
 average of the rank gradients is the gradient of the global-batch mean). The optimisers are the
 backend's own and step on identical averaged gradients, so the replicas stay identical.
 
-BatchNorm: ``per_device`` is DDP's default (statistics of the rank's rows; ``broadcast_buffers``
-copies rank 0's running statistics to the others before every forward, so rank 0's are the
-model's). ``sync`` converts the BatchNorm layers with ``nn.SyncBatchNorm.convert_sync_batchnorm``
-on CUDA; torch's SyncBatchNorm refuses CPU tensors ("expected input tensor to be on GPU"), so on
-the CPU (gloo) the layers become :class:`AllReduceBatchNorm`, the same statistics through a
-differentiable ``dist.all_reduce``.
+BatchNorm (the spec's ``data_parallel.batchnorm``): ``per_device`` is DDP's default (statistics
+of the rank's rows; ``broadcast_buffers`` copies rank 0's running statistics to the others
+before every forward, so rank 0's are the model's). ``sync`` converts the BatchNorm layers with
+``nn.SyncBatchNorm.convert_sync_batchnorm`` on CUDA; torch's SyncBatchNorm refuses CPU tensors
+("expected input tensor to be on GPU"), so on the CPU (gloo) the layers become
+:class:`AllReduceBatchNorm`, the same statistics through a differentiable ``dist.all_reduce``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from ..backends.base import TrainBatch
 from ..backends.torch_backend import TorchBackend
 from ..params import ParamTree
 from ..spec import GANSpec
-from . import BatchNormMode, WrapsBackend, check_batchnorm, shard_batch
+from . import WrapsBackend, batchnorm_mode, shard_batch
 
 
 def init_process_group(device: str | None = None, timeout_s: float = 120.0) -> str:
@@ -143,12 +144,12 @@ class TorchDataParallel(WrapsBackend):
     same ``params`` and the same global batch; each rank trains on its rows.
     """
 
-    def __init__(self, spec: GANSpec, params: ParamTree, *, batchnorm: BatchNormMode = "sync", device: str = "cpu"):
+    def __init__(self, spec: GANSpec, params: ParamTree, *, device: str = "cpu"):
         if not dist.is_initialized():
             raise RuntimeError(
                 "TorchDataParallel needs a process group: run under torchrun and call init_process_group"
             )
-        self.batchnorm = check_batchnorm(batchnorm)
+        self.batchnorm = batchnorm_mode(spec)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.spec = spec
         self.backend = b = TorchBackend(spec, params, device=device)  # eager mode: DDP hooks need no graph breaks
@@ -163,18 +164,44 @@ class TorchDataParallel(WrapsBackend):
         self.D = DDP(b._D_eager, device_ids=ids)
         b._G, b._D = self.G, _FixedAware(self.D)
 
-    def train_step(self, batch: TrainBatch) -> dict[str, float]:
-        """This rank's part of one step on the global ``batch``; returns the global-batch loss
-        terms (the mean over ranks of each rank's terms)."""
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes what the run writes (its state is every rank's)."""
+        return self.rank == 0
+
+    def device_step(self, batch: TrainBatch):
+        """This rank's rows of the global ``batch`` on its device once; ``step()`` runs one
+        training step on them and returns this rank's loss terms (tensors, unread)."""
         batch.validate(self.spec)
         local = shard_batch(batch, self.rank, self.world)
         b = self.backend
         real, z_d, z_g = b._tensor(local.real), b._tensor(local.z_d), b._tensor(local.z_g)
         alpha = None if local.alpha is None or self.spec.loss.penalty != "wgan_gp" else b._tensor(local.alpha)
-        terms = b._train_step(real, z_d, z_g, alpha)
-        values = torch.stack([terms[k].reshape(()) for k in sorted(terms)]).to(b._torch_dtype)
+        return lambda: b._train_step(real, z_d, z_g, alpha)
+
+    def synchronize(self, outputs: Any) -> None:
+        self.backend.synchronize(outputs)
+
+    def read_losses(self, outputs: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The global-batch loss terms: the mean over ranks of each rank's terms (a collective:
+        every rank calls it)."""
+        b = self.backend
+        values = torch.stack([outputs[k].detach().reshape(()) for k in sorted(outputs)]).to(b._torch_dtype)
         dist.all_reduce(values, op=dist.ReduceOp.SUM)  # reporting only: gradients went through DDP
-        return {k: float(v) / self.world for k, v in zip(sorted(terms), values.cpu().numpy())}
+        return {k: float(v) / self.world for k, v in zip(sorted(outputs), values.cpu().numpy())}
+
+    def train_step(self, batch: TrainBatch) -> dict[str, float]:
+        """This rank's part of one step on the global ``batch``; returns the global-batch loss
+        terms (the mean over ranks of each rank's terms)."""
+        return self.read_losses(self.device_step(batch)())
+
+    @torch.no_grad()
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """``G(z)`` in inference mode on this rank, outside DDP (whose forward may broadcast
+        buffers, a collective the other ranks would not join)."""
+        b = self.backend
+        b.G.train(False)
+        return self.G.module(b._tensor(z)).cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         sync = "SyncBatchNorm" if any(isinstance(m, nn.SyncBatchNorm) for m in self.backend.G.modules()) else None
