@@ -277,6 +277,17 @@ def bench(
     device: Annotated[
         Optional[str], typer.Option(help="cpu or cuda; default: cuda when nvidia-smi sees a GPU.")
     ] = None,
+    devices: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated device counts, e.g. 1,2: data parallel on each framework's engine "
+            "(DDP, MirroredStrategy, a jax Mesh); on a CPU, logical devices. Batch sizes are global."
+        ),
+    ] = None,
+    scaling: Annotated[
+        Optional[str],
+        typer.Option(help="strong (same global batch), weak (same batch per device), or strong,weak."),
+    ] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (and cores) of every framework.")] = None,
     warmup: Annotated[Optional[int], typer.Option(min=1, help="Warm-up steps after the first.")] = None,
     repeats: Annotated[Optional[int], typer.Option(min=1, help="Timed blocks.")] = None,
@@ -328,6 +339,8 @@ def bench(
                         "batch_sizes": _csv(batch_sizes, int),
                         "precisions": _csv(precisions),
                         "inputs": _csv(inputs),
+                        "devices": _csv(devices, int),
+                        "scaling": _csv(scaling),
                         "loss": loss,
                         "device": device,
                         "threads": threads,
@@ -350,7 +363,8 @@ def bench(
         task = bar.add_task("bench", total=len(runs))
 
         def on_start(run) -> None:
-            bar.update(task, description=f"{run.backend}/{run.mode} {run.spec} b{run.batch_size} {run.precision}")
+            over = f" on {run.devices} devices" if run.devices > 1 else ""
+            bar.update(task, description=f"{run.backend}/{run.mode} {run.spec} b{run.batch_size}{over} {run.precision}")
 
         def on_record(record: dict, skipped: bool) -> None:
             bar.console.print(progress_line(record, skipped))
@@ -387,7 +401,16 @@ def bench(
         plot_first_step(records, out / "first_step.png")
     except ValueError as exc:  # nothing timed: no plot to draw
         err_console.print(f"[yellow]no plots:[/] {escape(str(exc))}")
-    console.print(f"written: {out}/results.json, results.csv, summary.md, throughput.png, first_step.png")
+    written = "results.json, results.csv, summary.md, throughput.png, first_step.png"
+    if any(r.get("config", {}).get("devices", 1) > 1 for r in records):
+        from .bench.plot import plot_scaling
+
+        try:
+            plot_scaling(records, out / "scaling.png")
+            written += ", scaling.png"
+        except ValueError as exc:  # no one-device baseline timed
+            err_console.print(f"[yellow]no scaling plot:[/] {escape(str(exc))}")
+    console.print(f"written: {out}/{written}")
     failed = [r for r in records if r["status"] not in ("ok", "unavailable")]
     raise typer.Exit(1 if failed else 0)
 

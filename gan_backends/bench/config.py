@@ -10,6 +10,8 @@ thread count and one timing plan. It is written as TOML (``benchmarks/sweeps/*.t
     threads = 2                       # CPU threads of every framework (and CPU affinity)
     timeout_s = 600
     inputs = ["device"]               # "host": also time the step with its input copy
+    devices = [1, 2]                  # data parallel over N devices (each framework's own engine)
+    scaling = ["strong", "weak"]      # N devices at the same global batch / at N × the batch
     [modes]                           # backend = its modes; default: every mode of every backend
     torch = ["eager", "compile"]
     [plan]                            # gan_backends.bench.timing.TimingPlan
@@ -18,8 +20,14 @@ thread count and one timing plan. It is written as TOML (``benchmarks/sweeps/*.t
 
 With ``measure_peak = true`` the sweep also runs, first, one GEMM of ``peak_size``² per
 precision on its device (:data:`PEAK`): the peak a batch sweep's FLOP floor is read against is
-measured in the same sweep, under the same threads and load. A built-in sweep is named by its
-file's stem (``cpu``, ``gpu``, ``batch-cpu``, ``batch-gpu``: ``gan_backends/bench/sweeps/``).
+measured in the same sweep, under the same threads and load.
+
+With ``devices``, each batch size ``B`` is also run over N devices: *strong* scaling keeps the
+global batch ``B`` (``B / N`` rows per device), *weak* scaling keeps ``B`` rows per device
+(global batch ``N·B``); ``batch_size`` is always the global batch, and the report reads each
+N-device run against the one-device run of the same global (strong) or per-device (weak) batch
+(:mod:`gan_backends.bench.scaling`). A built-in sweep is named by its file's stem (``cpu``,
+``gpu``, ``batch-cpu``, ``batch-gpu``: ``gan_backends/bench/sweeps/``).
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ PRECISIONS = {"float32": "highest", "tf32": "tf32", "bf16": "bf16"}
 
 #: Where a step's inputs come from (see :attr:`RunConfig.inputs`).
 INPUTS = ("device", "host")
+
+#: How a sweep grows with the device count N: the same global batch, or the same batch per device.
+SCALING = ("strong", "weak")
 
 #: Every mode of every framework, compiled first (the registry knows them without importing).
 #: torch's ``compile-cudagraphs`` and ``cuda-graph`` need a CUDA device (unavailable elsewhere).
@@ -77,10 +88,15 @@ class RunConfig:
     #: ``device``: the batch is placed on the device once, before timing (the training step
     #: alone); ``host``: every step copies it from NumPy first (step + input transfer).
     inputs: str = "device"
+    #: Data parallel over this many devices (``batch_size`` is the global batch), each
+    #: framework's own engine (:mod:`gan_backends.parallel`); 1: the backend alone.
+    devices: int = 1
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUTS:
             raise SpecError(f"inputs must be one of {', '.join(INPUTS)}, got {self.inputs!r}")
+        if self.devices < 1 or self.batch_size % self.devices:
+            raise SpecError(f"batch {self.batch_size} does not split over {self.devices} devices")
 
     @property
     def is_peak(self) -> bool:
@@ -95,8 +111,9 @@ class RunConfig:
             )
         loss = f"/{self.loss}" if self.loss else ""
         inputs = "/host-inputs" if self.inputs == "host" else ""
+        devices = f"/x{self.devices}" if self.devices > 1 else ""
         return (
-            f"{self.backend}/{self.mode}/{self.spec}{loss}/b{self.batch_size}/{self.precision}"
+            f"{self.backend}/{self.mode}/{self.spec}{loss}/b{self.batch_size}{devices}/{self.precision}"
             f"/{self.device or 'default'}/t{self.threads or 'default'}{inputs}"
         )
 
@@ -127,6 +144,9 @@ class Sweep:
     measure_peak: bool = False
     #: The GEMM's size n (2·n³ FLOPs): large enough to reach the peak, small enough to be quick.
     peak_size: int = 2048
+    #: Device counts; every count above 1 is a data-parallel run (see the module docstring).
+    devices: tuple[int, ...] = (1,)
+    scaling: tuple[str, ...] = SCALING
 
     def __post_init__(self) -> None:
         if self.peak_size < 1:
@@ -145,6 +165,26 @@ class Sweep:
                 raise SpecError(f"sweep: backend {backend!r} has no mode {unknown[0]!r}; modes: {ALL_MODES[backend]}")
         if any(b < 1 for b in self.batch_sizes) or not self.batch_sizes:
             raise SpecError(f"sweep: batch sizes must be ≥ 1, got {self.batch_sizes}")
+        if not self.devices or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.devices):
+            raise SpecError(f"sweep: devices must be counts ≥ 1, got {self.devices}")
+        unknown_scaling = [k for k in self.scaling if k not in SCALING]
+        if unknown_scaling or not self.scaling:
+            raise SpecError(f"sweep: scaling must be among {', '.join(SCALING)}, got {self.scaling}")
+        if any(n > 1 for n in self.devices) and 1 not in self.devices:
+            raise SpecError("sweep: devices needs 1 beside the larger counts: scaling is read against one device")
+
+    def global_batches(self, batch: int) -> list[tuple[int, int]]:
+        """``(devices, global batch)`` of every run at sweep batch ``batch``: one device at
+        ``batch``; N devices at ``batch`` (strong, where N divides it) and at ``N·batch`` (weak)."""
+        out = []
+        for n in self.devices:
+            sizes = [batch] if n == 1 else []
+            if n > 1 and "strong" in self.scaling and batch % n == 0:
+                sizes.append(batch)
+            if n > 1 and "weak" in self.scaling:
+                sizes.append(batch * n)
+            out += [(n, size) for size in sizes if (n, size) not in out]
+        return out
 
     def runs(self) -> list[RunConfig]:
         """The peak measurements first (with ``measure_peak``), then every configuration, spec by
@@ -158,15 +198,16 @@ class Sweep:
                     )
                 )
         axes = itertools.product(self.specs, self.precisions, self.batch_sizes, self.inputs)
+        seen = set()
         for spec, precision, batch, inputs in axes:
-            for backend, modes in self.modes.items():
-                for mode in modes:
-                    out.append(
-                        RunConfig(
+            for devices, size in self.global_batches(batch):
+                for backend, modes in self.modes.items():
+                    for mode in modes:
+                        run = RunConfig(
                             backend,
                             mode,
                             spec,
-                            batch,
+                            size,
                             precision,
                             self.loss,
                             self.device,
@@ -174,8 +215,11 @@ class Sweep:
                             self.seed,
                             self.plan,
                             inputs,
+                            devices,
                         )
-                    )
+                        if run.key not in seen:  # weak at B and strong at 2B: the same run
+                            seen.add(run.key)
+                            out.append(run)
         return out
 
     def replace(self, **changes: Any) -> Sweep:
@@ -191,7 +235,7 @@ class Sweep:
         if unknown:
             raise SpecError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         data = dict(data)
-        for name in ("specs", "batch_sizes", "precisions", "inputs"):
+        for name in ("specs", "batch_sizes", "precisions", "inputs", "devices", "scaling"):
             if name in data:
                 data[name] = tuple(data[name])
         if "modes" in data:

@@ -1,15 +1,18 @@
 """Benchmark results as a terminal table, JSON, CSV and a Markdown summary.
 
-Results are grouped by *configuration* (spec, loss, batch size, precision, device, threads);
-within one, the backends and modes are ranked by median step time, each with its ratio to the
+Results are grouped by *configuration* (spec, loss, batch size, device count, precision, device,
+threads); within one, the backends and modes are ranked by median step time, each with its ratio to the
 fastest. Failed runs stay in every output with their status and reason. A sweep's peak runs
 (:data:`~gan_backends.bench.config.PEAK`) are no rows of their own: they give every row its
-peak and FLOP floor, and a batch sweep's summary its crossovers (:mod:`.batch`).
+peak and FLOP floor, and a batch sweep's summary its crossovers (:mod:`.batch`). Runs on
+several devices (``config["devices"]`` > 1; ``batch_size`` is then the global batch) are ranked
+only among themselves, and held against one-device runs in the scaling sections (:mod:`.scaling`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections import defaultdict
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
+from . import scaling
 from .batch import floor_ms, markdown_section
 from .config import PEAK
 
@@ -26,6 +30,7 @@ COLUMNS = (
     "spec",
     "loss",
     "batch_size",
+    "devices",
     "precision",
     "device",
     "device_name",
@@ -62,10 +67,12 @@ def is_peak(record: dict[str, Any]) -> bool:
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One record as a flat row of :data:`COLUMNS` (None where a failed run has no value)."""
+    """One record as a flat row of :data:`COLUMNS` (None where a failed run has no value).
+    ``devices``: 1 for records from before data-parallel runs, which have none."""
     c = record["config"]
     row: dict[str, Any] = {k: c.get(k) for k in ("backend", "mode", "spec", "loss", "batch_size", "precision")}
     row.update(
+        devices=scaling.devices_of(c),
         device=c.get("device") or "default",  # as requested: frameworks name one CPU differently
         device_name=record.get("device"),
         threads=c.get("threads"),
@@ -97,11 +104,15 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_key(row: dict[str, Any]) -> tuple:
+    """What a ranking table holds fixed. The device count is part of it: 2 devices at global
+    batch 64 is not the same work per device as 1 at 64, and a ratio between them would be a
+    scaling figure (:mod:`.scaling`), not a ranking."""
     return (
         row["spec"],
         row["loss"] or "",
         row["precision"],
         row["batch_size"],
+        scaling.devices_of(row),
         str(row["device"]),
         row["threads"],
         row["inputs"],
@@ -109,8 +120,10 @@ def config_key(row: dict[str, Any]) -> tuple:
 
 
 def config_title(key: tuple) -> str:
-    spec, loss, precision, batch, device, threads, inputs = key
-    title = f"{spec}{' / ' + loss if loss else ''}, batch {batch}, {precision}, {device}"
+    spec, loss, precision, batch, devices, device, threads, inputs = key
+    title = f"{spec}{' / ' + loss if loss else ''}, batch {batch}"
+    title += f" over {devices} devices ({batch / devices:g} each)" if devices > 1 else ""
+    title += f", {precision}, {device}"
     title += f", {threads} threads" if threads else ""
     return title + (", inputs copied from the host in every step" if inputs == "host" else "")
 
@@ -186,7 +199,7 @@ def ranked(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
 
 
 def peak_source(records: list[dict[str, Any]], key: tuple) -> str:
-    spec, loss, precision, batch, device, threads, inputs = key
+    spec, loss, precision, batch, devices, device, threads, inputs = key
     measured = measured_peaks(records).get((device, threads, precision))
     if measured:
         return measured[1]
@@ -204,8 +217,11 @@ def _row_id(row: dict[str, Any]) -> tuple:
 
 def write_json(records: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
     """The records as run, each timed one with ``derived``: the peak it is read against, its
-    FLOP floor and step/floor (computed over the whole sweep, see :func:`table_rows`)."""
-    derived = {_row_id(r): r for r in table_rows(records) if r["step_ms"] is not None}
+    FLOP floor and step/floor (computed over the whole sweep, see :func:`table_rows`); and
+    ``scaling``: the sweep's strong and weak scaling points (:mod:`.scaling`; empty without
+    runs on several devices)."""
+    rows = table_rows(records)
+    derived = {_row_id(r): r for r in rows if r["step_ms"] is not None}
     out = []
     for record in records:
         row = None if is_peak(record) else derived.get(_row_id(flat_row(record)))
@@ -215,7 +231,8 @@ def write_json(records: list[dict[str, Any]], path: Path, meta: dict[str, Any]) 
                 "derived": {k: row[k] for k in ("peak_tflops", "utilisation", "floor_ms", "step_over_floor")},
             }
         out.append(record)
-    atomic_write_text(path, json.dumps({**meta, "results": out}, indent=1, default=str))
+    points = [dataclasses.asdict(p) for p in scaling.scaling_points(rows)]
+    atomic_write_text(path, json.dumps({**meta, "results": out, "scaling": points}, indent=1, default=str))
 
 
 def write_csv(records: list[dict[str, Any]], path: Path) -> None:
@@ -238,8 +255,24 @@ def _dispatch(row: dict[str, Any]) -> str:
     return f"{row['dispatch_ms']:.3g} ({row['dispatch_fraction']:.0%})"
 
 
+def _on_devices(row: dict[str, Any]) -> str:
+    """`` on N devices`` after a (global) batch size when N > 1; nothing for one device."""
+    return f" on {row['devices']} devices" if row["devices"] > 1 else ""
+
+
+def _one_device_count(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows for the batch-sweep section: all of them when they share one device count,
+    else the one-device ones. Its crossovers and n½ are read along the batch sizes of one
+    configuration, which :func:`.batch.group_key` does not split by device count, so mixed
+    counts would make one line of two sweeps."""
+    counts = {r["devices"] for r in rows}
+    return rows if len(counts) <= 1 else [r for r in rows if r["devices"] == 1]
+
+
 def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    """Per configuration, the backends ranked with ratios; then failures; then the environment."""
+    """Per configuration, the backends ranked with ratios; then the peaks, the batch sweep and
+    the data-parallel scaling sections (each only where the sweep has them); then failures;
+    then the environment."""
     env = meta.get("environment", {})
     lines = ["# gan-backends bench", ""]
     if meta.get("command"):
@@ -289,13 +322,15 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 f"**{tflops:.3g} TFLOP/s** ({source})"
             )
         lines.append("")
-    lines += markdown_section(table_rows(records))
+    rows = table_rows(records)
+    lines += markdown_section(_one_device_count(rows))
+    lines += scaling.markdown_section(rows)
     failures = [flat_row(r) for r in records if r["status"] != "ok"]
     if failures:
         lines += ["## Runs without a timing", ""]
         for r in failures:
             lines.append(
-                f"- `{r['backend']}/{r['mode']}` {r['spec']} b{r['batch_size']} {r['precision']}: "
+                f"- `{r['backend']}/{r['mode']}` {r['spec']} b{r['batch_size']}{_on_devices(r)} {r['precision']}: "
                 f"**{r['status']}** — {r['reason']}"
             )
         lines.append("")
@@ -347,7 +382,7 @@ def progress_line(record: dict[str, Any], skipped: bool) -> str:
     from rich.markup import escape
 
     r = flat_row(record)
-    head = f"{r['backend']}/{r['mode']} {r['spec']} b{r['batch_size']} {r['precision']}"
+    head = f"{r['backend']}/{r['mode']} {r['spec']} b{r['batch_size']}{_on_devices(r)} {r['precision']}"
     if is_peak(record):
         head = f"peak: {r['precision']} GEMM {r['batch_size']}²"
         if not skipped and r["status"] == "ok":

@@ -113,16 +113,23 @@ def _block(step: Step, sync: Sync, k: int, clock: Callable[[], float], last: Any
 
 
 def time_step(
-    step: Step, sync: Sync, plan: TimingPlan = TimingPlan(), clock: Callable[[], float] = time.perf_counter
+    step: Step,
+    sync: Sync,
+    plan: TimingPlan = TimingPlan(),
+    clock: Callable[[], float] = time.perf_counter,
+    agree: Callable[[int], int] | None = None,
 ) -> Timing:
-    """Time ``step`` by ``plan`` (see the module docstring)."""
-    return time_interleaved({"step": (step, sync)}, plan, clock)["step"]
+    """Time ``step`` by ``plan`` (see the module docstring). ``agree``: turns this process's
+    steps per block into the count every process of a data-parallel group uses (torch ranks
+    run collectives in every step: all must make the same number of calls)."""
+    return time_interleaved({"step": (step, sync)}, plan, clock, agree)["step"]
 
 
 def time_interleaved(
     steps: dict[str, tuple[Step, Sync]],
     plan: TimingPlan = TimingPlan(),
     clock: Callable[[], float] = time.perf_counter,
+    agree: Callable[[int], int] | None = None,
 ) -> dict[str, Timing]:
     """Time several steps side by side, their blocks interleaved (A B C A B C ...), so that a
     noisy neighbour on a shared machine slows them alike and their ratio stays honest. Each
@@ -139,7 +146,8 @@ def time_interleaved(
             out = step()
         sync(out)
         warmup_s = clock() - t0
-        timings[name] = Timing(first, plan.warmup, warmup_s, plan.steps_per_block(warmup_s / plan.warmup))
+        k = plan.steps_per_block(warmup_s / plan.warmup)
+        timings[name] = Timing(first, plan.warmup, warmup_s, agree(k) if agree else k)
         outs[name] = out
     for _ in range(plan.repeats):
         for name, (step, sync) in steps.items():

@@ -21,6 +21,10 @@ from typing import Any
 
 SCHEMA = "gan-backends/bench-v1"
 
+#: The mode a data-parallel step runs in, by framework: what each engine does to the backend's
+#: step (DDP over eager modules; one tf.function around strategy.run; jax.jit over the mesh).
+DATA_PARALLEL_MODES = {"torch": ("eager",), "tensorflow": ("function",), "jax": ("jit",)}
+
 
 def process_environment(threads: int | None) -> dict[str, str]:
     """Environment variables for a fair run, in force before the interpreter starts (NumPy's
@@ -105,6 +109,8 @@ def measure(run: Any) -> dict[str, Any]:
     """Build, time and describe one :class:`~gan_backends.bench.config.RunConfig`."""
     if run.is_peak:
         return measure_peak(run)
+    if run.devices > 1:
+        return measure_data_parallel(run)
     import numpy as np
 
     from ..backends import BackendUnavailable, ModeUnavailable, get_backend
@@ -180,6 +186,104 @@ def measure(run: Any) -> dict[str, Any]:
         bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not np.isfinite(v))
         record.update(status="nan", reason=f"non-finite loss after the timed steps: {bad}")
     record["environment"] = environment([run.backend])
+    return record
+
+
+def measure_data_parallel(run: Any) -> dict[str, Any]:
+    """One data-parallel run: the framework's engine over ``run.devices`` devices
+    (:func:`gan_backends.parallel.launch.launch`; torch: this process is rank 0), the global
+    batch split over them, timed as one step of the whole group."""
+    from functools import partial
+
+    from ..backends import BackendUnavailable, get_backend
+    from ..parallel.launch import launch, prepare_environment
+
+    platform = "cpu" if (run.device or "").startswith("cpu") else None
+    prepare_environment(run.backend, run.devices, platform)  # before the framework starts
+    try:
+        cls = get_backend(run.backend)
+    except BackendUnavailable as exc:
+        return {"status": "unavailable", "reason": str(exc)}
+    if run.mode not in DATA_PARALLEL_MODES[run.backend]:
+        return {
+            "status": "unavailable",
+            "reason": f"data parallel runs {run.backend} in mode {DATA_PARALLEL_MODES[run.backend]} only "
+            f"(the engine compiles the backend's step itself), not {run.mode!r}",
+        }
+    threads = cls.configure_threads(run.threads) if run.threads is not None else {}
+    record = launch(run.backend, run.devices, partial(_time_group, run), platform=platform, threads=run.threads)
+    return {**record, "threads": threads}
+
+
+def _time_group(run: Any, make: Any) -> dict[str, Any]:
+    """Time one data-parallel step in every process of the group; the main one describes it."""
+    import numpy as np
+
+    from ..check.agreement import draw_inputs
+    from ..environment import environment
+    from ..presets import load_spec
+    from ..spec import Numerics
+    from .config import PRECISIONS
+    from .flops import step_flops
+    from .peaks import gpu_peak_flops, measure_cpu_peak_flops
+    from .timing import time_dispatch, time_step
+
+    spec = load_spec(run.spec, run.loss)
+    spec = spec.replace(numerics=Numerics(dtype="float32", matmul_precision=PRECISIONS[run.precision]))
+    inputs = draw_inputs(spec, batch_size=run.batch_size, steps=1, seed=run.seed)
+    t0 = time.perf_counter()
+    group = make(spec, inputs.params)
+    backend = group.backend
+    if run.precision == "tf32" and "cpu" in backend.device.lower():
+        return {"status": "unavailable", "reason": "no TF32 on a CPU: the run would repeat float32"}
+    batch = inputs.batches[0]
+    step = group.device_step(batch)
+    if run.inputs == "host":
+        step = lambda: group.device_step(batch)()  # noqa: E731
+    build_s = time.perf_counter() - t0
+    timing = time_step(step, group.synchronize, run.plan, agree=group.agree)
+    dispatch = time_dispatch(step, group.synchronize, run.plan.dispatch_calls)
+    losses = group.read_losses(step())  # a collective in torch: every rank reads
+    if not group.is_main:
+        return {}
+    median = timing.steady.median
+    flops = step_flops(spec, run.batch_size)
+    on_cpu = "cpu" in backend.device.lower()
+    if on_cpu:  # N logical devices share the one CPU: its peak is the group's
+        peak, peak_source = measure_cpu_peak_flops(), "measured: float32 GEMM 2048² in NumPy's BLAS"
+    else:
+        one = gpu_peak_flops(backend.device, run.precision)
+        peak = None if one is None else one * run.devices
+        peak_source = f"data sheet, dense {run.precision}, × {run.devices} devices"
+    achieved = flops.matmul / median
+    record: dict[str, Any] = {
+        "status": "ok",
+        "reason": None,
+        "build_s": build_s,
+        "device": backend.device,
+        "parallel": group.describe(),
+        "runtime": backend.runtime_info(),
+        "timing": timing.to_dict(),
+        "dispatch": None if dispatch is None else dispatch.to_dict(),
+        "step_s": median,
+        "steps_per_s": 1.0 / median,
+        "samples_per_s": run.batch_size / median,
+        "flops_per_step": {"matmul": flops.matmul, "elementwise": flops.elementwise, "total": flops.total},
+        "achieved_tflops": achieved / 1e12,
+        "peak_tflops": None if peak is None else peak / 1e12,
+        "peak_source": peak_source if peak is not None else None,
+        "utilisation": None if peak is None else achieved / peak,
+        "memory": {
+            "peak_device_bytes": backend.peak_device_memory(),  # device 0's
+            "host_rss_before_build_bytes": None,
+            "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        },
+        "losses_after": losses,
+        "environment": environment([run.backend]),
+    }
+    if not all(np.isfinite(v) for v in losses.values()):
+        bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not np.isfinite(v))
+        record.update(status="nan", reason=f"non-finite loss after the timed steps: {bad}")
     return record
 
 

@@ -101,6 +101,10 @@ class WrapsBackend:
     def read_losses(self, outputs: Any) -> dict[str, float]:
         return {k: float(v) for k, v in outputs.items()}
 
+    def agree(self, count: int) -> int:
+        """The count every process of the group uses, given this one's (one process: its own)."""
+        return count
+
 
 __all__ = [
     "WrapsBackend",

@@ -60,24 +60,32 @@ def launch(
     raise ValueError(f"no data-parallel engine for {framework!r}; one of {', '.join(FRAMEWORKS)}")
 
 
-def _launch_jax(devices: int, job: Job, platform: str | None) -> Any:
+def prepare_environment(framework: str, devices: int, platform: str | None = None) -> None:
+    """The environment ``framework``'s engine reads when it starts: call before it is imported
+    (:func:`launch` calls it; a caller that imports the framework earlier calls it first)."""
     import sys
 
-    if platform == "cpu":
-        os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    if "jax" not in sys.modules:  # the flag is read once, when jax starts
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_force_host_platform_device_count" not in flags:
-            flag = f"--xla_force_host_platform_device_count={devices}"  # jax_mesh.host_device_flag
-            os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+    if framework == "jax":
+        if platform == "cpu":
+            os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        if "jax" not in sys.modules:  # the flag is read once, when jax starts
+            flags = os.environ.get("XLA_FLAGS", "")
+            if "xla_force_host_platform_device_count" not in flags:
+                flag = f"--xla_force_host_platform_device_count={devices}"  # jax_mesh.host_device_flag
+                os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+    elif framework == "tensorflow" and platform == "cpu":
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # before TF starts: the logical CPUs are the devices
+
+
+def _launch_jax(devices: int, job: Job, platform: str | None) -> Any:
+    prepare_environment("jax", devices, platform)
     from .jax_mesh import JaxDataParallel
 
     return job(lambda spec, params: JaxDataParallel(spec, params, devices=devices))
 
 
 def _launch_tensorflow(devices: int, job: Job, platform: str | None) -> Any:
-    if platform == "cpu":
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # before TF starts: the logical CPUs are the devices
+    prepare_environment("tensorflow", devices, platform)
     from .tf_mirrored import TensorFlowDataParallel, make_strategy
 
     try:
@@ -174,4 +182,4 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-__all__ = ["FRAMEWORKS", "Job", "Make", "launch"]
+__all__ = ["FRAMEWORKS", "Job", "Make", "launch", "prepare_environment"]

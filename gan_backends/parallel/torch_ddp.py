@@ -190,6 +190,13 @@ class TorchDataParallel(WrapsBackend):
         dist.all_reduce(values, op=dist.ReduceOp.SUM)  # reporting only: gradients went through DDP
         return {k: float(v) / self.world for k, v in zip(sorted(outputs), values.cpu().numpy())}
 
+    def agree(self, count: int) -> int:
+        """The largest of the ranks' counts (a timing loop's steps per block): every rank must
+        make the same number of steps, each of which runs collectives."""
+        value = torch.tensor([count], dtype=torch.int64, device=self.backend._device)  # NCCL: on the GPU
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return int(value.item())
+
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         """This rank's part of one step on the global ``batch``; returns the global-batch loss
         terms (the mean over ranks of each rank's terms)."""
