@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -426,6 +427,14 @@ def train(
     loss: Annotated[Optional[str], typer.Option(help=f"Loss preset ({', '.join(LOSS_PRESETS)}).")] = None,
     mode: Annotated[Optional[str], typer.Option(help="The backend's execution mode (default: its first).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default: GPU when present.")] = None,
+    devices: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Data parallel over N devices on the framework's engine (DDP, MirroredStrategy, a jax Mesh; "
+            "logical devices on a CPU); --batch-size is the global batch. BatchNorm: the spec's data_parallel.",
+        ),
+    ] = 1,
     out: Annotated[Path, typer.Option(help="Folder for checkpoints, sample grids, losses.")] = Path("train-out"),
     sample_every: Annotated[int, typer.Option(min=0, help="Steps between sample grids (0: start and end).")] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Steps between checkpoints (0: at the end).")] = 0,
@@ -441,6 +450,9 @@ def train(
     from .train import TrainConfig, TrainingDiverged
     from .train import train as run_training
 
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun: rank 0 reports, the others train quietly
+        console.quiet = True
+
     try:
         gan = load_spec(spec, loss)
         config = TrainConfig(
@@ -451,6 +463,7 @@ def train(
             seed=seed,
             mode=mode,
             device=device,
+            devices=devices,
             sample_every=sample_every,
             checkpoint_every=checkpoint_every,
             samples=samples,
@@ -464,7 +477,8 @@ def train(
         TextColumn("{task.fields[losses]}"),
         console=console,
     ) as bar:
-        task = bar.add_task(f"{gan.name} on {config.backend}", total=steps, losses="")
+        over = f" × {devices} devices" if devices > 1 else ""
+        task = bar.add_task(f"{gan.name} on {config.backend}{over}", total=steps, losses="")
 
         def progress(step: int, total: int, losses: dict[str, float]) -> None:
             bar.update(task, completed=step, losses=f"d_loss {losses['d_loss']:.4f}  g_loss {losses['g_loss']:.4f}")

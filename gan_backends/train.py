@@ -21,6 +21,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,29 @@ class TrainConfig:
     sample_every: int = 0  # 0: only at the end
     checkpoint_every: int = 0  # 0: only at the end
     samples: int = 64  # images in a grid / points in a scatter
+    #: Data parallel over this many devices on the framework's own engine; ``batch_size`` is the
+    #: global batch (each device trains on ``batch_size / devices`` rows of it).
+    devices: int = 1
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise SpecError(f"steps and batch size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.devices < 1 or self.batch_size % self.devices:
+            raise SpecError(
+                f"the global batch {self.batch_size} must split evenly over {self.devices} devices "
+                f"(each device trains on batch / devices rows)"
+            )
+        if self.devices > 1:
+            from .parallel import DATA_PARALLEL_MODES
+
+            modes = DATA_PARALLEL_MODES.get(self.backend)
+            if modes is None:
+                raise SpecError(f"no data-parallel engine for backend {self.backend!r}: torch, tensorflow, jax")
+            if self.mode is not None and self.mode not in modes:
+                raise SpecError(
+                    f"data parallel runs {self.backend} in mode {modes[0]!r} (the engine compiles the "
+                    f"backend's step itself), not {self.mode!r}"
+                )
 
 
 @dataclass
@@ -179,7 +199,37 @@ def train(
 ) -> TrainResult:
     """Train ``spec`` by ``config``, writing into ``out_dir``: ``last.safetensors`` (the latest
     finite state), ``losses.csv``/``losses.json``/``losses.png``, ``samples-<step>.png`` and,
-    for Gaussian mixtures, ``metrics.json`` (modes covered, high-quality fraction)."""
+    for Gaussian mixtures, ``metrics.json`` (modes covered, high-quality fraction).
+
+    With ``config.devices > 1`` the step is data parallel on the framework's engine
+    (:func:`gan_backends.parallel.launch.launch`: torch ranks beside this process, which is rank
+    0; XLA host devices or TF logical CPUs on a CPU); every process runs the loop on the same
+    inputs and this one writes. Call it before this process has imported jax or TensorFlow."""
+    if config.devices == 1:
+        build = get_backend(config.backend)
+
+        def make(spec: GANSpec, params: ParamTree) -> Backend:
+            return build(spec, params, mode=config.mode, device=config.device)
+
+        return _train_on(spec, config, out_dir, resume, progress, make)
+    from .parallel.launch import launch
+
+    platform = "cpu" if (config.device or "").startswith("cpu") else None
+    job = partial(_train_on, spec, config, out_dir, resume, progress)
+    others = partial(_train_on, spec, config, out_dir, resume, None)  # the other torch ranks: no progress
+    return launch(config.backend, config.devices, job, platform=platform, child_job=others)
+
+
+def _train_on(
+    spec: GANSpec,
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: str | Path | None,
+    progress: Callable[[int, int, dict[str, float]], None] | None,
+    make: Callable[[GANSpec, ParamTree], Any],
+) -> TrainResult:
+    """The loop of :func:`train` on the step ``make(spec, params)`` builds (a backend, or a
+    data-parallel step; only where its ``is_main`` does it write)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = prepare_data(spec, config.data, config.seed)
@@ -193,7 +243,8 @@ def train(
         start = int(ckpt.meta["step"])
         history, metrics = _read_history(out), ckpt.meta.get("metrics", [])
         history = [h for h in history if h["step"] <= start]
-    backend: Backend = get_backend(config.backend)(spec, params, mode=config.mode, device=config.device)
+    backend = make(spec, params)
+    writes = getattr(backend, "is_main", True)
     if buffers is not None:
         backend.set_buffers(buffers)
     if optimizer is not None:
@@ -203,12 +254,16 @@ def train(
     result = TrainResult(start, history, metrics)
 
     def checkpoint(step: int) -> None:
+        if not writes:
+            return
         meta = {"step": step, "config": asdict(config), "data": dataset.name, "metrics": result.metrics}
         path = out / "last.safetensors"
         save_checkpoint(path, spec, backend.get_params(), backend.get_buffers(), backend.get_optimizer_state(), meta)
         result.checkpoint = path
 
     def sample_point(step: int) -> None:
+        if not writes:
+            return
         images = backend.generate(z_fixed)
         if dataset.centers is not None:
             m = dataset.mode_metrics(images).to_dict()
@@ -216,8 +271,13 @@ def train(
                 {"step": step, **{k: m[k] for k in ("modes_covered", "total_modes", "high_quality_fraction")}}
             )
             atomic_write_text(out / "metrics.json", json.dumps(result.metrics, indent=1))
-        title = f"{spec.name} on {config.backend}, step {step}"
+        over = f" × {config.devices} devices" if config.devices > 1 else ""
+        title = f"{spec.name} on {config.backend}{over}, step {step}"
         save_sample_image(images, out / f"samples-{step:06d}.png", title, dataset.data)
+
+    def write_history() -> None:
+        if writes:
+            _write_history(out, result.history)
 
     if start == 0:
         sample_point(0)
@@ -227,7 +287,7 @@ def train(
         real = sampler.draw(spec.n_critic, config.batch_size)
         losses = backend.train_step(TrainBatch(real=real, z_d=z_d, z_g=z_g, alpha=alpha))
         if not _finite(losses):
-            _write_history(out, result.history)
+            write_history()
             bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not math.isfinite(v))
             kept = f"; the last good checkpoint is {result.checkpoint}" if result.checkpoint else ""
             raise TrainingDiverged(f"step {step}: non-finite loss ({bad}){kept}")
@@ -239,12 +299,13 @@ def train(
             sample_point(step)
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step != config.steps:
             checkpoint(step)
-            _write_history(out, result.history)
+            write_history()
     if result.steps_done > start or start == config.steps:
         sample_point(result.steps_done)
     checkpoint(result.steps_done)
-    _write_history(out, result.history)
-    _plot_losses(result.history, out / "losses.png")
+    write_history()
+    if writes:
+        _plot_losses(result.history, out / "losses.png")
     return result
 
 

@@ -21,10 +21,6 @@ from typing import Any
 
 SCHEMA = "gan-backends/bench-v1"
 
-#: The mode a data-parallel step runs in, by framework: what each engine does to the backend's
-#: step (DDP over eager modules; one tf.function around strategy.run; jax.jit over the mesh).
-DATA_PARALLEL_MODES = {"torch": ("eager",), "tensorflow": ("function",), "jax": ("jit",)}
-
 
 def process_environment(threads: int | None) -> dict[str, str]:
     """Environment variables for a fair run, in force before the interpreter starts (NumPy's
@@ -105,27 +101,95 @@ def measure_peak(run: Any) -> dict[str, Any]:
     }
 
 
+def _run_spec(run: Any) -> Any:
+    """The run's spec in float32 at the run's matmul precision."""
+    from ..presets import load_spec
+    from ..spec import Numerics
+    from .config import PRECISIONS
+
+    spec = load_spec(run.spec, run.loss)
+    return spec.replace(numerics=Numerics(dtype="float32", matmul_precision=PRECISIONS[run.precision]))
+
+
+def _no_tf32_on_cpu(run: Any, device: str) -> dict[str, Any] | None:
+    if run.precision == "tf32" and "cpu" in device.lower():
+        return {"status": "unavailable", "reason": "no TF32 on a CPU: the run would repeat float32", "device": device}
+    return None
+
+
+def _timed(run: Any, stepper: Any, batch: Any) -> tuple[Any, Any, dict[str, float]]:
+    """Time ``stepper``'s step on ``batch`` (a backend, or a data-parallel step whose processes
+    ``agree`` on the steps per block); the timing, the dispatch cost and the losses after."""
+    from .timing import time_dispatch, time_step
+
+    step = stepper.device_step(batch)
+    if run.inputs == "host":  # the input transfer inside every step: a data-pipeline measurement
+        step = lambda: stepper.device_step(batch)()  # noqa: E731
+    timing = time_step(step, stepper.synchronize, run.plan, agree=getattr(stepper, "agree", None))
+    dispatch = time_dispatch(step, stepper.synchronize, run.plan.dispatch_calls)  # the device is idle here
+    return timing, dispatch, stepper.read_losses(step())  # a collective in torch DDP: every rank reads
+
+
+def _describe(run: Any, spec: Any, backend: Any, timing: Any, dispatch: Any, losses: dict[str, float]) -> dict:
+    """The record of a timed run: throughput, FLOPs against the peak, memory, losses, environment.
+    An N-device run's peak is N devices' (on a CPU, the logical devices share one CPU's)."""
+    import numpy as np
+
+    from ..environment import environment
+    from .flops import step_flops
+    from .peaks import gpu_peak_flops, measure_cpu_peak_flops
+
+    median = timing.steady.median
+    flops = step_flops(spec, run.batch_size)
+    if "cpu" in backend.device.lower():
+        peak, peak_source = measure_cpu_peak_flops(), "measured: float32 GEMM 2048² in NumPy's BLAS"
+    else:
+        one = gpu_peak_flops(backend.device, run.precision)
+        peak = None if one is None else one * run.devices
+        peak_source = f"data sheet, dense {run.precision}" + (f", × {run.devices} devices" if run.devices > 1 else "")
+    achieved = flops.matmul / median
+    record: dict[str, Any] = {
+        "status": "ok",
+        "reason": None,
+        "device": backend.device,
+        "runtime": backend.runtime_info(),
+        "timing": timing.to_dict(),
+        "dispatch": None if dispatch is None else dispatch.to_dict(),
+        "step_s": median,
+        "steps_per_s": 1.0 / median,
+        "samples_per_s": run.batch_size / median,
+        "flops_per_step": {"matmul": flops.matmul, "elementwise": flops.elementwise, "total": flops.total},
+        "achieved_tflops": achieved / 1e12,
+        "peak_tflops": None if peak is None else peak / 1e12,
+        "peak_source": peak_source if peak is not None else None,
+        "utilisation": None if peak is None else achieved / peak,
+        "losses_after": losses,
+        "environment": environment([run.backend]),
+    }
+    if not all(np.isfinite(v) for v in losses.values()):
+        bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not np.isfinite(v))
+        record.update(status="nan", reason=f"non-finite loss after the timed steps: {bad}")
+    return record
+
+
+def _memory(backend: Any, rss_before: int | None) -> dict[str, Any]:
+    return {
+        "peak_device_bytes": backend.peak_device_memory(),  # device 0's in a data-parallel run
+        "host_rss_before_build_bytes": rss_before,
+        "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
 def measure(run: Any) -> dict[str, Any]:
     """Build, time and describe one :class:`~gan_backends.bench.config.RunConfig`."""
     if run.is_peak:
         return measure_peak(run)
     if run.devices > 1:
         return measure_data_parallel(run)
-    import numpy as np
-
     from ..backends import BackendUnavailable, ModeUnavailable, get_backend
     from ..check.agreement import draw_inputs
-    from ..environment import environment
-    from ..presets import load_spec
-    from ..spec import Numerics
-    from .config import PRECISIONS
-    from .flops import step_flops
-    from .peaks import gpu_peak_flops, measure_cpu_peak_flops
-    from .timing import time_dispatch, time_step
 
-    record: dict[str, Any] = {"status": "ok", "reason": None}
-    spec = load_spec(run.spec, run.loss)
-    spec = spec.replace(numerics=Numerics(dtype="float32", matmul_precision=PRECISIONS[run.precision]))
+    spec = _run_spec(run)
     try:
         cls = get_backend(run.backend)
     except BackendUnavailable as exc:
@@ -138,55 +202,13 @@ def measure(run: Any) -> dict[str, Any]:
         backend = cls(spec, inputs.params, mode=run.mode, device=run.device)
     except ModeUnavailable as exc:  # CUDA graphs on a CPU: skipped, never run as something else
         return {"status": "unavailable", "reason": str(exc), "device": run.device}
-    if run.precision == "tf32" and "cpu" in backend.device.lower():
-        return {
-            "status": "unavailable",
-            "reason": "no TF32 on a CPU: the run would repeat float32",
-            "device": backend.device,
-        }
-    batch = inputs.batches[0]
-    step = backend.device_step(batch)
-    if run.inputs == "host":  # the input transfer inside every step: a data-pipeline measurement
-        step = lambda: backend.device_step(batch)()  # noqa: E731
-    record["build_s"] = time.perf_counter() - t0
-    timing = time_step(step, backend.synchronize, run.plan)
-    dispatch = time_dispatch(step, backend.synchronize, run.plan.dispatch_calls)  # the device is idle here
-    losses = backend.read_losses(step())
-    median = timing.steady.median
-    flops = step_flops(spec, run.batch_size)
-    on_cpu = "cpu" in backend.device.lower()
-    peak, peak_source = (
-        (measure_cpu_peak_flops(), "measured: float32 GEMM 2048² in NumPy's BLAS")
-        if on_cpu
-        else (gpu_peak_flops(backend.device, run.precision), f"data sheet, dense {run.precision}")
-    )
-    achieved = flops.matmul / median
-    record.update(
-        device=backend.device,
-        threads=threads,
-        runtime=backend.runtime_info(),
-        timing=timing.to_dict(),
-        dispatch=None if dispatch is None else dispatch.to_dict(),
-        step_s=median,
-        steps_per_s=1.0 / median,
-        samples_per_s=run.batch_size / median,
-        flops_per_step={"matmul": flops.matmul, "elementwise": flops.elementwise, "total": flops.total},
-        achieved_tflops=achieved / 1e12,
-        peak_tflops=None if peak is None else peak / 1e12,
-        peak_source=peak_source if peak is not None else None,
-        utilisation=None if peak is None else achieved / peak,
-        memory={
-            "peak_device_bytes": backend.peak_device_memory(),
-            "host_rss_before_build_bytes": rss_before,
-            "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        },
-        losses_after=losses,
-    )
-    if not all(np.isfinite(v) for v in losses.values()):
-        bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not np.isfinite(v))
-        record.update(status="nan", reason=f"non-finite loss after the timed steps: {bad}")
-    record["environment"] = environment([run.backend])
-    return record
+    skipped = _no_tf32_on_cpu(run, backend.device)
+    if skipped:
+        return skipped
+    build_s = time.perf_counter() - t0
+    timing, dispatch, losses = _timed(run, backend, inputs.batches[0])
+    record = _describe(run, spec, backend, timing, dispatch, losses)
+    return {**record, "build_s": build_s, "threads": threads, "memory": _memory(backend, rss_before)}
 
 
 def measure_data_parallel(run: Any) -> dict[str, Any]:
@@ -196,6 +218,7 @@ def measure_data_parallel(run: Any) -> dict[str, Any]:
     from functools import partial
 
     from ..backends import BackendUnavailable, get_backend
+    from ..parallel import DATA_PARALLEL_MODES
     from ..parallel.launch import launch, prepare_environment
 
     platform = "cpu" if (run.device or "").startswith("cpu") else None
@@ -217,74 +240,23 @@ def measure_data_parallel(run: Any) -> dict[str, Any]:
 
 def _time_group(run: Any, make: Any) -> dict[str, Any]:
     """Time one data-parallel step in every process of the group; the main one describes it."""
-    import numpy as np
-
     from ..check.agreement import draw_inputs
-    from ..environment import environment
-    from ..presets import load_spec
-    from ..spec import Numerics
-    from .config import PRECISIONS
-    from .flops import step_flops
-    from .peaks import gpu_peak_flops, measure_cpu_peak_flops
-    from .timing import time_dispatch, time_step
 
-    spec = load_spec(run.spec, run.loss)
-    spec = spec.replace(numerics=Numerics(dtype="float32", matmul_precision=PRECISIONS[run.precision]))
+    spec = _run_spec(run)
     inputs = draw_inputs(spec, batch_size=run.batch_size, steps=1, seed=run.seed)
+    rss_before = _rss_bytes()
     t0 = time.perf_counter()
     group = make(spec, inputs.params)
-    backend = group.backend
-    if run.precision == "tf32" and "cpu" in backend.device.lower():
-        return {"status": "unavailable", "reason": "no TF32 on a CPU: the run would repeat float32"}
-    batch = inputs.batches[0]
-    step = group.device_step(batch)
-    if run.inputs == "host":
-        step = lambda: group.device_step(batch)()  # noqa: E731
+    skipped = _no_tf32_on_cpu(run, group.backend.device)
+    if skipped:
+        return skipped
     build_s = time.perf_counter() - t0
-    timing = time_step(step, group.synchronize, run.plan, agree=group.agree)
-    dispatch = time_dispatch(step, group.synchronize, run.plan.dispatch_calls)
-    losses = group.read_losses(step())  # a collective in torch: every rank reads
+    timing, dispatch, losses = _timed(run, group, inputs.batches[0])
     if not group.is_main:
         return {}
-    median = timing.steady.median
-    flops = step_flops(spec, run.batch_size)
-    on_cpu = "cpu" in backend.device.lower()
-    if on_cpu:  # N logical devices share the one CPU: its peak is the group's
-        peak, peak_source = measure_cpu_peak_flops(), "measured: float32 GEMM 2048² in NumPy's BLAS"
-    else:
-        one = gpu_peak_flops(backend.device, run.precision)
-        peak = None if one is None else one * run.devices
-        peak_source = f"data sheet, dense {run.precision}, × {run.devices} devices"
-    achieved = flops.matmul / median
-    record: dict[str, Any] = {
-        "status": "ok",
-        "reason": None,
-        "build_s": build_s,
-        "device": backend.device,
-        "parallel": group.describe(),
-        "runtime": backend.runtime_info(),
-        "timing": timing.to_dict(),
-        "dispatch": None if dispatch is None else dispatch.to_dict(),
-        "step_s": median,
-        "steps_per_s": 1.0 / median,
-        "samples_per_s": run.batch_size / median,
-        "flops_per_step": {"matmul": flops.matmul, "elementwise": flops.elementwise, "total": flops.total},
-        "achieved_tflops": achieved / 1e12,
-        "peak_tflops": None if peak is None else peak / 1e12,
-        "peak_source": peak_source if peak is not None else None,
-        "utilisation": None if peak is None else achieved / peak,
-        "memory": {
-            "peak_device_bytes": backend.peak_device_memory(),  # device 0's
-            "host_rss_before_build_bytes": None,
-            "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        },
-        "losses_after": losses,
-        "environment": environment([run.backend]),
-    }
-    if not all(np.isfinite(v) for v in losses.values()):
-        bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not np.isfinite(v))
-        record.update(status="nan", reason=f"non-finite loss after the timed steps: {bad}")
-    return record
+    record = _describe(run, spec, group.backend, timing, dispatch, losses)
+    memory = _memory(group.backend, rss_before)
+    return {**record, "build_s": build_s, "parallel": group.describe(), "memory": memory}
 
 
 def main(argv: list[str]) -> int:

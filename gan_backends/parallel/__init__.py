@@ -32,6 +32,10 @@ BatchNormMode = Literal["per_device", "sync"]
 BATCHNORM_MODES: tuple[str, ...] = get_args(BatchNormMode)
 #: The name of the batch axis of every device mesh here (JAX) and in the docs.
 BATCH_AXIS = "batch"
+#: The execution mode of the backend each engine runs, by framework: DDP hooks into eager
+#: modules; the replicated TF step is one ``tf.function`` around ``strategy.run``; JAX's is
+#: ``jax.jit`` over the mesh.
+DATA_PARALLEL_MODES: dict[str, tuple[str, ...]] = {"torch": ("eager",), "tensorflow": ("function",), "jax": ("jit",)}
 
 
 def batchnorm_mode(spec: GANSpec) -> BatchNormMode:
@@ -110,6 +114,7 @@ __all__ = [
     "WrapsBackend",
     "BATCHNORM_MODES",
     "BATCH_AXIS",
+    "DATA_PARALLEL_MODES",
     "BatchNormMode",
     "batchnorm_mode",
     "with_batchnorm",

@@ -31,7 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ..backends.base import TrainBatch
+from ..backends.base import OptimizerState, TrainBatch
 from ..backends.jax_backend import JAX_OPS, JaxBackend, TrainState
 from ..losses import LossOps
 from ..params import ParamTree
@@ -98,11 +98,12 @@ class JaxDataParallel(WrapsBackend):
         self.batchnorm = batchnorm_mode(spec)
         self.mesh = make_mesh(devices)
         self.count = self.mesh.devices.size
+        self.is_main = jax.process_index() == 0  # several hosts: process 0 writes
         # "eager": the backend compiles nothing of its own; its pure step is compiled here.
         self.backend = JaxBackend(spec, params, mode="eager", device=str(self.mesh.devices.flat[0].platform))
         self.spec = spec
         self._replicated = NamedSharding(self.mesh, P())
-        self.backend.state = jax.device_put(self.backend.state, self._replicated)
+        self._replicate_state()
         if self.batchnorm == "sync":
             self._step = jax.jit(self.backend._train_step_impl, out_shardings=self._replicated)
         else:
@@ -153,6 +154,25 @@ class JaxDataParallel(WrapsBackend):
 
     def synchronize(self, outputs: Any) -> None:
         jax.block_until_ready(outputs)
+
+    def set_buffers(self, buffers: ParamTree) -> None:
+        self.backend.set_buffers(buffers)
+        self._replicate_state()
+
+    def set_optimizer_state(self, state: OptimizerState) -> None:
+        self.backend.set_optimizer_state(state)
+        self._replicate_state()
+
+    def _replicate_state(self) -> None:
+        """The backend loads state onto its one device; the mesh's steps take it replicated."""
+        self.backend.state = jax.device_put(self.backend.state, self._replicated)
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """``G(z)`` in inference mode, ``z`` replicated like the parameters (a jitted call takes
+        its arguments on one set of devices)."""
+        b = self.backend
+        z = jax.device_put(b._as_input(z), self._replicated)
+        return np.asarray(b._generate(b.state.g_params, b.state.g_stats, z))
 
     def read_losses(self, outputs: Any) -> dict[str, float]:
         return {k: float(v) for k, v in outputs[1].items()}

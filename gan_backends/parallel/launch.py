@@ -5,9 +5,12 @@
 The one place that knows how each engine is brought up, in the order it must be:
 
 - **jax**: on a CPU, ``--xla_force_host_platform_device_count=N`` must be in ``XLA_FLAGS``
-  before jax is imported; on GPUs the visible devices are the mesh. One process.
+  before jax is imported; on GPUs the visible devices are the mesh. One process per host: with
+  ``JAX_COORDINATOR_ADDRESS`` set (and ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``, or a cluster
+  jax detects), ``jax.distributed.initialize`` joins the hosts first and the mesh spans them.
 - **tensorflow**: the CPU is split into N logical devices before TensorFlow's runtime starts
-  (:func:`~.tf_mirrored.make_strategy`); GPUs are used as they are. One process.
+  (:func:`~.tf_mirrored.make_strategy`); GPUs are used as they are. One process per host: with
+  ``TF_CONFIG`` set, ``MultiWorkerMirroredStrategy`` over the cluster it names.
 - **torch**: one process per device. Under ``torchrun`` this process is one rank; otherwise this
   process is rank 0 and ``N - 1`` ranks are started beside it (``spawn``), each running
   ``child_job`` (default ``job``, which must then pickle: a ``functools.partial`` of a module
@@ -79,6 +82,14 @@ def prepare_environment(framework: str, devices: int, platform: str | None = Non
 
 def _launch_jax(devices: int, job: Job, platform: str | None) -> Any:
     prepare_environment("jax", devices, platform)
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):  # one process per host: join the others first
+        import jax
+
+        count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        jax.distributed.initialize(  # None: detected from the cluster (SLURM, Open MPI, ...)
+            num_processes=None if count is None else int(count),
+            process_id=None if index is None else int(index),
+        )
     from .jax_mesh import JaxDataParallel
 
     return job(lambda spec, params: JaxDataParallel(spec, params, devices=devices))

@@ -27,6 +27,7 @@ before TensorFlow initialises its runtime. Several hosts: ``MultiWorkerMirroredS
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,16 @@ from . import WrapsBackend, batchnorm_mode, local_rows
 SUM = tf.distribute.ReduceOp.SUM
 
 
-def make_strategy(devices: int, platform: str | None = None) -> tf.distribute.MirroredStrategy:
+def make_strategy(devices: int, platform: str | None = None) -> tf.distribute.Strategy:
     """A MirroredStrategy over ``devices`` GPUs, or over the CPU split into ``devices`` logical
-    devices (when there is no GPU or ``platform == "cpu"``). Call before TensorFlow's first op."""
+    devices (when there is no GPU or ``platform == "cpu"``). Call before TensorFlow's first op.
+    With ``TF_CONFIG`` in the environment (several hosts): ``MultiWorkerMirroredStrategy`` over
+    the cluster it names, whose replica count must be ``devices``."""
+    if os.environ.get("TF_CONFIG"):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        if strategy.num_replicas_in_sync != devices:
+            raise ValueError(f"TF_CONFIG's cluster has {strategy.num_replicas_in_sync} replicas, not {devices}")
+        return strategy
     gpus = tf.config.list_logical_devices("GPU") if platform != "cpu" else []
     if gpus:
         names = [d.name for d in gpus[:devices]]
@@ -126,6 +134,8 @@ class TensorFlowDataParallel(WrapsBackend):
                     if isinstance(layer, BatchNormLayer):
                         net.layers[i] = CrossReplicaBatchNorm(layer)
         self._step = tf.function(self._replicated_step)
+        resolver = getattr(strategy, "cluster_resolver", None)
+        self.is_main = resolver is None or not resolver.task_type or resolver.task_id == 0  # worker 0 writes
 
     def _replicated_step(self, real: Any, z_d: Any, z_g: Any, alpha: Any) -> dict[str, tf.Tensor]:
         terms = self.strategy.run(self.backend._train_step_impl, args=(real, z_d, z_g, alpha))
