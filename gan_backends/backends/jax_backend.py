@@ -357,7 +357,7 @@ class JaxBackend(Backend):
         self._activations = {net: functools.partial(self._activations_impl, net) for net in NETWORKS}
         self._loss_terms = wrap(self._loss_terms_impl)
         self._loss_and_grads = wrap(self._loss_and_grads_impl)
-        self._train_step = wrap(self._train_step_impl, donate_argnums=donate)
+        self._train_step = wrap(self.train_step_fn, donate_argnums=donate)
         buffers = init_buffers(spec)
         self.state = self._fresh_state(
             params, self._stats_to_flax(buffers, "generator"), self._stats_to_flax(buffers, "discriminator")
@@ -511,7 +511,11 @@ class JaxBackend(Backend):
         return [np.asarray(h) for h in self._activations[net](params, stats, self._array(x), bool(training))]
 
     def _array(self, array: np.ndarray) -> jax.Array:
-        return jax.device_put(self._as_input(array), self._device)
+        """``array`` where the state lives: this backend's device, or replicated over the mesh a
+        data-parallel engine put the state on (a jitted call takes all its arguments on one
+        set of devices)."""
+        placement = jax.tree.leaves(self.state.g_params)[0].sharding if hasattr(self, "state") else self._device
+        return jax.device_put(self._as_input(array), placement)
 
     def generate(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(self._generate(self.state.g_params, self.state.g_stats, self._array(z)))
@@ -595,10 +599,12 @@ class JaxBackend(Backend):
         c = self.spec.loss.clip_value
         return d_params if c is None else jax.tree.map(lambda p: jnp.clip(p, -c, c), d_params)
 
-    def _train_step_impl(self, state: TrainState, real, z_d, z_g, alpha) -> tuple[TrainState, dict]:
-        """The documented call order (docs/conv-gans.md): per D update G(z_d[i]), D(real[i]),
-        D(fake), penalty, D step, clipping; then G(z_g), D(G(z_g)), G step. Every call but the
-        penalty's updates its running statistics once."""
+    def train_step_fn(self, state: TrainState, real, z_d, z_g, alpha) -> tuple[TrainState, dict]:
+        """One training step as a pure function of the state and the batch: what this backend
+        jits, and what a data-parallel engine compiles over a device mesh
+        (:mod:`gan_backends.parallel.jax_mesh`). The documented call order (docs/conv-gans.md):
+        per D update G(z_d[i]), D(real[i]), D(fake), penalty, D step, clipping; then G(z_g),
+        D(G(z_g)), G step. Every call but the penalty's updates its running statistics once."""
         g_stats, d_params, d_stats, d_opt = state.g_stats, state.d_params, state.d_stats, state.d_opt
         d_grad = jax.value_and_grad(self._d_loss, has_aux=True)
         for i in range(self.spec.n_critic):  # unrolled: n_critic is static

@@ -174,14 +174,19 @@ class BatchNormLayer(tf.Module):
 
     def __call__(self, x: tf.Tensor, training: bool = False, update_stats: bool = False) -> tf.Tensor:
         if training:
-            axes = list(range(x.shape.rank - 1))  # every axis but the channels
-            mean = tf.reduce_mean(x, axes)
-            var = tf.reduce_mean(tf.square(x - mean), axes)  # two-pass, biased (1/n)
+            mean, var, n = self.batch_moments(x)
             if update_stats:
-                self._update(tf.stop_gradient(mean), tf.stop_gradient(var), int(np.prod(x.shape[:-1])))
+                self._update(tf.stop_gradient(mean), tf.stop_gradient(var), n)
         else:
             mean, var = self.running_mean, self.running_var
         return (x - mean) / tf.sqrt(var + self.eps) * self.scale + self.bias
+
+    def batch_moments(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, int]:
+        """The batch's mean and two-pass biased (1/n) variance over every axis but the channels,
+        and the count n they are taken over (a data-parallel layer takes them over all replicas)."""
+        axes = list(range(x.shape.rank - 1))
+        mean = tf.reduce_mean(x, axes)
+        return mean, tf.reduce_mean(tf.square(x - mean), axes), int(np.prod(x.shape[:-1]))
 
     def _update(self, mean: tf.Tensor, var: tf.Tensor, n: int) -> None:
         m = self.momentum  # weight of the NEW statistic (torch); Keras' momentum is 1 - m
@@ -439,7 +444,7 @@ class TensorFlowBackend(Backend):
         self._discriminate = wrap(lambda x: self.D(x))
         self._loss_terms = wrap(self._loss_terms_impl)
         self._loss_and_grads = wrap(self._loss_and_grads_impl)
-        self._train_step = wrap(self._train_step_impl)
+        self._train_step = wrap(self.train_step_fn)
         self.set_params(params)
         self.set_buffers(init_buffers(spec))
 
@@ -629,9 +634,11 @@ class TensorFlowBackend(Backend):
             for var in self.d_vars:
                 var.assign(tf.clip_by_value(var, -c, c))
 
-    def _train_step_impl(
+    def train_step_fn(
         self, real: tf.Tensor, z_d: tf.Tensor, z_g: tf.Tensor, alpha: tf.Tensor | None
     ) -> dict[str, tf.Tensor]:
+        """One training step on device tensors, untraced: what this backend wraps in its mode's
+        ``tf.function``, and what ``strategy.run`` replicates (:mod:`gan_backends.parallel.tf_mirrored`)."""
         for i in range(self.spec.n_critic):  # unrolled at trace time: n_critic is static
             fake = tf.stop_gradient(self.G(z_d[i], training=True, update_stats=True))
             terms, d_grads = self._d_terms(real[i], fake, None if alpha is None else alpha[i], update=True)

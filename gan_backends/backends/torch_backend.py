@@ -731,22 +731,44 @@ class TorchBackend(Backend):
         return {k: float(v.detach()) for k, v in terms.items()}, {n: grads[n] for n in named}
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
-        batch.validate(self.spec)
-        real, z_d, z_g = self._tensor(batch.real), self._tensor(batch.z_d), self._tensor(batch.z_g)
-        alpha = None if batch.alpha is None or self.spec.loss.penalty != "wgan_gp" else self._tensor(batch.alpha)
-        if self.mode == "cuda-graph":
-            terms = self._graphed((real, z_d, z_g, alpha))()
-        else:
-            terms = self._train_step(real, z_d, z_g, alpha)
-        return {k: float(v) for k, v in terms.items()}
+        return {k: float(v) for k, v in self.device_step(batch)().items()}
 
     def device_step(self, batch: TrainBatch):
         batch.validate(self.spec)
-        real, z_d, z_g = self._tensor(batch.real), self._tensor(batch.z_d), self._tensor(batch.z_g)
-        alpha = None if batch.alpha is None or self.spec.loss.penalty != "wgan_gp" else self._tensor(batch.alpha)
+        inputs = self.device_inputs(batch)
         if self.mode == "cuda-graph":
-            return self._graphed((real, z_d, z_g, alpha))
-        return lambda: self._train_step(real, z_d, z_g, alpha)
+            return self._graphed(inputs)
+        return lambda: self._train_step(*inputs)
+
+    # -- what a data-parallel engine builds on (gan_backends/parallel/torch_ddp.py) ------------
+    @property
+    def torch_device(self) -> torch.device:
+        return self._device
+
+    def device_inputs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``real``, ``z_d``, ``z_g`` and (WGAN-GP only) ``alpha`` as tensors on the device."""
+        alpha = None if batch.alpha is None or self.spec.loss.penalty != "wgan_gp" else self._tensor(batch.alpha)
+        return self._tensor(batch.real), self._tensor(batch.z_d), self._tensor(batch.z_g), alpha
+
+    @property
+    def canonical_networks(self) -> tuple[nn.Module, nn.Module]:
+        """G and D as eager modules taking and giving canonical (NHWC) tensors, sharing the
+        parameters of :attr:`G` and :attr:`D`: what DDP wraps."""
+        return self._G_eager, self._D_eager
+
+    def call_networks_through(self, generator: Callable, discriminator: Callable) -> None:
+        """Make the training step call ``generator`` and ``discriminator`` (e.g. the DDP
+        wrappers of :attr:`canonical_networks`) instead of its own callables."""
+        self._G, self._D = generator, discriminator
+
+    def eager_train_step(
+        self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor, alpha: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """One training step on device tensors (:meth:`device_inputs`) through the networks'
+        current callables; the loss terms as tensors, unread."""
+        if self.mode != "eager":
+            raise ValueError(f"eager_train_step is the eager step; this backend runs in mode {self.mode!r}")
+        return self._train_step(real, z_d, z_g, alpha)
 
     def synchronize(self, outputs) -> None:
         # CPU kernels run in the calling thread: when the step returns its work is done.

@@ -1,7 +1,7 @@
 """JAX data parallelism: the backend's own training step, ``jax.jit`` over a device ``Mesh``.
 
 BatchNorm ``sync`` (the spec's ``data_parallel.batchnorm``): the step is
-:meth:`JaxBackend._train_step_impl` itself, compiled with the batch sharded along the mesh's
+:meth:`JaxBackend.train_step_fn` itself, compiled with the batch sharded along the mesh's
 ``batch`` axis (``NamedSharding(mesh, P(None, "batch"))``) and the state replicated (``P()``).
 The program is written for the global batch, so every mean (the losses, BatchNorm's statistics)
 is a global mean: XLA's partitioner inserts the all-reduces. Nothing is averaged by hand; the
@@ -105,7 +105,7 @@ class JaxDataParallel(WrapsBackend):
         self._replicated = NamedSharding(self.mesh, P())
         self._replicate_state()
         if self.batchnorm == "sync":
-            self._step = jax.jit(self.backend._train_step_impl, out_shardings=self._replicated)
+            self._step = jax.jit(self.backend.train_step_fn, out_shardings=self._replicated)
         else:
             self.backend.loss_ops = local_share_ops(JAX_OPS, self.count)
             self._step = jax.jit(self._per_device_step)
@@ -114,7 +114,7 @@ class JaxDataParallel(WrapsBackend):
         state_spec = TrainState(P(), P(), P(), P(), P(BATCH_AXIS), P(BATCH_AXIS))
 
         def local(state: TrainState, real, z_d, z_g, alpha):
-            new, terms = self.backend._train_step_impl(state, real, z_d, z_g, alpha)
+            new, terms = self.backend.train_step_fn(state, real, z_d, z_g, alpha)
             # Running statistics of this device's rows: one leading entry per device.
             stacked = jax.tree.map(lambda s: s[None], (new.g_stats, new.d_stats))
             return new._replace(g_stats=stacked[0], d_stats=stacked[1]), jax.lax.psum(terms, BATCH_AXIS)
@@ -166,13 +166,6 @@ class JaxDataParallel(WrapsBackend):
     def _replicate_state(self) -> None:
         """The backend loads state onto its one device; the mesh's steps take it replicated."""
         self.backend.state = jax.device_put(self.backend.state, self._replicated)
-
-    def generate(self, z: np.ndarray) -> np.ndarray:
-        """``G(z)`` in inference mode, ``z`` replicated like the parameters (a jitted call takes
-        its arguments on one set of devices)."""
-        b = self.backend
-        z = jax.device_put(b._as_input(z), self._replicated)
-        return np.asarray(b._generate(b.state.g_params, b.state.g_stats, z))
 
     def read_losses(self, outputs: Any) -> dict[str, float]:
         return {k: float(v) for k, v in outputs[1].items()}

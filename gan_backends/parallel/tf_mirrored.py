@@ -3,7 +3,7 @@
 The :class:`~gan_backends.backends.tensorflow_backend.TensorFlowBackend` is built inside
 ``strategy.scope()``, so its ``tf.Variable``s (parameters, optimiser slots, running statistics)
 are ``MirroredVariable``s, one copy per device; ``strategy.run`` executes its unchanged
-``_train_step_impl`` once per replica on that replica's rows of the global batch, inside one
+``train_step_fn`` once per replica on that replica's rows of the global batch, inside one
 ``tf.function``. What data parallelism adds, as ``tf.distribute``'s custom-training-loop guide
 prescribes: each replica's loss is its share of the global mean (batch means divided by the
 replica count, as ``tf.nn.compute_average_loss`` divides by the global batch), and the gradients
@@ -88,7 +88,8 @@ class ReplicaSummedGradients:
 class CrossReplicaBatchNorm(BatchNormLayer):
     """The backend's BatchNorm on global-batch statistics: mean, then the two-pass variance, each
     from a sum all-reduced over replicas (differentiable: the all-reduce's gradient is the
-    all-reduce of the incoming gradients). Shares the replaced layer's variables."""
+    all-reduce of the incoming gradients). Shares the replaced layer's variables; only
+    :meth:`batch_moments` differs."""
 
     def __init__(self, layer: BatchNormLayer):
         tf.Module.__init__(self, name=layer.name)
@@ -96,17 +97,12 @@ class CrossReplicaBatchNorm(BatchNormLayer):
         self.running_mean, self.running_var = layer.running_mean, layer.running_var
         self.momentum, self.eps, self.unbiased = layer.momentum, layer.eps, layer.unbiased
 
-    def __call__(self, x: tf.Tensor, training: bool = False, update_stats: bool = False) -> tf.Tensor:
-        if not training:
-            return super().__call__(x, training, update_stats)
+    def batch_moments(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, int]:
         ctx = tf.distribute.get_replica_context()
         axes = list(range(x.shape.rank - 1))
         n = int(np.prod(x.shape[:-1])) * ctx.num_replicas_in_sync
         mean = ctx.all_reduce(SUM, tf.reduce_sum(x, axes)) / n
-        var = ctx.all_reduce(SUM, tf.reduce_sum(tf.square(x - mean), axes)) / n
-        if update_stats:
-            self._update(tf.stop_gradient(mean), tf.stop_gradient(var), n)
-        return (x - mean) / tf.sqrt(var + self.eps) * self.scale + self.bias
+        return mean, ctx.all_reduce(SUM, tf.reduce_sum(tf.square(x - mean), axes)) / n, n
 
 
 class TensorFlowDataParallel(WrapsBackend):
@@ -138,7 +134,7 @@ class TensorFlowDataParallel(WrapsBackend):
         self.is_main = resolver is None or not resolver.task_type or resolver.task_id == 0  # worker 0 writes
 
     def _replicated_step(self, real: Any, z_d: Any, z_g: Any, alpha: Any) -> dict[str, tf.Tensor]:
-        terms = self.strategy.run(self.backend._train_step_impl, args=(real, z_d, z_g, alpha))
+        terms = self.strategy.run(self.backend.train_step_fn, args=(real, z_d, z_g, alpha))
         return {k: self.strategy.reduce(SUM, v, axis=None) for k, v in terms.items()}  # shares -> global means
 
     def _distribute(self, array: np.ndarray | None, axis: int) -> Any:

@@ -152,17 +152,18 @@ class TorchDataParallel(WrapsBackend):
         self.batchnorm = batchnorm_mode(spec)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.spec = spec
-        self.backend = b = TorchBackend(spec, params, device=device)  # eager mode: DDP hooks need no graph breaks
-        cuda = b._device.type == "cuda"
+        # eager mode: DDP's hooks need no graph breaks
+        self.backend = b = TorchBackend(spec, params, mode="eager", device=device)
+        cuda = b.torch_device.type == "cuda"
         if self.batchnorm == "sync":
             for net in (b.G, b.D):
                 synchronise_batchnorm(net, cuda)
-        ids = [b._device.index] if cuda else None
+        ids = [b.torch_device.index] if cuda else None
         # The backend's canonical-I/O wrappers hold G and D: DDP wraps them, parameters shared,
         # so the backend's optimisers step the DDP-reduced gradients.
-        self.G = DDP(b._G_eager, device_ids=ids)
-        self.D = DDP(b._D_eager, device_ids=ids)
-        b._G, b._D = self.G, _FixedAware(self.D)
+        g, d = b.canonical_networks
+        self.G, self.D = DDP(g, device_ids=ids), DDP(d, device_ids=ids)
+        b.call_networks_through(self.G, _FixedAware(self.D))
 
     @property
     def is_main(self) -> bool:
@@ -173,11 +174,8 @@ class TorchDataParallel(WrapsBackend):
         """This rank's rows of the global ``batch`` on its device once; ``step()`` runs one
         training step on them and returns this rank's loss terms (tensors, unread)."""
         batch.validate(self.spec)
-        local = shard_batch(batch, self.rank, self.world)
-        b = self.backend
-        real, z_d, z_g = b._tensor(local.real), b._tensor(local.z_d), b._tensor(local.z_g)
-        alpha = None if local.alpha is None or self.spec.loss.penalty != "wgan_gp" else b._tensor(local.alpha)
-        return lambda: b._train_step(real, z_d, z_g, alpha)
+        inputs = self.backend.device_inputs(shard_batch(batch, self.rank, self.world))
+        return lambda: self.backend.eager_train_step(*inputs)
 
     def synchronize(self, outputs: Any) -> None:
         self.backend.synchronize(outputs)
@@ -185,15 +183,14 @@ class TorchDataParallel(WrapsBackend):
     def read_losses(self, outputs: dict[str, torch.Tensor]) -> dict[str, float]:
         """The global-batch loss terms: the mean over ranks of each rank's terms (a collective:
         every rank calls it)."""
-        b = self.backend
-        values = torch.stack([outputs[k].detach().reshape(()) for k in sorted(outputs)]).to(b._torch_dtype)
+        values = torch.stack([outputs[k].detach().reshape(()) for k in sorted(outputs)])
         dist.all_reduce(values, op=dist.ReduceOp.SUM)  # reporting only: gradients went through DDP
         return {k: float(v) / self.world for k, v in zip(sorted(outputs), values.cpu().numpy())}
 
     def agree(self, count: int) -> int:
         """The largest of the ranks' counts (a timing loop's steps per block): every rank must
         make the same number of steps, each of which runs collectives."""
-        value = torch.tensor([count], dtype=torch.int64, device=self.backend._device)  # NCCL: on the GPU
+        value = torch.tensor([count], dtype=torch.int64, device=self.backend.torch_device)  # NCCL: on the GPU
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return int(value.item())
 
@@ -206,9 +203,9 @@ class TorchDataParallel(WrapsBackend):
     def generate(self, z: np.ndarray) -> np.ndarray:
         """``G(z)`` in inference mode on this rank, outside DDP (whose forward may broadcast
         buffers, a collective the other ranks would not join)."""
-        b = self.backend
-        b.G.train(False)
-        return self.G.module(b._tensor(z)).cpu().numpy()
+        self.backend.G.train(False)
+        z = torch.from_numpy(np.ascontiguousarray(z, dtype=self.backend.dtype)).to(self.backend.torch_device)
+        return self.G.module(z).cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         sync = "SyncBatchNorm" if any(isinstance(m, nn.SyncBatchNorm) for m in self.backend.G.modules()) else None
