@@ -129,6 +129,14 @@ def test_without_or_with_synchronised_batchnorm_two_devices_equal_one(checked):
     assert all(r.passed for r in mine), _report(mine)
 
 
+def test_several_critic_updates_with_a_gradient_penalty_two_devices_equal_one(checked):
+    """n_critic = 3, WGAN-GP (each device differentiates its own input gradients), float64."""
+    _, rows, _ = checked
+    mine = [r for r in rows if r.case == "mlp-wgan-gp-ncritic3-float64"]
+    assert {r.kind for r in mine} == {"params", "losses"}
+    assert all(r.passed for r in mine), _report(mine)
+
+
 def test_per_device_batchnorm_equals_the_per_device_reference(checked):
     _, rows, _ = checked
     mine = [r for r in rows if r.case == "dcgan-small-per_device" and r.against == "per_device"]
