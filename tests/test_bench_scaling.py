@@ -260,3 +260,33 @@ def test_the_batch_section_follows_one_device_count():
     md = markdown(records, {})
     assert "| torch | eager | 32–128 | no peak measured | – | ≥ 64 | 1,500 (128) |" in md
     assert "32–256" not in md
+
+
+def test_an_n_gpu_run_is_read_against_n_peaks_and_logical_cpus_against_one():
+    """Data-sheet peak 50 TFLOP/s per GPU; each run does 1 TFLOP per step (hand-set). One GPU at
+    0.1 s per step: 10 TFLOP/s, utilisation 0.2. Two GPUs at 0.05 s per step: 20 TFLOP/s against
+    2 × 50: 0.2 too (not 0.4). Two logical CPUs share one CPU's 0.2 TFLOP/s."""
+
+    def with_flops(rec: dict, peak_tflops: float, step_s: float) -> dict:
+        rec["timing"]["steady"] = {k: step_s for k in ("median", "q1", "q3", "min", "max")}
+        flops = 1e12
+        return {
+            **rec,
+            "achieved_tflops": flops / step_s / 1e12,
+            "peak_tflops": peak_tflops,
+            "flops_per_step": {"matmul": flops},
+        }
+
+    gpu = [
+        with_flops(record("torch", "eager", 64, 640.0, devices=1, device="cuda"), 50.0, 0.1),
+        with_flops(record("torch", "eager", 64, 1280.0, devices=2, device="cuda"), 100.0, 0.05),
+    ]
+    rows = {r["devices"]: r for r in table_rows(gpu)}
+    assert rows[1]["utilisation"] == pytest.approx(0.2) and rows[2]["utilisation"] == pytest.approx(0.2)
+    assert rows[2]["floor_ms"] == pytest.approx(1e12 / 100e12 * 1e3)
+    cpu = [
+        with_flops(record("torch", "eager", 64, 640.0, devices=1), 0.2, 10.0),
+        with_flops(record("torch", "eager", 64, 1280.0, devices=2), 0.2, 5.0),
+    ]
+    rows = {r["devices"]: r for r in table_rows(cpu)}
+    assert rows[1]["utilisation"] == pytest.approx(0.5) and rows[2]["utilisation"] == pytest.approx(1.0)

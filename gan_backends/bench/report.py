@@ -160,21 +160,30 @@ def measured_peaks(records: list[dict[str, Any]]) -> dict[tuple, tuple[float, st
     return peaks
 
 
+def _peak_devices(row: dict[str, Any]) -> int:
+    """How many devices' peaks a run's work is read against: N GPUs for an N-GPU run; one CPU
+    for N logical CPU devices (they share its cores)."""
+    return 1 if scaling.on_cpu(row) else scaling.devices_of(row)
+
+
 def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flat rows of the timed runs, their utilisation and FLOP floor against one peak per device,
     threads and precision. Where the sweep measured the peak in a run of its own, that is the
     peak; otherwise the highest among the runs' own: on a CPU each run measures the GEMM peak
     under the load of its moment, and the best of them is the least disturbed estimate. One
     shared peak keeps the utilisations of a table comparable (a data-sheet GPU peak is the same
-    in every run). ``floor_ms``: the step's matmul FLOPs at that peak (:mod:`.batch`)."""
+    in every run), kept per device: an N-GPU run is read against N of them.
+    ``floor_ms``: the step's matmul FLOPs at that peak (:mod:`.batch`)."""
     measured = measured_peaks(records)
     rows = [flat_row(r) for r in records if not is_peak(r)]
     peaks: dict[tuple, float] = {key: tflops for key, (tflops, _) in measured.items()}
     for r in rows:
         if r["peak_tflops"] and _peak_key(r) not in measured:
-            peaks[_peak_key(r)] = max(peaks.get(_peak_key(r), 0.0), r["peak_tflops"])
+            one = r["peak_tflops"] / _peak_devices(r)
+            peaks[_peak_key(r)] = max(peaks.get(_peak_key(r), 0.0), one)
     for r in rows:
         peak = peaks.get(_peak_key(r))
+        peak = peak * _peak_devices(r) if peak else peak
         if r["tflops"] is not None and peak:
             r["peak_tflops"], r["utilisation"] = peak, r["tflops"] / peak
         r["floor_ms"] = floor_ms(r["matmul_flops"], peak) if r["step_ms"] is not None else None
