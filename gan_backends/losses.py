@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from .spec import LossSpec
 
 
@@ -29,6 +31,19 @@ class LossOps(NamedTuple):
     relu: Callable[[Any], Any]
     sqrt: Callable[[Any], Any]
 
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """``log(1 + e^x)`` without overflow, exact in both tails (``logaddexp``)."""
+    return np.logaddexp(x, 0.0)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + e^-x)`` as ``exp(-softplus(-x))``: exact in the tails, where ``1 - sigmoid`` would cancel."""
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+#: The primitives on NumPy arrays: the float64 reference's, and losscheck's judge's.
+NUMPY_OPS = LossOps(softplus=softplus, mean=np.mean, relu=lambda x: np.maximum(x, 0.0), sqrt=np.sqrt)
 
 LOSS_TERMS: tuple[str, ...] = ("d_real", "d_fake", "d_penalty", "d_loss", "g_loss")
 

@@ -142,6 +142,21 @@ def check_tree(spec: GANSpec, tree: ParamTree, networks: tuple[str, ...] = NETWO
         raise SpecError(f"parameters do not fit spec {spec.name!r}: " + "; ".join(problems))
 
 
+def check_buffers(spec: GANSpec, buffers: ParamTree) -> None:
+    """Raise ``ValueError`` naming every missing, extra or wrongly shaped buffer (running
+    statistics) of ``spec``: what every backend's ``set_buffers`` checks before loading."""
+    expected = buffer_shapes(spec)
+    problems = [f"missing {n}" for n in expected if n not in buffers]
+    problems += [f"unexpected buffer {n}" for n in buffers if n not in expected]
+    problems += [
+        f"{n}: expected shape {s}, got {tuple(buffers[n].shape)}"
+        for n, s in expected.items()
+        if n in buffers and tuple(buffers[n].shape) != s
+    ]
+    if problems:
+        raise ValueError(f"buffers do not fit spec {spec.name!r}: " + "; ".join(problems))
+
+
 def save_params(path: str | Path, tree: ParamTree, spec: GANSpec | None = None) -> None:
     """Write ``tree`` as safetensors (atomically), with the spec JSON in the metadata."""
     from safetensors.numpy import save

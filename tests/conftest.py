@@ -2,11 +2,19 @@
 
 A missing framework skips its tests with the reason, unless ``GAN_BACKENDS_REQUIRE`` (set in
 CI) names it: then its tests fail, so a green CI run means every framework was tested.
+
+JAX compiles each backend instance's functions anew (``jax.jit`` of its own closures), so the
+suite, which builds many backends of the same spec, shares one persistent compilation cache for
+the session (and its subprocesses, which inherit the environment): a program compiled once is
+read back from disk instead of compiled again (dcgan-small's float64 step: ~20 s -> ~1 s).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -25,6 +33,22 @@ def _required() -> set[str]:
 
 
 REQUIRED = _required()
+
+
+def _share_jax_compilations() -> None:
+    """A fresh cache directory for this session, every program cached (JAX's defaults skip those
+    that compiled in under a second), removed at exit. Set before anything imports jax, which
+    reads the environment once; a cache the caller configured is left alone."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    path = tempfile.mkdtemp(prefix="gan-backends-jax-cache-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+_share_jax_compilations()
 
 
 def require_backend(name: str) -> None:

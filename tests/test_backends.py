@@ -9,10 +9,11 @@
 
 import numpy as np
 import pytest
+from numeric import central_difference, to_bf16
 
 from gan_backends import get_preset, init_params
 from gan_backends.backends import TrainBatch, get_backend
-from gan_backends.backends.numpy_reference import NumpyReference
+from gan_backends.backends.numpy.backend import NumpyReference
 from gan_backends.check import compare, tolerance
 from gan_backends.presets import LOSS_PRESETS
 
@@ -40,19 +41,13 @@ def test_float64_gradients_match_finite_differences(framework, loss, rng):
     real, z, alpha = rng.uniform(-1, 1, (6, 12)), rng.standard_normal((6, 8)), rng.uniform(0, 1, 6)
     backend = get_backend(framework)(spec, params)
     _, grads = backend.gradients(real, z, alpha)
-    h = 1e-6
     for name, grad in grads.items():
         which = "d_loss" if name.startswith("discriminator") else "g_loss"
         for flat in rng.choice(grad.size, size=min(5, grad.size), replace=False):
             index = np.unravel_index(flat, grad.shape)
-            plus = {k: v.copy() for k, v in params.items()}
-            minus = {k: v.copy() for k, v in params.items()}
-            plus[name][index] += h
-            minus[name][index] -= h
-            fd = (
-                NumpyReference(spec, plus).loss_terms(real, z, alpha)[which]
-                - NumpyReference(spec, minus).loss_terms(real, z, alpha)[which]
-            ) / (2 * h)
+            fd = central_difference(
+                lambda p, w=which: NumpyReference(spec, p).loss_terms(real, z, alpha)[w], params, name, index
+            )
             assert grad[index] == pytest.approx(fd, rel=1e-6, abs=1e-9), (name, index)
 
 
@@ -204,13 +199,6 @@ def test_optimizer_state_moves_between_backends(framework, rng):
             np.testing.assert_array_equal(state.slots[slot][name], value, err_msg=f"{slot} {name} was written")
     # Torch's step count after its own step must read 4, whatever type it keeps it in.
     assert backend.get_optimizer_state().steps == {"generator": 4, "discriminator": 4}
-
-
-def to_bf16(x: np.ndarray) -> np.ndarray:
-    """Round float32 to the nearest bfloat16 (ties to even), kept as float32: by hand, on bits."""
-    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-    return rounded.astype(np.uint32).view(np.float32)
 
 
 def test_to_bf16_by_hand():

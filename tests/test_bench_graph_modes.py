@@ -17,7 +17,8 @@ import torch  # noqa: E402
 
 from gan_backends import get_preset  # noqa: E402
 from gan_backends.backends import ModeUnavailable  # noqa: E402
-from gan_backends.backends.torch_backend import CUDA_GRAPH_WARMUP_STEPS, TorchBackend  # noqa: E402
+from gan_backends.backends.torch.backend import TorchBackend  # noqa: E402
+from gan_backends.backends.torch.cuda_graph import CUDA_GRAPH_WARMUP_STEPS  # noqa: E402
 from gan_backends.bench.config import ALL_MODES  # noqa: E402
 from gan_backends.check.agreement import draw_inputs  # noqa: E402
 from gan_backends.spec import SGDSpec  # noqa: E402

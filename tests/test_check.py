@@ -57,7 +57,7 @@ def test_start_inputs_do_not_depend_on_the_step_count():
 
 
 def test_crashed_backend_is_reported_and_others_still_compared(monkeypatch, framework):
-    from gan_backends.backends.numpy_reference import NumpyReference
+    from gan_backends.backends.numpy.backend import NumpyReference
 
     def boom(self, batch):
         raise RuntimeError("simulated crash in train_step")
@@ -73,7 +73,7 @@ def test_crashed_backend_is_reported_and_others_still_compared(monkeypatch, fram
 
 
 def test_nan_run_fails_and_names_the_tensor(monkeypatch, framework):
-    from gan_backends.backends.numpy_reference import NumpyReference
+    from gan_backends.backends.numpy.backend import NumpyReference
 
     original = NumpyReference.generate
     monkeypatch.setattr(NumpyReference, "generate", lambda self, z: original(self, z) * np.nan)
@@ -289,3 +289,52 @@ def test_depth_judge():
     assert not _depth_case(4.6e-6, 1e-6, 1e-15).passed  # the gap is not float32's own error
     assert not _depth_case(5e-5, 5e-5, 1e-15).passed  # beyond depth: a float32-path error
     assert DEPTH_FACTOR * F32.value < 1e-4  # a bf16 product (~1e-3) can never pass as depth
+
+
+def test_summary_is_one_row_per_pair_and_group_with_its_worst():
+    """The compact table's rows: per pair, one per quantity group (values, losses, gradients,
+    params, layers), then one per lock-step backend, each holding the row nearest its tolerance."""
+    from gan_backends.check.layers import LayerRow
+    from gan_backends.check.model import CheckReport
+    from gan_backends.check.summary import summarise
+
+    def rows(kind, names, rels, tol):
+        return [Row(n, kind, r, r, tol, r <= tol) for n, r in zip(names, rels)]
+
+    pair = PairReport(
+        "a",
+        "b",
+        rows("value", ["G(z)", "D(x)"], [1e-7, 2e-6], 3e-6)
+        + rows("loss", ["loss d_real", "loss g_loss"], [5e-7, 1e-7], 2e-6)
+        # by severity, not size: 2e-5 of 3e-5 is nearer failing than 3e-5 of 1e-4
+        + [Row("grad g.0.kernel", "grad", 2e-5, 0, 3e-5, True), Row("grad d.0.bias", "grad", 3e-5, 0, 1e-4, True)]
+        + rows("param", ["generator params after 1 step", "discriminator params after 2 steps"], [1e-6, 4e-5], 1e-5),
+        [
+            LayerRow("generator", 0, "Dense(units=8, use_bias=True)", 1e-7, 0, 3e-6, True),
+            LayerRow("generator", 1, "LeakyReLU(slope=0.2)", 1e-3, 0, 3e-6, False),
+            LayerRow("generator", 2, "Tanh()", 2e-3, 0, 3e-6, False),
+        ],
+    )
+    other = PairReport("a", "c", rows("value", ["G(z)"], [1e-7], 3e-6))
+    report = CheckReport(get_preset("tiny"), {}, [], [pair, other])
+    report.lock_rows = {"a": rows("update", ["generator update, worst step (2)", "d update"], [3e-5, 1e-6], 1e-4)}
+    got = {(g.pair, g.group): g for g in summarise(report)}
+    assert list(got) == [
+        ("a vs b", "values"),
+        ("a vs b", "losses"),
+        ("a vs b", "gradients"),
+        ("a vs b", "params"),
+        ("a vs b", "layers"),
+        ("a vs c", "values"),
+        ("a vs reference", "lock-step"),
+    ]
+    assert got["a vs b", "values"].worst == "D(x)" and got["a vs b", "values"].rel == 2e-6
+    assert got["a vs b", "losses"].worst == "d_real" and got["a vs b", "losses"].count == 2
+    assert got["a vs b", "gradients"].worst == "g.0.kernel" and got["a vs b", "gradients"].tol == 3e-5
+    params = got["a vs b", "params"]
+    assert params.worst == "discriminator, step 2" and not params.passed and params.rel == 4e-5
+    layers = got["a vs b", "layers"]
+    assert not layers.passed and layers.rel == 2e-3  # the worst layer's error ...
+    assert layers.first_divergence == "generator layer 1: LeakyReLU(slope=0.2)"  # ... and where they first part
+    assert got["a vs c", "values"].passed and got["a vs c", "values"].first_divergence == ""
+    assert got["a vs reference", "lock-step"].worst == "generator, step 2"

@@ -1,6 +1,8 @@
 """The command line end to end (in process, through typer's runner, and once as a subprocess)."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -121,10 +123,12 @@ def test_default_check_as_installed_command():
 
 def test_install_hint_survives_rich_markup(monkeypatch):
     """'[jax]' in the hint is text, not a rich markup tag."""
-    from gan_backends.backends import REGISTRY, BackendEntry
+    import dataclasses
+
+    from gan_backends.backends import REGISTRY
 
     entry = REGISTRY["jax"]
-    monkeypatch.setitem(REGISTRY, "jax", BackendEntry("jax", entry.target, ("jax_not_installed_here",), "jax"))
+    monkeypatch.setitem(REGISTRY, "jax", dataclasses.replace(entry, requires=("jax_not_installed_here",)))
     result = runner.invoke(app, ["info"])
     assert "pip install 'gan-backends[jax]'" in result.output
     result = runner.invoke(app, ["check", "--backends", "jax,numpy"])
@@ -169,3 +173,132 @@ def test_penalty_on_a_batchnorm_critic_spec_file_is_refused(tmp_path):
     result = runner.invoke(app, ["check", "--spec", str(path), "--loss", "r1"])
     assert result.exit_code == 2
     assert "discriminator layer 3 BatchNorm" in result.output and "per sample" in result.output
+
+
+#: A row of the compact table: the pair (on its first row only), the group, worst, tol, verdict, where.
+SUMMARY_ROW = re.compile(r"^(\S.*?)?\s+(values|losses|gradients|params|layers|lock-step)\s+(\S+)\s+(\S+)\s+(PASS|FAIL)")
+
+
+def _summary(output: str) -> list[tuple[str, str, str, str]]:
+    """(pair, group, worst rel, verdict) per row of the compact table, the pair filled in."""
+    found, pair = [], ""
+    for line in output.splitlines():
+        match = SUMMARY_ROW.match(line)
+        if match:
+            pair = (match.group(1) or pair).strip()
+            found.append((pair, match.group(2), match.group(3), match.group(5)))
+    return found
+
+
+@pytest.fixture
+def one_framework() -> str:
+    """The output's layout is the same for every framework: one installed one shows it."""
+    if not INSTALLED:
+        pytest.skip("no framework installed")
+    return INSTALLED[0]
+
+
+def test_check_prints_one_compact_row_per_pair_and_group(one_framework, tmp_path):
+    """By default, one row per quantity group with its worst error (the per-tensor rows only in
+    the JSON and with --verbose); --quiet leaves the passing groups out; the verdicts always print."""
+    out = tmp_path / "r.json"
+    args = ["check", "--spec", "tiny", "--backends", f"{one_framework},numpy", "--steps", "2", "--batch-size", "8"]
+    result = runner.invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    pair = f"{one_framework} vs numpy"
+    rows = _summary(result.output)
+    groups = ["values", "losses", "gradients", "params", "layers"]
+    assert [(p, g) for p, g, _, _ in rows] == [(pair, g) for g in groups] + [(pair, "lock-step")]
+    assert all(verdict == "PASS" for *_, verdict in rows)
+    (data,) = json.loads(out.read_text())["pairs"]
+    by_group = {g: worst for p, g, worst, _ in rows}
+    for kind, group in (("value", "values"), ("loss", "losses"), ("grad", "gradients"), ("param", "params")):
+        worst = max((r for r in data["rows"] if r["kind"] == kind), key=lambda r: r["rel"] / r["tol"])
+        assert by_group[group] == f"{worst['rel']:.2e}", group
+    assert "grad generator.0.kernel" not in result.output and "loss d_real" not in result.output  # no per-tensor rows
+    assert f"{pair}: PASS" in result.output and "lock-step vs numpy: PASS" in result.output
+    quiet = runner.invoke(app, [*args, "--quiet"])
+    assert quiet.exit_code == 0 and _summary(quiet.output) == []
+    assert f"{pair}: PASS" in quiet.output and "PASSED" in quiet.output
+
+
+@pytest.fixture
+def wide_console(monkeypatch):
+    """The command's console 200 columns wide, so that no cell wraps. The console reads its width
+    when it is made (COLUMNS, e.g. 80 in pytest-xdist's workers), not at each print."""
+    from gan_backends.commands.common import console
+
+    monkeypatch.setattr(console, "width", 200)
+
+
+def test_check_verbose_prints_every_tensor(one_framework, wide_console):
+    args = ["check", "--spec", "tiny", "--backends", f"{one_framework},numpy", "--steps", "2", "--verbose"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for quantity in ("G(z)", "loss d_real", "grad generator.0.kernel", "grad discriminator.0.bias"):
+        assert quantity in result.output
+    assert "generator params after 2 steps" in result.output and "free-running" in result.output
+    assert "update, worst step" in result.output  # the lock-step table's per-network rows
+    assert len(_summary(result.output)) == 6  # and the compact table after them
+
+
+def test_check_summary_names_the_first_divergent_layer(one_framework, monkeypatch, wide_console):
+    """The reference with D's LeakyReLU at slope 0.21 where the spec says 0.2: the compact table's
+    layers row fails and names that layer (every layer before it agrees)."""
+    from gan_backends.check import agreement
+    from gan_backends.spec import LeakyReLU
+
+    real_get_backend = agreement.get_backend
+
+    def get_backend(name):
+        cls = real_get_backend(name)
+        if cls.name != "numpy":
+            return cls
+
+        class Sloppy(cls):
+            def __init__(self, spec, params, **kwargs):
+                layers = tuple(LeakyReLU(slope=0.21) if isinstance(x, LeakyReLU) else x for x in spec.discriminator)
+                super().__init__(spec.replace(discriminator=layers), params, **kwargs)
+
+        return Sloppy
+
+    monkeypatch.setattr(agreement, "get_backend", get_backend)
+    args = ["check", "--spec", "tiny", "--backends", f"{one_framework},numpy", "--steps", "1", "--no-lockstep"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    (layers,) = [line for line in result.output.splitlines() if re.search(r"\slayers\s", line)]
+    assert "FAIL" in layers and "first parting: discriminator layer 1: LeakyReLU(slope=0.2)" in layers
+    assert "generator layer" not in layers  # G's layers all agree: D alone is named
+    assert f"{one_framework} vs numpy: FAIL" in result.output
+
+
+def test_framework_start_up_logs_are_filtered_by_level():
+    from gan_backends.startup_logs import is_dropped
+
+    one_dnn = "I0000 00:00:1796161036.770556    9000 port.cc:153] oneDNN custom operations are on."
+    pre_init = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+    cuda = "W0000 00:00:1796161036.770556    9000 cuda_executor.cc:1] Could not find cuda drivers on your machine"
+    error = "E0131 12:00:00.123456    9000 cuda_dnn.cc:8579] Unable to register cuDNN factory"
+    tf_own = "2024-01-31 12:00:00.123456: W tensorflow/core/grappler/x.cc:42] Not handling type DT_DOUBLE"
+    assert all(is_dropped(line, 2) for line in (one_dnn, pre_init, cuda, tf_own))
+    assert not is_dropped(error, 2) and is_dropped(error, 3)  # errors show unless the user asks for level 3
+    assert not any(is_dropped(line, 0) for line in (one_dnn, pre_init, cuda, error, tf_own))  # level 0: everything
+    assert not is_dropped("Traceback (most recent call last):", 2) and not is_dropped("torch vs numpy: PASS", 2)
+
+
+def test_check_keeps_tensorflow_start_up_logs_off_stderr():
+    """TensorFlow prints its oneDNN notice through absl before absl::InitializeLog(), whatever
+    TF_CPP_MIN_LOG_LEVEL says; the command filters it (and shows it again at level 0)."""
+    require_backend("tensorflow")
+    args = [sys.executable, "-m", "gan_backends.cli", "check", "--spec", "tiny", "--backends", "tensorflow,numpy"]
+    args += ["--steps", "1", "--batch-size", "4", "--no-lockstep"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    asked = subprocess.run(args, capture_output=True, text=True, timeout=600, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    if "oneDNN" not in asked.stderr and "absl::InitializeLog" not in asked.stderr:
+        pytest.skip("this TensorFlow logs nothing at start-up: nothing to filter")
+    quiet = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "tensorflow vs numpy: PASS" in quiet.stdout
+    for noise in ("oneDNN", "absl::InitializeLog", "port.cc", "cuda"):
+        assert noise not in quiet.stderr, quiet.stderr

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from gan_backends import GANSpec, SpecError, get_preset
-from gan_backends.backends.numpy_reference import NUMPY_OPS
-from gan_backends.losses import discriminator_loss, generator_loss, gradient_penalty
+from gan_backends.losses import NUMPY_OPS, discriminator_loss, generator_loss, gradient_penalty
 from gan_backends.params import buffer_shapes, init_buffers, init_params, param_shapes
 from gan_backends.presets import LOSS_PRESETS, with_loss
 from gan_backends.spec import (

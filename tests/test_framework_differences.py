@@ -60,7 +60,7 @@ def test_torch_softplus_threshold_is_inexact():
     require_backend("torch")
     import torch
 
-    from gan_backends.backends.torch_backend import TORCH_OPS
+    from gan_backends.backends.torch.backend import TORCH_OPS
 
     x = torch.tensor([25.0], dtype=torch.float64)
     exact = 25.0 + np.log1p(np.exp(-25.0))
@@ -81,7 +81,7 @@ def test_leaky_relu_gradient_at_zero():
     assert float(x.grad) == pytest.approx(0.2)
     assert float(jax.grad(lambda v: jax.nn.leaky_relu(v, 0.2))(jnp.float32(0.0))) == 1.0
 
-    from gan_backends.backends.jax_backend import Sequential
+    from gan_backends.backends.jax.layers import Sequential
     from gan_backends.spec import LeakyReLU
 
     net = Sequential((LeakyReLU(slope=0.2),), jnp.float32, jax.lax.Precision.HIGHEST)

@@ -54,16 +54,16 @@ def test_wrong_leaky_slope_is_named(framework):
 def test_check_fails_when_one_backend_layer_changes(monkeypatch):
     """The whole check, with one framework's layer subtly wrong (slope 0.2 -> 0.21): it fails,
     and the report's first divergence is that layer in every pair with that backend."""
-    from gan_backends.backends import torch_backend
+    from gan_backends.backends.torch import layers as torch_layers
 
-    original = torch_backend.build_layer
+    original = torch_layers.build_layer
 
     def sloppy(layer, *args):
         if isinstance(layer, LeakyReLU):
             layer = LeakyReLU(slope=0.21)
         return original(layer, *args)
 
-    monkeypatch.setattr(torch_backend, "build_layer", sloppy)
+    monkeypatch.setattr(torch_layers, "build_layer", sloppy)
     report = run_check(_spec(), ["torch", "numpy"], steps=2, batch_size=8, lockstep=False)
     assert not report.passed
     (pair,) = report.pairs

@@ -17,9 +17,9 @@ from gan_backends.spec import LOSS_NAMES, LossSpec, SpecError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "losses"
 OPS_OF = {
-    "torch": ("gan_backends.backends.torch_backend", "TORCH_OPS"),
-    "tensorflow": ("gan_backends.backends.tensorflow_backend", "TF_OPS"),
-    "jax": ("gan_backends.backends.jax_backend", "JAX_OPS"),
+    "torch": ("gan_backends.backends.torch.backend", "TORCH_OPS"),
+    "tensorflow": ("gan_backends.backends.tensorflow.backend", "TF_OPS"),
+    "jax": ("gan_backends.backends.jax.backend", "JAX_OPS"),
 }
 
 

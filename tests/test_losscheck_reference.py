@@ -8,13 +8,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gan_backends.backends.numpy_reference import NUMPY_OPS
 from gan_backends.losscheck import conventions as conv
 from gan_backends.losscheck.battery import logit_cases, penalty_cases, scan_grid
 from gan_backends.losscheck.critic import PenaltyForm, axis_choices, evaluate_penalty
 from gan_backends.losscheck.fit import fit_term, nice, simplest_in, snap
 from gan_backends.losscheck.models import Term, reference_model
-from gan_backends.losses import discriminator_loss, generator_loss
+from gan_backends.losses import NUMPY_OPS, discriminator_loss, generator_loss
 from gan_backends.spec import LOSS_NAMES, LossSpec
 
 

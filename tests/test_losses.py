@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gan_backends.backends.numpy_reference import NUMPY_OPS
-from gan_backends.losses import discriminator_loss, generator_loss
+from gan_backends.losses import NUMPY_OPS, discriminator_loss, generator_loss
 from gan_backends.spec import LossSpec, SpecError
 
 

@@ -16,11 +16,14 @@ import pytest
 from conftest import require_backend
 
 from gan_backends.backends import is_available
-from gan_backends.backends.numpy_reference import Network, NumpyReference
+from gan_backends.backends.numpy.backend import NumpyReference
+from gan_backends.backends.numpy.network import Network
 from gan_backends.params import init_buffers, init_params
 from gan_backends.port import (
+    Agreement,
     NativeTensor,
     PortError,
+    PortResult,
     port,
     read_native,
     to_canonical,
@@ -418,7 +421,7 @@ def test_round_trip_torch_flax_keras_torch_is_bit_exact(tmp_path: Path) -> None:
         require_backend(name)
     import torch
 
-    from gan_backends.backends.torch_backend import build_network
+    from gan_backends.backends.torch.layers import build_network
 
     spec = get_preset("dcgan-small")
     torch.manual_seed(0)
@@ -480,6 +483,22 @@ def test_generator_only_to_each_kind_and_back(tmp_path: Path) -> None:
         assert all(np.array_equal(back[k], params[k]) for k in params), kind
         (agreement,) = verify(spec, params, None, "safetensors", kind, tmp_path / name)
         assert agreement.network == "generator" and agreement.max_abs_diff < TOL, str(agreement)
+
+
+def test_port_result_passes_within_1e_4_of_the_outputs_scale() -> None:
+    """``worst`` is the largest diff relative to its row's outputs; exactly 1e-4 passes, above fails."""
+
+    def result(*rows: tuple[float, float]) -> PortResult:
+        agreement = [Agreement("generator", "torch", "flax", diff, scale) for diff, scale in rows]
+        return PortResult({}, {}, ("generator",), [], agreement)
+
+    assert result().worst == 0.0 and result().passed  # nothing verified (--no-verify)
+    at_limit = result((1e-5, 0.5), (1e-4, 1.0))  # 2e-5 and exactly 1e-4
+    assert at_limit.worst == 1e-4 and at_limit.passed
+    above = result((1e-5, 0.5), (3.0e-4, 2.0))  # 2e-5 and 1.5e-4
+    assert above.worst == pytest.approx(1.5e-4, rel=1e-12) and not above.passed
+    zero_output = result((1e-13, 0.0))  # the scale is floored at 1e-12: 0.1
+    assert zero_output.worst == pytest.approx(0.1) and not zero_output.passed
 
 
 def test_cli_ports_a_tutorial_torch_generator_to_jax_and_keras(tmp_path):

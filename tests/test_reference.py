@@ -6,7 +6,7 @@ import pytest
 
 from gan_backends import get_preset, init_params
 from gan_backends.backends.base import TrainBatch
-from gan_backends.backends.numpy_reference import NumpyReference
+from gan_backends.backends.numpy.backend import NumpyReference
 from gan_backends.presets import LOSS_PRESETS
 from gan_backends.spec import AdamSpec, LeakyReLU, ReLU, Sigmoid
 

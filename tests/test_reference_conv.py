@@ -1,15 +1,26 @@
 """The float64 NumPy reference's convolutions, BatchNorm, loss zoo, penalties and optimisers
-against independent values: direct loop convolutions written here, the transposed convolution
-as the adjoint of the convolution, hand formulas for BatchNorm and its running statistics,
+against independent values: direct loop convolutions (tests/numeric.py, with the paddings and
+crops derived from the frameworks' documentation), the transposed convolution as the adjoint of
+the convolution, hand formulas for BatchNorm and its running statistics,
 central finite differences of ``loss_terms`` for every gradient (the penalties' second-order
 ones included), hand-unrolled optimiser updates and a hand-driven sequence of network calls."""
 
 import numpy as np
 import pytest
+from numeric import (
+    central_difference,
+    conv2d,
+    conv_transpose,
+    expected_crops,
+    expected_pads,
+    input_gradient,
+    running_update,
+)
 
 from gan_backends import GANSpec, init_params
 from gan_backends.backends.base import TrainBatch
-from gan_backends.backends.numpy_reference import LAYER_MATH, NumpyReference
+from gan_backends.backends.numpy.backend import NumpyReference
+from gan_backends.backends.numpy.layers import LAYER_MATH
 from gan_backends.params import init_buffers, split_tree
 from gan_backends.presets import get_preset
 from gan_backends.spec import (
@@ -33,66 +44,7 @@ from gan_backends.spec import (
 )
 
 # ------------------------------------------------------------------------------------------
-# Independent definitions, written with loops.
-
-
-def tf_same_pads(size, k, s):
-    """TensorFlow's 'SAME' (kernel_shape_util.cc): out = ceil(in/s), the odd pixel after."""
-    out = -(-size // s)
-    total = max((out - 1) * s + k - size, 0)
-    return total // 2, total - total // 2
-
-
-def expected_pads(padding, shape, k, s):
-    if padding == "same":
-        return tuple(tf_same_pads(n, k, s) for n in shape[:2])
-    if padding == "valid":
-        return (0, 0), (0, 0)
-    return (padding, padding), (padding, padding)
-
-
-def loop_conv2d(x, kernel, bias, stride, pads):
-    """Cross-correlation, one output value at a time."""
-    (t, b), (left, r) = pads
-    xp = np.pad(x, ((0, 0), (t, b), (left, r), (0, 0)))
-    k = kernel.shape[0]
-    ho, wo = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
-    y = np.zeros((x.shape[0], ho, wo, kernel.shape[3]))
-    for n in range(x.shape[0]):
-        for i in range(ho):
-            for j in range(wo):
-                window = xp[n, i * stride : i * stride + k, j * stride : j * stride + k, :]
-                for o in range(kernel.shape[3]):
-                    y[n, i, j, o] = np.sum(window * kernel[:, :, :, o]) + (0.0 if bias is None else bias[o])
-    return y
-
-
-def loop_conv_transpose2d(x, kernel, bias, stride, padding, output_padding=0):
-    """Scatter every input pixel times the kernel ``(kh, kw, out, in)``, then keep the window
-    torch (int padding) or Keras ('same'/'valid') document."""
-    n_, h, w, c_in = x.shape
-    k = kernel.shape[0]
-    full = np.zeros((n_, (h - 1) * stride + k, (w - 1) * stride + k, kernel.shape[2]))
-    for n in range(n_):
-        for i in range(h):
-            for j in range(w):
-                for c in range(c_in):
-                    full[n, i * stride : i * stride + k, j * stride : j * stride + k, :] += (
-                        x[n, i, j, c] * kernel[..., c]
-                    )
-    out = []
-    for size in (h, w):
-        if padding == "same":  # Keras: in * s, the adjoint of TF's 'same' conv on in * s pixels
-            out.append((max(k - stride, 0) // 2, size * stride))
-        elif padding == "valid":  # Keras: in * s + max(k - s, 0)
-            out.append((0, size * stride + max(k - stride, 0)))
-        else:  # torch: (in - 1) s - 2p + k + output_padding
-            out.append((padding, (size - 1) * stride - 2 * padding + k + output_padding))
-    (top, rows), (left, cols) = out
-    y = np.zeros((n_, rows, cols, kernel.shape[2]))
-    kept = full[:, top : top + rows, left : left + cols]
-    y[:, : kept.shape[1], : kept.shape[2]] = kept
-    return y + (0.0 if bias is None else bias)
+# The layers' math of the reference, called as the backend calls it.
 
 
 def layer_forward(layer, p, x, training=False):
@@ -118,7 +70,7 @@ def test_conv2d_matches_loop(kernel, stride, padding, rng):
     x = rng.standard_normal((2, 7, 6, 2))  # not square: rows and columns cannot be swapped
     layer = Conv2D(filters=3, kernel=kernel, stride=stride, padding=padding)
     p = {"kernel": rng.standard_normal((kernel, kernel, 2, 3)), "bias": rng.standard_normal(3)}
-    want = loop_conv2d(x, p["kernel"], p["bias"], stride, expected_pads(padding, x.shape[1:], kernel, stride))
+    want = conv2d(x, p["kernel"], stride, expected_pads(padding, x.shape[1:], kernel, stride)) + p["bias"]
     y, _ = layer_forward(layer, p, x)
     assert y.shape[1:] == layer.output_shape(x.shape[1:])
     np.testing.assert_allclose(y, want, rtol=1e-13, atol=1e-13)
@@ -131,7 +83,7 @@ def test_stride_two_same_odd_kernel_is_not_symmetric_padding(rng):
     same, _ = layer_forward(
         Conv2D(filters=1, kernel=3, stride=2, padding="same", use_bias=False), {"kernel": kernel}, x
     )
-    np.testing.assert_allclose(same, loop_conv2d(x, kernel, None, 2, ((0, 1), (0, 1))), rtol=1e-13)
+    np.testing.assert_allclose(same, conv2d(x, kernel, 2, ((0, 1), (0, 1))), rtol=1e-13)
     torch_port, _ = layer_forward(
         Conv2D(filters=1, kernel=3, stride=2, padding=1, use_bias=False), {"kernel": kernel}, x
     )
@@ -153,7 +105,8 @@ def test_conv_transpose2d_matches_loop(kernel, stride, padding, output_padding, 
     x = rng.standard_normal((2, 2, 3, 2))
     layer = ConvTranspose2D(filters=3, kernel=kernel, stride=stride, padding=padding, output_padding=output_padding)
     p = {"kernel": rng.standard_normal((kernel, kernel, 3, 2)), "bias": rng.standard_normal(3)}
-    want = loop_conv_transpose2d(x, p["kernel"], p["bias"], stride, padding, output_padding)
+    crops = expected_crops(padding, x.shape[1:], kernel, stride, output_padding)
+    want = conv_transpose(x, p["kernel"], stride, crops) + p["bias"]
     y, _ = layer_forward(layer, p, x)
     assert y.shape[1:] == layer.output_shape(x.shape[1:]) == want.shape[1:]
     np.testing.assert_allclose(y, want, rtol=1e-13, atol=1e-13)
@@ -336,14 +289,6 @@ def penalty_spec(loss="wasserstein", penalty="wgan_gp", **kwargs) -> GANSpec:
     return every_layer_spec(loss, discriminator, penalty=penalty, penalty_weight=3.0, **kwargs)
 
 
-def central_difference(f, params, name, index, h=1e-6):
-    plus = {k: v.copy() for k, v in params.items()}
-    minus = {k: v.copy() for k, v in params.items()}
-    plus[name][index] += h
-    minus[name][index] -= h
-    return (f(plus) - f(minus)) / (2 * h)
-
-
 def check_gradients_by_fd(spec, rng, per_tensor=4, batch=3, seed=3, rel=1e-6, abs_=1e-9):
     params = init_params(spec, seed)
     real = rng.uniform(-1, 1, (batch, *spec.data_shape))
@@ -386,17 +331,6 @@ def test_dcgan_small_wgan_gp_gradients_match_finite_differences(rng):
     check_gradients_by_fd(spec, rng, per_tensor=2, batch=2, rel=1e-5, abs_=1e-8)
 
 
-def input_gradient_by_fd(ref, x, h=1e-6):
-    """∇_x Σ_j D(x)_j by central differences, one input coordinate of every sample at once."""
-    g = np.zeros_like(x)
-    for index in np.ndindex(*x.shape[1:]):
-        plus, minus = x.copy(), x.copy()
-        plus[(slice(None), *index)] += h
-        minus[(slice(None), *index)] -= h
-        g[(slice(None), *index)] = (ref.discriminate(plus) - ref.discriminate(minus))[:, 0] / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("penalty", ["wgan_gp", "r1"])
 def test_penalty_value_from_finite_difference_input_gradients(penalty, rng):
     spec = penalty_spec("wasserstein", penalty, norm_eps=1e-3)
@@ -411,7 +345,7 @@ def test_penalty_value_from_finite_difference_input_gradients(penalty, rng):
         x = a * real + (1 - a) * fake
     else:
         x = real
-    s = (input_gradient_by_fd(ref, x) ** 2).reshape(4, -1).sum(axis=1)
+    s = (input_gradient(ref.discriminate, x) ** 2).reshape(4, -1).sum(axis=1)
     if penalty == "wgan_gp":
         want = 3.0 * np.mean((np.sqrt(s + 1e-3) - 1.0) ** 2)
     else:
@@ -445,17 +379,6 @@ def test_wgan_gp_needs_alpha(rng):
 # Modes and running statistics.
 
 
-def bn_update(running, x, layer: BatchNorm):
-    """The hand formula: momentum weighs the new statistic; unbiased or biased stored variance."""
-    flat = x.reshape(-1, x.shape[-1])
-    n = flat.shape[0]
-    mean, var = flat.mean(axis=0), flat.var(axis=0)
-    if layer.running_var == "unbiased":
-        var = var * n / (n - 1)
-    m = layer.momentum
-    return (1 - m) * running[0] + m * mean, (1 - m) * running[1] + m * var
-
-
 def hand_call(spec, params, buffers, net, x):
     """One training-mode network call, its running statistics updated by hand; returns its output."""
     acts = NumpyReference(spec, params).activations(net, x, training=True)
@@ -464,7 +387,9 @@ def hand_call(spec, params, buffers, net, x):
         if isinstance(layer, BatchNorm):
             key = f"{net}.{i}."
             running = (buffers[key + "running_mean"], buffers[key + "running_var"])
-            buffers[key + "running_mean"], buffers[key + "running_var"] = bn_update(running, inputs[i], layer)
+            buffers[key + "running_mean"], buffers[key + "running_var"] = running_update(
+                running, inputs[i], layer.momentum, layer.running_var
+            )
     return acts[-1]
 
 

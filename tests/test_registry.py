@@ -1,6 +1,8 @@
+import dataclasses
+
 import pytest
 
-from gan_backends.backends import REGISTRY, BackendEntry, BackendUnavailable, available_backends, get_backend
+from gan_backends.backends import REGISTRY, BackendUnavailable, available_backends, get_backend
 
 
 def test_unknown_backend_lists_the_known():
@@ -14,7 +16,7 @@ def test_aliases():
 
 def test_missing_framework_names_the_extra(monkeypatch):
     entry = REGISTRY["jax"]
-    monkeypatch.setitem(REGISTRY, "jax", BackendEntry("jax", entry.target, ("jax_not_installed_here",), "jax"))
+    monkeypatch.setitem(REGISTRY, "jax", dataclasses.replace(entry, requires=("jax_not_installed_here",)))
     with pytest.raises(BackendUnavailable) as err:
         get_backend("jax")
     assert isinstance(err.value, ImportError)

@@ -1,46 +1,38 @@
-"""Backend registry: names to lazily imported modules.
+"""Backend registry: the framework packages' manifests, and their parts imported on first use.
 
-Nothing here imports a framework. :func:`available_backends` answers from
-``importlib.util.find_spec``; :func:`get_backend` imports a backend's module on first use and
-turns a missing framework into :class:`BackendUnavailable`, which names the extra to install.
+Nothing here imports a framework. Each package under this one (``torch``, ``tensorflow``,
+``jax``, ``numpy``) describes itself in a :class:`~.manifest.Manifest`; :func:`available_backends`
+answers from ``importlib.util.find_spec``; :func:`get_backend` imports a backend's module on
+first use and turns a missing framework into :class:`BackendUnavailable`, which names the extra
+to install; :func:`load_part` does the same for a package's other parts (``parallel``,
+``checkpoint``, ``losscheck``), which every package names alike.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from dataclasses import dataclass
+from types import ModuleType
 
+from . import jax as _jax
+from . import numpy as _numpy
+from . import tensorflow as _tensorflow
+from . import torch as _torch
 from .base import Backend, ModeUnavailable, TrainBatch
+from .manifest import CheckpointKind, Manifest
 
 
 class BackendUnavailable(ImportError):
     """The framework a backend needs is not installed."""
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    name: str
-    target: str  # "module:Class"
-    requires: tuple[str, ...]  # top-level modules that must be importable
-    extra: str | None  # pip extra that installs them
-
-    def missing(self) -> list[str]:
-        return [mod for mod in self.requires if importlib.util.find_spec(mod) is None]
-
-
-REGISTRY: dict[str, BackendEntry] = {
-    "numpy": BackendEntry("numpy", "gan_backends.backends.numpy_reference:NumpyReference", ("numpy",), None),
-    "torch": BackendEntry("torch", "gan_backends.backends.torch_backend:TorchBackend", ("torch",), "torch"),
-    "tensorflow": BackendEntry(
-        "tensorflow", "gan_backends.backends.tensorflow_backend:TensorFlowBackend", ("tensorflow",), "tensorflow"
-    ),
-    "jax": BackendEntry("jax", "gan_backends.backends.jax_backend:JaxBackend", ("jax", "flax", "optax"), "jax"),
+#: Every package's manifest, by registry name: the reference first, then the frameworks.
+REGISTRY: dict[str, Manifest] = {
+    m.name: m for m in (_numpy.MANIFEST, _torch.MANIFEST, _tensorflow.MANIFEST, _jax.MANIFEST)
 }
-ALIASES = {"pytorch": "torch", "tf": "tensorflow", "flax": "jax", "reference": "numpy"}
-FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow", "jax")
 #: The float64 ground truth every framework is held against.
 REFERENCE = "numpy"
+FRAMEWORKS: tuple[str, ...] = tuple(name for name in REGISTRY if name != REFERENCE)
+ALIASES: dict[str, str] = {alias: REGISTRY[n].name for n in (*FRAMEWORKS, REFERENCE) for alias in REGISTRY[n].aliases}
 
 
 def canonical_name(name: str) -> str:
@@ -51,8 +43,13 @@ def canonical_name(name: str) -> str:
     return key
 
 
+def manifest(name: str) -> Manifest:
+    """The manifest of backend ``name`` (aliases accepted)."""
+    return REGISTRY[canonical_name(name)]
+
+
 def is_available(name: str) -> bool:
-    return not REGISTRY[canonical_name(name)].missing()
+    return not manifest(name).missing()
 
 
 def available_backends(frameworks_only: bool = False) -> list[str]:
@@ -62,19 +59,29 @@ def available_backends(frameworks_only: bool = False) -> list[str]:
 
 def get_backend(name: str) -> type[Backend]:
     """The backend class for ``name`` (importing its framework now)."""
-    entry = REGISTRY[canonical_name(name)]
+    entry = manifest(name)
+    module_name, _, cls_name = entry.backend.partition(":")
+    return getattr(load_part(entry.name, module_name), cls_name)
+
+
+def load_part(name: str, part: str) -> ModuleType:
+    """Module ``part`` (``backend``, ``parallel``, ``checkpoint``, ``losscheck``) of backend
+    ``name``'s package, imported now; a missing framework raises :class:`BackendUnavailable`."""
+    entry = manifest(name)
     missing = entry.missing()
     if missing:
         raise BackendUnavailable(_install_hint(entry, missing))
-    module_name, cls_name = entry.target.split(":")
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(f"{entry.package}.{part}")
     except ImportError as exc:
+        if exc.name == f"{entry.package}.{part}":
+            raise ValueError(f"backend {entry.name!r} has no {part!r} part") from None
+        if (exc.name or "").startswith(f"{__package__.split('.')[0]}."):
+            raise  # our own module is broken: an internal error, not a missing install
         raise BackendUnavailable(f"{_install_hint(entry, [exc.name or str(exc)])} (import failed: {exc})") from exc
-    return getattr(module, cls_name)
 
 
-def _install_hint(entry: BackendEntry, missing: list[str]) -> str:
+def _install_hint(entry: Manifest, missing: list[str]) -> str:
     return (
         f"backend {entry.name!r} needs {', '.join(missing)}, which is not installed; "
         f"install it with: pip install 'gan-backends[{entry.extra}]'"
@@ -84,12 +91,16 @@ def _install_hint(entry: BackendEntry, missing: list[str]) -> str:
 __all__ = [
     "Backend",
     "BackendUnavailable",
+    "CheckpointKind",
+    "Manifest",
     "ModeUnavailable",
     "TrainBatch",
     "available_backends",
     "canonical_name",
     "get_backend",
     "is_available",
+    "load_part",
+    "manifest",
     "REGISTRY",
     "FRAMEWORKS",
     "REFERENCE",

@@ -230,6 +230,17 @@ class Backend(ABC):
         None where the device keeps none (CPU)."""
         return None
 
+    def checked_alpha(self, alpha: np.ndarray | None, batch: int) -> np.ndarray | None:
+        """WGAN-GP's interpolation coefficients for one D update of ``batch`` rows, checked and
+        cast to the spec dtype (None for the other losses, which ignore them)."""
+        if self.spec.loss.penalty != "wgan_gp":
+            return None
+        if alpha is None:
+            raise ValueError(f"spec {self.spec.name!r} uses WGAN-GP and needs alpha of shape ({batch},)")
+        if tuple(np.shape(alpha)) != (batch,):
+            raise ValueError(f"alpha: expected shape ({batch},), got {tuple(np.shape(alpha))}")
+        return self._as_input(alpha)
+
     def _as_input(self, array: np.ndarray) -> np.ndarray:
         """Inputs cast to the spec dtype on the host, the same way for every backend."""
         return np.ascontiguousarray(array, dtype=self.dtype)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends import FRAMEWORKS, manifest
 from ..spec import SpecError
 from .timing import TimingPlan
 
@@ -57,13 +58,10 @@ INPUTS = ("device", "host")
 #: How a sweep grows with the device count N: the same global batch, or the same batch per device.
 SCALING = ("strong", "weak")
 
-#: Every mode of every framework, compiled first (the registry knows them without importing).
-#: torch's ``compile-cudagraphs`` and ``cuda-graph`` need a CUDA device (unavailable elsewhere).
-ALL_MODES: dict[str, tuple[str, ...]] = {
-    "torch": ("eager", "compile", "compile-cudagraphs", "cuda-graph"),
-    "tensorflow": ("xla", "function", "eager"),
-    "jax": ("jit", "eager"),
-}
+#: Every mode of every framework, from the manifests (known without importing a framework), in
+#: the order a sweep runs them. torch's ``compile-cudagraphs`` and ``cuda-graph`` need a CUDA
+#: device (unavailable elsewhere).
+ALL_MODES: dict[str, tuple[str, ...]] = {name: manifest(name).sweep_modes for name in FRAMEWORKS}
 
 
 #: The backend name of a sweep's peak measurement: one large GEMM per precision, no GAN
@@ -224,6 +222,43 @@ class Sweep:
 
     def replace(self, **changes: Any) -> Sweep:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def with_overrides(
+        self,
+        *,
+        backends: list[str] | None = None,
+        modes: dict[str, str] | None = None,
+        warmup: int | None = None,
+        repeats: int | None = None,
+        min_block_s: float | None = None,
+        **changes: Any,
+    ) -> Sweep:
+        """This sweep with a command line's overrides, checked as a sweep file is.
+
+        ``backends`` keeps only those backends (each with the sweep's modes, none where the
+        sweep has no entry for it); ``modes`` (backend -> mode) narrows a backend to that one
+        mode, or adds it. ``warmup``, ``repeats`` and ``min_block_s`` change the timing plan
+        (unset or 0: the sweep's own); every other field (``specs``, ``batch_sizes``,
+        ``device``, ...) is replaced where not ``None``.
+        """
+        chosen = dict(self.modes)
+        if backends is not None:
+            chosen = {n: chosen.get(n, ()) for n in backends}
+        picked = modes or {}
+        chosen = {
+            **{b: (picked[b],) if b in picked else m for b, m in chosen.items()},
+            **{b: (m,) for b, m in picked.items()},
+        }
+        timing = {"warmup": warmup, "repeats": repeats, "min_block_s": min_block_s}
+        plan = dataclasses.replace(self.plan, **{k: v for k, v in timing.items() if v})
+        return Sweep.from_dict(
+            {
+                **dataclasses.asdict(self),
+                "modes": chosen,
+                "plan": dataclasses.asdict(plan),
+                **{k: v for k, v in changes.items() if v is not None},
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -17,8 +17,7 @@ the padded product is what runs). A transposed convolution is the adjoint of a V
 every input pixel meets every kernel tap, and the crops of :meth:`ConvTranspose2D.crops` discard
 computed pixels without saving their products, so ``M`` uses the INPUT size.
 
-Elementwise layers, FLOPs per element of their output (``FORWARD_PER_ELEMENT``,
-``BACKWARD_PER_ELEMENT``)::
+Elementwise layers, FLOPs per element of their output (:data:`FLOP_RULES`)::
 
     layer       forward                                     backward
     ReLU        1  (max)                                    1  (mask)
@@ -71,7 +70,9 @@ Loss terms (a few FLOPs per logit, O(batch)) and random-number generation are no
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gan_backends.spec import (
     NETWORKS,
@@ -93,34 +94,12 @@ from gan_backends.spec import (
     Tanh,
 )
 
-#: Forward FLOPs per output element of the elementwise layers (see the module docstring).
-FORWARD_PER_ELEMENT: dict[type, int] = {
-    ReLU: 1,
-    LeakyReLU: 2,
-    Tanh: 1,
-    Sigmoid: 4,
-    BatchNorm: 7,
-    Reshape: 0,
-    Flatten: 0,
-}
-#: Backward FLOPs per output element of the elementwise layers.
-BACKWARD_PER_ELEMENT: dict[type, int] = {
-    ReLU: 1,
-    LeakyReLU: 2,
-    Tanh: 3,
-    Sigmoid: 3,
-    BatchNorm: 7,
-    Reshape: 0,
-    Flatten: 0,
-}
 #: Reverse mode through "forward + input backward" costs about this many times that pass.
 PENALTY_PASSES = 3
 #: Squared norm of the input gradient (square, add) and its derivative (2·g·upstream).
 PENALTY_NORM_PER_ELEMENT = 4
 #: WGAN-GP's interpolation α·x + (1 − α)·x̃ (two multiplies, one add).
 INTERPOLATE_PER_ELEMENT = 3
-
-_MATMUL_LAYERS = (Dense, Conv2D, ConvTranspose2D)
 
 
 @dataclass(frozen=True)
@@ -160,23 +139,53 @@ class _LayerCost:
     trainable: bool
 
 
+#: One layer's per-sample costs from its input and output shapes.
+FlopRule = Callable[[Layer, Shape, Shape], _LayerCost]
+
+
+def _matmul(product: Callable[[Any, Shape, Shape], int]) -> FlopRule:
+    """A product layer: ``product(layer, in_shape, out_shape)`` FLOPs, plus one per output
+    element for the bias."""
+
+    def rule(layer: Any, in_shape: Shape, out_shape: Shape) -> _LayerCost:
+        bias = math.prod(out_shape) if layer.use_bias else 0
+        return _LayerCost(product(layer, in_shape, out_shape), bias, 0, 0, bool(layer.param_shapes(in_shape)))
+
+    return rule
+
+
+def _elementwise(forward: int, backward: int) -> FlopRule:
+    """An elementwise layer: ``forward`` and ``backward`` FLOPs per output element."""
+
+    def rule(layer: Layer, in_shape: Shape, out_shape: Shape) -> _LayerCost:
+        n = math.prod(out_shape)
+        return _LayerCost(0, 0, forward * n, backward * n, bool(layer.param_shapes(in_shape)))
+
+    return rule
+
+
+#: The FLOP rule of every spec layer type (the module docstring gives each formula). A
+#: transposed convolution multiplies every input pixel by every tap, crops or not.
+FLOP_RULES: dict[type[Layer], FlopRule] = {
+    Dense: _matmul(lambda layer, i, o: 2 * i[0] * layer.units),
+    Conv2D: _matmul(lambda layer, i, o: 2 * o[0] * o[1] * layer.kernel**2 * i[2] * layer.filters),
+    ConvTranspose2D: _matmul(lambda layer, i, o: 2 * i[0] * i[1] * layer.kernel**2 * i[2] * layer.filters),
+    ReLU: _elementwise(1, 1),
+    LeakyReLU: _elementwise(2, 2),
+    Tanh: _elementwise(1, 3),
+    Sigmoid: _elementwise(4, 3),
+    BatchNorm: _elementwise(7, 7),
+    Reshape: _elementwise(0, 0),
+    Flatten: _elementwise(0, 0),
+}
+
+
 def _layer_cost(layer: Layer, in_shape: Shape, out_shape: Shape) -> _LayerCost:
-    out_elems = math.prod(out_shape)
-    trainable = bool(layer.param_shapes(in_shape))
-    if isinstance(layer, _MATMUL_LAYERS):
-        bias = out_elems if layer.use_bias else 0
-        if isinstance(layer, Dense):
-            m = 2 * in_shape[0] * layer.units
-        elif isinstance(layer, Conv2D):
-            m = 2 * out_shape[0] * out_shape[1] * layer.kernel**2 * in_shape[2] * layer.filters
-        else:  # ConvTranspose2D: every input pixel times every tap, crops or not
-            m = 2 * in_shape[0] * in_shape[1] * layer.kernel**2 * in_shape[2] * layer.filters
-        return _LayerCost(m, bias, 0, 0, trainable)
     try:
-        forward, backward = FORWARD_PER_ELEMENT[type(layer)], BACKWARD_PER_ELEMENT[type(layer)]
+        rule = FLOP_RULES[type(layer)]
     except KeyError:
         raise TypeError(f"no FLOP count for layer type {type(layer).__name__}") from None
-    return _LayerCost(0, 0, forward * out_elems, backward * out_elems, trainable)
+    return rule(layer, in_shape, out_shape)
 
 
 def _costs(spec: GANSpec, net: str) -> list[_LayerCost]:

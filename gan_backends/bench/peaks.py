@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import REGISTRY
+
 # Dense TFLOP/s from NVIDIA's data sheets: float32 (no tensor cores), TF32 and bf16 tensor cores.
 GPU_PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "H200": {"float32": 66.9, "tf32": 494.7, "bf16": 989.4},
@@ -74,15 +76,8 @@ def measure_gemm_peak(device: str | None, precision: str, n: int, repeats: int =
         a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
         best, median = _best_of(lambda: a @ b, lambda _: None, repeats)
         return {"peak_flops": flops / best, "median_flops": flops / median, "library": "numpy", "device": "cpu"}
-    try:
-        import torch
-    except ImportError:
-        raise LookupError(f"measuring a {precision} GEMM on {device or 'the default device'} needs torch") from None
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    a, b = (torch.randn(n, n, device=dev, dtype=dtype) for _ in range(2))
-    sync = (lambda _: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda _: None)
-    best, median = _best_of(lambda: torch.mm(a, b), sync, repeats)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return {"peak_flops": flops / best, "median_flops": flops / median, "library": "torch", "device": f"{dev} ({name})"}
+    for entry in REGISTRY.values():  # the framework that measures GEMMs (torch), if installed
+        if entry.gemm_peak is not None and not entry.missing():
+            measure = entry.load(entry.gemm_peak)
+            return measure(device, precision, n, repeats, _best_of)
+    raise LookupError(f"measuring a {precision} GEMM on {device or 'the default device'} needs torch")

@@ -19,6 +19,8 @@ import traceback
 from datetime import datetime, timezone
 from typing import Any
 
+from ..startup_logs import DEFAULT_LEVEL, LEVEL_VAR
+
 SCHEMA = "gan-backends/bench-v1"
 
 
@@ -26,8 +28,13 @@ def process_environment(threads: int | None) -> dict[str, str]:
     """Environment variables for a fair run, in force before the interpreter starts (NumPy's
     BLAS and every framework size their thread pools when loaded): TensorFlow and JAX take GPU
     memory on demand (both reserve most of it at start-up by default); with ``threads``, every
-    thread pool has that many threads."""
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    thread pool has that many threads. TensorFlow's C++ logging stays at warnings and above
+    unless the user set ``TF_CPP_MIN_LOG_LEVEL`` (theirs wins, as in the command itself)."""
+    env = {
+        LEVEL_VAR: os.environ.get(LEVEL_VAR, DEFAULT_LEVEL),
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+    }
     if threads is not None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
             env[var] = str(threads)
@@ -187,7 +194,7 @@ def measure(run: Any) -> dict[str, Any]:
     if run.devices > 1:
         return measure_data_parallel(run)
     from ..backends import BackendUnavailable, ModeUnavailable, get_backend
-    from ..check.agreement import draw_inputs
+    from ..check.inputs import draw_inputs
 
     spec = _run_spec(run)
     try:
@@ -240,7 +247,7 @@ def measure_data_parallel(run: Any) -> dict[str, Any]:
 
 def _time_group(run: Any, make: Any) -> dict[str, Any]:
     """Time one data-parallel step in every process of the group; the main one describes it."""
-    from ..check.agreement import draw_inputs
+    from ..check.inputs import draw_inputs
 
     spec = _run_spec(run)
     inputs = draw_inputs(spec, batch_size=run.batch_size, steps=1, seed=run.seed)

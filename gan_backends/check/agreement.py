@@ -1,164 +1,97 @@
 """The agreement check: same parameters, same inputs, every backend, every pair compared.
 
-Inputs are drawn once with NumPy (the frameworks' RNGs differ) and fed to every backend. Per
-pair: G(z), D(x), D(G(z)), the four loss terms, every gradient, every layer's output, and each
-network's parameters along a free-running trajectory. Per backend: a lock-step trajectory
-against the float64 reference (see :mod:`.trajectory`).
+Inputs are drawn once with NumPy (:mod:`.inputs`; the frameworks' RNGs differ) and fed to every
+backend. Per pair: G(z), D(x), D(G(z)), the four loss terms, every gradient, every layer's
+output, and each network's parameters along a free-running trajectory. Per backend: a lock-step
+trajectory against the float64 reference (see :mod:`.trajectory`). This module runs them and
+fills the report (:mod:`.model`); the rules that judge a row beyond the fixed tolerances are in
+:mod:`.verdicts`. Every name of those modules that callers used from here is still importable
+from here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from ..backends import FRAMEWORKS, REGISTRY, Backend, BackendUnavailable, get_backend, is_available
 from ..backends import REFERENCE as REFERENCE_BACKEND
-from ..backends import Backend, BackendUnavailable, TrainBatch, get_backend
+from ..environment import backend_status
 from ..losses import LOSS_TERMS
-from ..params import init_params, param_shapes
-from ..spec import NETWORKS, GANSpec, Numerics
-from .layers import LayerRow, collect_activations, compare_layers, first_divergence, layer_inputs
+from ..params import param_shapes
+from ..spec import GANSpec, Numerics, SpecError
+from .inputs import CheckInputs, draw_inputs
+from .layers import collect_activations, compare_layers, layer_inputs
 from .measures import compare
+from .model import BackendInfo, CheckReport, PairReport, Row
 from .tolerances import Tolerance, tolerance
-from .trajectory import FreeRun, LockStep, Pair, free_running, lock_step
+from .trajectory import LockStep, Pair, free_running, lock_step
+from .verdicts import (
+    DEPTH_FACTOR,
+    DRIFT_FACTOR,
+    MAX_OUTLIER_FRACTION,
+    ROUNDING_FLIPS,
+    judge_gradients_at_kinks,
+    judge_step,
+    judge_values_by_depth,
+    lock_rows,
+    trajectory_rows,
+)
 
-#: How far two float32 trajectories may part, in units of float32's own drift from float64.
-DRIFT_FACTOR = 3.0
-
-#: One-ulp rounding flips of ``p + Δ`` a lock-step update may show (see :func:`lock_rows`).
-ROUNDING_FLIPS = 2
-#: At most this fraction of lock-step steps (and at least one) may be rounding outliers (see
-#: :func:`lock_rows`).
-MAX_OUTLIER_FRACTION = 0.1
-#: A forward value may miss the fixed tolerance by float32 rounding accumulated through a deep
-#: network, up to this many times the tolerance (see :func:`judge_values_by_depth`).
-DEPTH_FACTOR = 10.0
+__all__ = [
+    "DEPTH_FACTOR",
+    "DRIFT_FACTOR",
+    "MAX_OUTLIER_FRACTION",
+    "ROUNDING_FLIPS",
+    "BackendInfo",
+    "CheckInputs",
+    "CheckReport",
+    "PairReport",
+    "Row",
+    "choose_backends",
+    "collect_values",
+    "compare",
+    "compare_pair",
+    "draw_inputs",
+    "judge_gradients_at_kinks",
+    "judge_step",
+    "judge_values_by_depth",
+    "lock_rows",
+    "run_check",
+    "trajectory_rows",
+]
 
 Quantities = dict[str, tuple[str, np.ndarray]]
 Progress = Callable[[str, int, int], None]
 
 
-@dataclass(frozen=True)
-class CheckInputs:
-    """Everything a check feeds the backends, drawn from one NumPy seed."""
+def choose_backends(requested: list[str] | None) -> tuple[list[str], list[str]]:
+    """The backends a check runs, and the frameworks left out because they are not installed.
 
-    params: dict[str, np.ndarray]
-    z: np.ndarray
-    real: np.ndarray
-    batches: tuple[TrainBatch, ...]
-    #: WGAN-GP's interpolation coefficients for the start gradients, ``(batch,)``; else None.
-    alpha: np.ndarray | None = None
-
-    def astype(self, dtype: str) -> CheckInputs:
-        """The same numbers in another dtype (float32 values upcast exactly to float64)."""
-        cast = lambda a: None if a is None else np.asarray(a, dtype=dtype)  # noqa: E731
-        return CheckInputs(
-            params={k: cast(v) for k, v in self.params.items()},
-            z=cast(self.z),
-            real=cast(self.real),
-            batches=tuple(TrainBatch(cast(b.real), cast(b.z_d), cast(b.z_g), cast(b.alpha)) for b in self.batches),
-            alpha=cast(self.alpha),
-        )
+    ``None``: every installed framework and the float64 reference (a missing framework is
+    named, not an error: the check runs what is there). Names given: each must be installed
+    (a SpecError naming the extra that installs it), and there must be two.
+    """
+    missing: list[str] = []
+    if requested is None:
+        names = [*[f for f in FRAMEWORKS if is_available(f)], REFERENCE_BACKEND]
+        missing = [f for f in FRAMEWORKS if not is_available(f)]
+    else:
+        names = requested
+        unavailable = [n for n in names if not is_available(n)]
+        if unavailable:
+            raise SpecError("; ".join(backend_status(n).detail for n in unavailable))
+    if len(names) < 2:
+        raise SpecError(f"a check needs at least two backends, got {names}")
+    return names, missing
 
 
-def draw_inputs(spec: GANSpec, *, batch_size: int, steps: int, seed: int) -> CheckInputs:
-    """Parameters from ``seed``; noise ~ N(0, 1); "real" data ~ U(-1, 1), the tanh range;
-    WGAN-GP's interpolation coefficients ~ U(0, 1) (drawn only for that penalty)."""
-    rng = np.random.default_rng([seed, 1])
-    dtype = np.dtype(spec.numerics.dtype)
-    gp = spec.loss.penalty == "wgan_gp"
-
-    def noise(*lead: int) -> np.ndarray:
-        return rng.standard_normal((*lead, batch_size, spec.latent_dim)).astype(dtype)
-
-    def data(*lead: int) -> np.ndarray:
-        return rng.uniform(-1.0, 1.0, (*lead, batch_size, *spec.data_shape)).astype(dtype)
-
-    def alpha(*lead: int) -> np.ndarray | None:
-        return rng.uniform(0.0, 1.0, (*lead, batch_size)).astype(dtype) if gp else None
-
-    # The start inputs are drawn before the batches: they must not depend on the step count.
-    z, real, start_alpha = noise(), data(), alpha()
-    batches = tuple(
-        TrainBatch(real=data(spec.n_critic), z_d=noise(spec.n_critic), z_g=noise(), alpha=alpha(spec.n_critic))
-        for _ in range(steps)
-    )
-    return CheckInputs(params=init_params(spec, seed), z=z, real=real, batches=batches, alpha=start_alpha)
-
-
-@dataclass
-class Row:
-    quantity: str
-    kind: str
-    rel: float
-    max_abs: float
-    tol: float
-    passed: bool
-    note: str = ""
-
-
-def _severity(row: Row | LayerRow) -> float:
-    return math.inf if not math.isfinite(row.rel) else row.rel / row.tol
-
-
-@dataclass
-class PairReport:
-    a: str
-    b: str
-    rows: list[Row]
-    layers: list[LayerRow] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.rows) and all(r.passed for r in self.layers)
-
-    @property
-    def worst(self) -> Row:
-        return max(self.rows, key=_severity)
-
-    @property
-    def first_divergence(self) -> dict[str, LayerRow | None]:
-        return first_divergence(self.layers)
-
-
-@dataclass
-class BackendInfo:
-    name: str
-    mode: str
-    device: str
-    version: str
-    dtype: str
-    error: str | None = None
-
-
-@dataclass
-class CheckReport:
-    spec: GANSpec
-    settings: dict[str, Any]
-    backends: list[BackendInfo]
-    pairs: list[PairReport] = field(default_factory=list)
-    free_run: FreeRun | None = None
-    lock: LockStep | None = None
-    #: Lock-step verdicts, per backend: one row per network (its worst step).
-    lock_rows: dict[str, list[Row]] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return (
-            all(b.error is None for b in self.backends)
-            and not (self.lock is not None and self.lock.skipped and self.lock.update)
-            and all(p.passed for p in self.pairs)
-            and all(r.passed for rows in self.lock_rows.values() for r in rows)
-            and bool(self.pairs)
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        from .schema import report_to_dict  # the JSON layout lives beside its documentation
-
-        return report_to_dict(self)
+def install_hint(frameworks: list[str]) -> str:
+    """The pip command that installs ``frameworks`` (their manifests' extras)."""
+    extras = ",".join(REGISTRY[f].extra or f for f in frameworks)
+    return f"pip install 'gan-backends[{extras}]'"
 
 
 def collect_values(backend: Backend, inputs: CheckInputs) -> Quantities:
@@ -177,228 +110,14 @@ def collect_values(backend: Backend, inputs: CheckInputs) -> Quantities:
 
 
 def compare_pair(a: str, b: str, qa: Quantities, qb: Quantities, tol: Tolerance) -> PairReport:
+    """Every quantity of ``a`` against ``b``'s, judged at the fixed tolerance of its kind (the
+    judges of :mod:`.verdicts` then look again at the rows that miss it)."""
     rows = []
     for quantity, (kind, va) in qa.items():
         rel, max_abs, note = compare(va, qb[quantity][1], (a, b))
         limit = tol.for_kind(kind)
         rows.append(Row(quantity, kind, rel, max_abs, limit, bool(math.isfinite(rel) and rel <= limit), note))
     return PairReport(a, b, rows)
-
-
-def judge_step(rel: float, tol: float, own_drift: float, control_rel: float | None, tol64: float) -> tuple[bool, str]:
-    """One free-running step of a pair: within the fixed tolerance, or within float32's drift.
-
-    Training a GAN amplifies rounding: a pre-activation within float32 rounding of a LeakyReLU
-    kink lands on either side in two stacks, and Adam turns the tiny gradient difference into an
-    lr-sized step. So a step that misses the fixed tolerance passes when (1) the same two
-    backends, run in float64 from the same numbers, agree within the float64 tolerance (the
-    computations are the same), and (2) the float32 gap is at most ``DRIFT_FACTOR`` times the
-    larger of the two backends' own float32-vs-float64 drift.
-    """
-    if math.isfinite(rel) and rel <= tol:
-        return True, ""
-    if not math.isfinite(rel) or control_rel is None:
-        return False, ""
-    bound = DRIFT_FACTOR * own_drift
-    if control_rel <= tol64 and rel <= bound:
-        return (
-            True,
-            f"{rel / own_drift:.1f}x float32's own drift ({own_drift:.1e}); float64 runs agree to {control_rel:.1e}",
-        )
-    return False, f"float32 drift {own_drift:.1e}; float64 runs part by {control_rel:.1e}"
-
-
-def trajectory_rows(run: FreeRun, pair: Pair, tol: Tolerance, tol64: Tolerance) -> list[Row]:
-    """Per network: parameters after step 1, after the last step, and the worst step."""
-    rows = []
-    for net in NETWORKS:
-        series = run.cross[pair][net]
-        control = run.control.get(pair, {}).get(net)
-        verdicts = []
-        for k, rel in enumerate(series.rel):
-            own = max((run.drift[n][net].rel[k] for n in pair if n in run.drift), default=0.0)
-            control_rel = control.rel[k] if control is not None and k < len(control.rel) else None
-            passed, note = judge_step(rel, tol.param, own, control_rel, tol64.param)
-            limit = tol.param if rel <= tol.param or not passed else DRIFT_FACTOR * own
-            verdicts.append((passed, note, limit))
-        if len(series.rel) < run.steps:  # a backend stopped: the missing steps fail
-            rows.append(Row(f"{net} params", "param", math.nan, math.nan, tol.param, False, series.note or "stopped"))
-            continue
-        for k, label in ((0, "after 1 step"), (run.steps - 1, f"after {run.steps} steps")):
-            passed, note, limit = verdicts[k]
-            rows.append(
-                Row(
-                    f"{net} params {label}",
-                    "param",
-                    series.rel[k],
-                    series.max_abs[k],
-                    limit,
-                    passed,
-                    series.note or note,
-                )
-            )
-        if run.steps > 2:
-            worst = max(
-                range(run.steps),
-                key=lambda k: series.rel[k] / verdicts[k][2] if math.isfinite(series.rel[k]) else math.inf,
-            )
-            passed, note, limit = verdicts[worst]
-            all_passed = all(v[0] for v in verdicts)
-            rows.append(
-                Row(
-                    f"{net} params, worst step ({worst + 1})",
-                    "param",
-                    series.rel[worst],
-                    series.max_abs[worst],
-                    limit,
-                    all_passed,
-                    note,
-                )
-            )
-    return rows
-
-
-def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance, start_shown: bool = False) -> list[Row]:
-    """Per network, the worst step of ``name``'s lock-step update error against the reference.
-
-    A step passes within the update tolerance plus ``ROUNDING_FLIPS`` one-ulp rounding flips
-    of ``p + Δ`` (:func:`.trajectory.update_floor`). A step beyond that is a *rounding outlier*,
-    and passes, when the same backend's float64 step from the same state agrees with the
-    reference within the float64 tolerance: a float32 pre-activation on the other side of a
-    LeakyReLU kink changes one gradient entry slightly, and Adam's ``m / sqrt(v)`` turns that
-    into a visible update for parameters whose ``v`` is small. Outliers must stay rare (one, or
-    at most ``MAX_OUTLIER_FRACTION`` of the steps) and the median clean step within the gradient tolerance: an
-    error in float32 arithmetic shows at every step. Where the backend's float32 arithmetic was
-    already shown right on this network (``start_shown``: its start-point values, losses and
-    gradients agree with the reference), outliers need not be rare, each still explained by its
-    float64 twin, and the median clean step need only be within the update tolerance: a large
-    network (the 64x64 DCGAN: 6M parameters, BatchNorm, Adam with beta1 0 under WGAN-GP) has
-    entries whose gradient is at float32's noise level at every step, and Adam's normalisation
-    turns their noise into lr-sized updates.
-
-    BatchNorm running statistics (batch means and variances of activations) are judged as
-    values, with ``DEPTH_FACTOR`` for the depth they come from.
-    """
-    rows = []
-    for net in NETWORKS:
-        series = run.update[name][net]
-        if not series.rel:
-            rows.append(Row(f"{net} update", "update", math.nan, math.nan, tol.update, False, run.failed.get(name, "")))
-            continue
-        limits = [tol.update + ROUNDING_FLIPS * run.floor[net][k] for k in range(len(series.rel))]
-        control = run.control.get(name, {}).get(net, {})
-        misses = [k for k, (r, lim) in enumerate(zip(series.rel, limits)) if not (math.isfinite(r) and r <= lim)]
-        explained = [k for k in misses if math.isfinite(series.rel[k]) and control.get(k, math.inf) <= tol64.update]
-        clean = [k for k in range(len(series.rel)) if k not in explained]
-        # The typical step, judged without the explained outliers (none left: a one-step run).
-        median = float(np.median([series.rel[k] for k in clean])) if clean else 0.0
-        few = len(explained) <= max(1, int(MAX_OUTLIER_FRACTION * run.steps))
-        # Start point shown right: the clean steps need only be within the update tolerance.
-        rare = (few and median <= tol.grad) or (start_shown and median <= tol.update)
-        passed = len(series.rel) == run.steps and len(misses) == len(explained) and (not misses or rare)
-        pool = clean if clean else list(range(len(series.rel)))
-        worst = max(pool, key=lambda k: series.rel[k] / limits[k] if math.isfinite(series.rel[k]) else math.inf)
-        note = series.note or run.failed.get(name, "") or f"median {median:.1e}"  # of the clean steps
-        if explained:
-            big = max(explained, key=lambda k: series.rel[k])
-            note += (
-                f"; {len(explained)} kink outlier(s): {series.rel[big]:.1e} at step {big + 1}, f64 {control[big]:.0e}"
-            )
-        if len(explained) > 1 and start_shown:
-            note += " (start point agrees: float32 noise amplified by the optimiser)"
-        if misses and not rare:
-            note += "; outliers not rare" if median <= tol.grad else "; median beyond tolerance"
-        rows.append(
-            Row(
-                f"{net} update, worst step ({worst + 1})",
-                "update",
-                series.rel[worst],
-                series.max_abs[worst],
-                limits[worst],
-                passed,
-                note,
-            )
-        )
-    buffers = run.buffers.get(name)
-    if buffers is not None and buffers.rel:
-        # Running statistics are batch means/variances of activations: judged as values.
-        worst = max(
-            range(len(buffers.rel)), key=lambda k: buffers.rel[k] if math.isfinite(buffers.rel[k]) else math.inf
-        )
-        limit = DEPTH_FACTOR * tol.value
-        passed = len(buffers.rel) == run.steps and all(math.isfinite(r) and r <= limit for r in buffers.rel)
-        rows.append(
-            Row(
-                f"BatchNorm running statistics, worst step ({worst + 1})",
-                "value",
-                buffers.rel[worst],
-                buffers.max_abs[worst],
-                limit,
-                passed,
-                buffers.note,
-            )
-        )
-    return rows
-
-
-def judge_values_by_depth(
-    pair: PairReport, own_error: dict[str, dict[str, float]], control: PairReport, tol: Tolerance
-) -> None:
-    """Re-judge value and loss rows that miss the fixed tolerance, as float32 rounding grown
-    through depth.
-
-    The fixed value tolerance is float32's error through a few layers; a 13-layer DCGAN with
-    BatchNorm (28 layers from z to D(G(z))) accumulates more. A row passes as such when (1) the
-    two backends' float64 runs agree within the float64 tolerance (the math is the same), (2)
-    each backend's own float32-vs-float64 error is at most ``DEPTH_FACTOR`` times the
-    tolerance (an arithmetic error in a float32 path, a wrong cast or a bf16 product, is far
-    larger), and (3) the gap is at most ``DRIFT_FACTOR`` times the larger own error.
-    """
-    control_rows = {r.quantity: r for r in control.rows}
-    names = (pair.a, pair.b)
-    for row in pair.rows:
-        if row.kind not in ("value", "loss") or row.passed or not math.isfinite(row.rel):
-            continue
-        own = max(own_error[n][row.quantity] for n in names)
-        f64 = control_rows[row.quantity]
-        if f64.passed and own <= DEPTH_FACTOR * row.tol and row.rel <= DRIFT_FACTOR * own:
-            row.passed, row.tol = True, min(DRIFT_FACTOR * own, DEPTH_FACTOR * row.tol)
-            row.note = (
-                f"float32 rounding through depth: own float32 error {own:.1e}; float64 runs agree to {f64.rel:.1e}"
-            )
-        else:
-            row.note = f"own float32 error {own:.1e}; float64 runs part by {f64.rel:.1e}"
-
-
-def judge_gradients_at_kinks(
-    pair: PairReport, own_error: dict[str, dict[str, float]], control: PairReport, tol: Tolerance
-) -> None:
-    """Re-judge gradient rows that miss the fixed tolerance, as rounding at a kink.
-
-    LeakyReLU and ReLU are continuous, their derivatives are not: a pre-activation within
-    float32 rounding of 0 falls on either side in two stacks, and the gradient entries fed by
-    it differ by ``(1 - slope)`` times that path's contribution, far beyond float32 rounding.
-    A gradient row passes as such when (1) the two backends' float64 runs agree within the
-    float64 tolerance (the math is the same), (2) every forward value of both backends is
-    within the value tolerance of its own float64 run, allowing ``DEPTH_FACTOR`` for depth (values
-    are continuous at the kink: an arithmetic error would show there), and (3) the float32 gap
-    is at most ``DRIFT_FACTOR`` times the larger of the two backends' own float32-vs-float64
-    error on that gradient.
-    """
-    control_rows = {r.quantity: r for r in control.rows}
-    names = (pair.a, pair.b)
-    cap = DEPTH_FACTOR * tol.value
-    forward_ok = all(own_error[n][q] <= cap for n in names for q, r in control_rows.items() if r.kind == "value")
-    for row in pair.rows:
-        if row.kind != "grad" or row.passed or not math.isfinite(row.rel):
-            continue
-        own = max(own_error[n][row.quantity] for n in names)
-        f64 = control_rows[row.quantity]
-        if f64.passed and forward_ok and row.rel <= DRIFT_FACTOR * own:
-            row.passed, row.tol = True, DRIFT_FACTOR * own
-            row.note = f"rounding at a kink: own float32 error {own:.1e}; float64 runs agree to {f64.rel:.1e}"
-        else:
-            row.note = f"own float32 error {own:.1e}; float64 runs part by {f64.rel:.1e}"
 
 
 def _ordered(a: str, b: str, dtypes: dict[str, str]) -> Pair:

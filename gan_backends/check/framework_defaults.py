@@ -19,61 +19,35 @@ so each row also gives the loss term ``softplus(l)`` at a confidently wrong logi
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import Backend, get_backend
+from ..backends import FRAMEWORKS, Backend, get_backend, manifest
 from ..losses import LossOps
 from ..params import init_params
 from ..spec import AdamSpec, BatchNorm, GANSpec, InitSpec, LeakyReLU
-from .agreement import draw_inputs
+from .inputs import draw_inputs
 from .measures import compare, flatten_networks
 
-#: Each framework's own defaults for the values a spec states explicitly.
-#: BatchNorm as (momentum, eps) in torch's convention (momentum = weight of the NEW statistic):
-#: Keras' BatchNormalization(momentum=0.99, epsilon=1e-3), Flax's BatchNorm(momentum=0.99,
-#: epsilon=1e-5) keep 0.99 of the OLD value.
-FRAMEWORK_DEFAULTS: dict[str, dict[str, object]] = {
-    "torch": {
-        "leaky_relu_slope": 0.01,
-        "adam_eps": 1e-8,
-        "batchnorm": (0.1, 1e-5),
-        "init": "torch_default",
-        "bce": "BCELoss",
-    },
-    "tensorflow": {
-        "leaky_relu_slope": 0.3,
-        "adam_eps": 1e-7,
-        "batchnorm": (0.01, 1e-3),
-        "init": "glorot_uniform",
-        "bce": "BinaryCrossentropy",
-    },
-    "jax": {
-        "leaky_relu_slope": 0.01,
-        "adam_eps": 1e-8,
-        "batchnorm": (0.01, 1e-5),
-        "init": "lecun_normal",
-        "bce": "logits",
-    },
-}
-
-#: The loss primitives of each framework's default BCE (on probabilities), where it is not on logits.
-BCE_OPS = {
-    "BCELoss": "gan_backends.backends.torch_backend:TORCH_DEFAULT_BCE_OPS",
-    "BinaryCrossentropy": "gan_backends.backends.tensorflow_backend:TF_DEFAULT_BCE_OPS",
-}
+#: Each framework's own defaults for the values a spec states explicitly (its manifest's
+#: ``framework_defaults``). BatchNorm as (momentum, eps) in torch's convention (momentum = weight
+#: of the NEW statistic): Keras' BatchNormalization(momentum=0.99, epsilon=1e-3), Flax's
+#: BatchNorm(momentum=0.99, epsilon=1e-5) keep 0.99 of the OLD value.
+FRAMEWORK_DEFAULTS: dict[str, dict[str, object]] = {n: dict(manifest(n).framework_defaults) for n in FRAMEWORKS}
 
 #: A confidently wrong discriminator logit, where probability-space BCE saturates.
 SATURATED_LOGIT = 30.0
 
 
-def _bce_ops(name: str) -> LossOps:
-    module, attr = BCE_OPS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+def _bce_ops(framework: str) -> LossOps:
+    """The loss primitives of ``framework``'s default BCE (on probabilities; its manifest's
+    ``default_bce_ops``)."""
+    entry = manifest(framework)
+    assert entry.default_bce_ops is not None, f"{framework} has a default BCE on probabilities but no ops for it"
+    return entry.load(entry.default_bce_ops)
 
 
 def _with_slope(spec: GANSpec, slope: float) -> GANSpec:
@@ -151,7 +125,7 @@ def framework_defaults_report(
     for framework in frameworks:
         defaults = FRAMEWORK_DEFAULTS[framework]
         differing = {k: v for k, v in defaults.items() if spec_value(spec, k) not in (None, v)}
-        bce = _bce_ops(str(defaults["bce"])) if "bce" in differing else None
+        bce = _bce_ops(framework) if "bce" in differing else None
         variants: list[tuple[str, str, str, GANSpec, LossOps | None]] = [("as specified", "-", "-", spec, None)]
         every = spec
         for key, value in differing.items():

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from .._io import atomic_write_bytes
 from ..spec import NETWORKS
-from .agreement import ROUNDING_FLIPS, CheckReport
+from .model import CheckReport
 from .tolerances import tolerance
+from .verdicts import ROUNDING_FLIPS
 
 
 def _clean(values: list[float]) -> list[float]:

@@ -1,8 +1,13 @@
-"""Rendering a :class:`~gan_backends.check.agreement.CheckReport`.
+"""Rendering a :class:`~gan_backends.check.model.CheckReport`.
 
 The report is laid out once, as plain tables (:func:`tables`); the terminal (rich) and Markdown
 renderers only format them, so both always say the same thing. JSON is in :mod:`.schema`, the
 divergence plot in :mod:`.plot`.
+
+The terminal shows, by default, one compact table (:func:`summary_table`: per pair × quantity
+group the worst error, its tolerance, the verdict, and the first layer where two backends part;
+:mod:`.summary`) and then one verdict line per pair (``torch vs numpy: PASS``). ``full`` detail
+prints every per-tensor table first, as the Markdown file always has them.
 """
 
 from __future__ import annotations
@@ -13,13 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .._io import atomic_write_text
+from ..environment import environment
 from ..spec import NETWORKS
-from .agreement import ROUNDING_FLIPS, CheckReport, PairReport
+from .model import CheckReport, PairReport
+from .plot import plot_divergence
+from .summary import summarise
+from .verdicts import ROUNDING_FLIPS
+
+#: How much of a report the terminal shows: the compact table, only its failing groups, or
+#: every per-tensor table before it.
+DETAILS = ("summary", "failures", "full")
 
 
 def fmt(x: float | None) -> str:
@@ -176,21 +190,86 @@ def _styled(cell: str) -> str:
     return text
 
 
-def render(report: CheckReport, console: Console, *, verbose: bool = True) -> None:
+def summary_table(report: CheckReport, *, failures_only: bool = False) -> TableData:
+    """The compact table: one row per pair × quantity group (:func:`.summary.summarise`), the
+    pair named on its first row."""
+    t = TableData(
+        "the worst of each group, rel = ||a - b|| / ||b|| (--verbose: every tensor)",
+        ["pair", "group", "worst", "tol", "", "at"],
+    )
+    shown = None
+    for g in summarise(report):
+        if failures_only and g.passed:
+            continue
+        where = f"first parting: {g.first_divergence}" if g.first_divergence else g.worst
+        t.rows.append(
+            ["" if g.pair == shown else g.pair, g.group, fmt(g.rel), f"{g.tol:.0e}", verdict(g.passed), where]
+        )
+        shown = g.pair
+    return t
+
+
+def verdict_lines(report: CheckReport) -> list[str]:
+    """A failed backend's error, then ``<a> vs <b>: PASS|FAIL`` per pair, then the lock-step's."""
+    lines = [f"{b.name}: FAIL {b.error}" for b in report.backends if b.error is not None]
+    lines += [f"{p.a} vs {p.b}: {verdict(p.passed)}" for p in report.pairs]
+    lock = report.lock
+    if lock is not None:
+        passed = all(r.passed for rows in report.lock_rows.values() for r in rows)
+        passed = passed and not (lock.skipped and lock.update)
+        lines.append(
+            f"lock-step vs {lock.reference}: {verdict(passed)}"
+            + (f" (skipped: {lock.skipped})" if lock.skipped else "")
+        )
+    return lines
+
+
+def _highlight(text: str) -> str:
+    return escape(text).replace("PASS", "[green]PASS[/]").replace("FAIL", "[red]FAIL[/]")
+
+
+def _print_table(console: Console, data: TableData, *, compact: bool = False) -> None:
+    title = _highlight(data.title)
+    if data.rows:
+        table = Table(title=title, title_justify="left", box=box.HEAVY_HEAD)
+        if compact:  # narrow: no borders, one space between columns
+            table = Table(
+                title=title,
+                title_justify="left",
+                box=box.SIMPLE_HEAD,
+                show_edge=False,
+                padding=(0, 1, 0, 0),
+                pad_edge=False,
+            )
+        for col in data.columns:
+            right = col in ("rel err", "max abs", "tol", "worst")
+            wrap = compact and col == data.columns[-1]  # the compact table wraps only its last column
+            overflow = "fold" if wrap else "ellipsis"  # a long name wraps whole, never cut
+            table.add_column(col, justify="right" if right else "left", no_wrap=compact and not wrap, overflow=overflow)
+        for row in data.rows:
+            table.add_row(*(_styled(c) for c in row))
+        console.print(table)
+    else:
+        console.print(title)
+    for note in data.notes:
+        console.print(_styled(note) if note.startswith("FAIL") else f"  {escape(note)}")
+
+
+def render(report: CheckReport, console: Console, *, detail: str = "summary") -> None:
+    """The report on the terminal. ``detail``: ``summary`` (the compact table and the verdict
+    lines), ``failures`` (the compact table's failing groups only; none: no table), ``full``
+    (every per-tensor table, then the summary)."""
+    if detail not in DETAILS:
+        raise ValueError(f"detail must be one of {', '.join(DETAILS)}, got {detail!r}")
     console.print(f"[bold]{escape(headline(report))}[/]")
-    for data in tables(report, verbose=verbose):
-        title = escape(data.title).replace("PASS", "[green]PASS[/]").replace("FAIL", "[red]FAIL[/]")
-        if data.rows:
-            table = Table(title=title, title_justify="left")
-            for col in data.columns:
-                table.add_column(col, justify="right" if col in ("rel err", "max abs", "tol") else "left")
-            for row in data.rows:
-                table.add_row(*(_styled(c) for c in row))
-            console.print(table)
-        else:
-            console.print(title)
-        for note in data.notes:
-            console.print(_styled(note) if note.startswith("FAIL") else f"  {escape(note)}")
+    if detail == "full":
+        for data in tables(report, verbose=True):
+            _print_table(console, data)
+    summary = summary_table(report, failures_only=detail == "failures")
+    if summary.rows:
+        _print_table(console, summary, compact=True)
+    for line in verdict_lines(report):
+        console.print(_highlight(line))
     if not report.pairs:
         console.print("[red]no backend pair to compare[/]: at least two backends must run")
     console.print("[bold green]PASSED[/]" if report.passed else "[bold red]FAILED[/]")
@@ -232,3 +311,27 @@ def write_json(report: CheckReport, path: str | Path, environment: dict) -> None
 
 def write_markdown(report: CheckReport, path: str | Path, environment: dict) -> None:
     atomic_write_text(path, markdown(report, environment) + "\n")
+
+
+def write_reports(
+    report: CheckReport,
+    *,
+    json_path: str | Path | None = None,
+    markdown_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+) -> list[str]:
+    """Write the files asked for (JSON and Markdown with the environment: versions, devices,
+    CPU, commit) and return a line per file written, for the terminal."""
+    names = [b.name for b in report.backends]
+    env = environment(names) if json_path or markdown_path else {}
+    written = []
+    if json_path is not None:
+        write_json(report, json_path, env)
+        written.append(f"report written to {json_path}")
+    if markdown_path is not None:
+        write_markdown(report, markdown_path, env)
+        written.append(f"Markdown written to {markdown_path}")
+    if plot_path is not None:
+        plot_divergence(report, plot_path)
+        written.append(f"plot written to {plot_path}")
+    return written

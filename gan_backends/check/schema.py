@@ -1,5 +1,8 @@
 """The JSON form of a check report, schema ``gan-backends/check-v2`` (documented in
 ``docs/check-report.md``). Strict JSON: a non-finite number is written as ``null``.
+
+The dependency is one-way: :class:`~.model.CheckReport` calls :func:`report_to_dict`, and this
+module names the report's types for annotations only (it imports nothing of the model at run time).
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from ..spec import NETWORKS
 from .measures import finite
 
 if TYPE_CHECKING:
-    from .agreement import CheckReport, Row
     from .layers import LayerRow
+    from .model import CheckReport, Row
     from .trajectory import Series
 
 SCHEMA = "gan-backends/check-v2"

@@ -16,8 +16,8 @@ the reference's) measured 1e-6 median and 1.9e-5 at worst on 100 steps of ``mlp`
 always step 1, where Adam's update ``lr*g/(|g|+eps)`` is most sensitive to small ``|g|``. The
 bound is 5x above.
 
-Rows that miss these bounds get a second judge (``agreement.judge_step``,
-``agreement.judge_gradients_at_kinks``, ``agreement.lock_rows``): float32 rounding that puts a
+Rows that miss these bounds get a second judge (``verdicts.judge_step``,
+``verdicts.judge_gradients_at_kinks``, ``verdicts.lock_rows``): float32 rounding that puts a
 pre-activation on the other side of a LeakyReLU kink changes a gradient entry, and Adam amplifies
 it; such a row passes only when the float64 runs of the same code agree to float64 precision and
 the gap is within a few times float32's own error.
@@ -44,7 +44,7 @@ class Tolerance:
     loss: float
     grad: float
     param: float
-    #: A lock-step parameter update against the reference's (see ``agreement.lock_rows``).
+    #: A lock-step parameter update against the reference's (see ``verdicts.lock_rows``).
     update: float
 
     def for_kind(self, kind: str) -> float:

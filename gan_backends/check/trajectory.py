@@ -177,7 +177,7 @@ def lock_step(
     Where a backend's error exceeds ``explain_above[name]``, its float64 twin in ``controls``
     takes the same step from the same state: if that agrees with the reference, the code
     computes the same math and the float32 outlier is rounding (a kink crossed, amplified by
-    Adam's normalisation), which :func:`~gan_backends.check.agreement.lock_rows` then judges.
+    Adam's normalisation), which :func:`~gan_backends.check.verdicts.lock_rows` then judges.
     """
     controls = controls or {}
     explain_above = explain_above or {}

@@ -10,8 +10,10 @@ squares without the ½ factor"; "a per-pixel norm: the gradient norm is taken ov
 The command line is ``gan-backends losscheck MODULE:FUNCTION --framework F --loss NAME --role R``.
 
 Layout: ``models`` (the zoo's losses and their variants in float64), ``critic`` (the penalty's
-critic and every way of writing the penalty), ``battery``, ``runners/`` (one per framework),
-``judge``, ``fit`` and ``diagnose``, ``conventions`` (what a user may declare), ``check`` (the API).
+critic and every way of writing the penalty), ``battery``, ``runners`` (reaches each framework
+package's ``losscheck`` module: ``backends/<framework>/losscheck.py``), ``judge``, ``fit`` and
+``diagnose`` (``findings``, ``logit_diagnosis``, ``penalty_diagnosis``), ``conventions`` (what a
+user may declare), ``check`` (the API).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends import canonical_name
 from ..presets import LOSS_PRESETS
 from ..spec import LOSS_NAMES, PENALTIES, LossSpec, SpecError
 from . import conventions as conv
@@ -194,6 +195,7 @@ def check_loss(
     if inputs not in INPUTS:
         raise SpecError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
     runner = get_runner(framework)
+    framework = canonical_name(framework)
     label = name or getattr(fn, "__qualname__", repr(fn))
     if role == "penalty":
         return _check_penalty(fn, spec, runner, framework, declared, dtypes, seed, label)
@@ -208,9 +210,7 @@ def check_loss(
     evals = [run(c.inputs, c.dtype) for c in cases]
     results = [judge_logits(c, e, model, TOLERANCES[c.dtype], probabilities) for c, e in zip(cases, evals)]
     skip_unsupported(results)
-    report = LossCheckReport(
-        label, runner.__name__.rsplit(".", 1)[-1].removesuffix("_runner"), role, spec, declared, inputs, results
-    )
+    report = LossCheckReport(label, framework, role, spec, declared, inputs, results)
     if not report.passed:
         report.diagnosis = diagnose_logits(spec, role, cases, evals, TOLERANCES, run)
     return report
@@ -225,8 +225,7 @@ def _check_penalty(
     evals = [runner.run_penalty(fn, c, c.dtype, arity) for c in cases]
     results = [judge_penalty(c, e, form, PENALTY_TOLERANCES[c.dtype]) for c, e in zip(cases, evals)]
     skip_unsupported(results)
-    name = runner.__name__.rsplit(".", 1)[-1].removesuffix("_runner")
-    report = LossCheckReport(label, name, "penalty", spec, declared, "critic", results)
+    report = LossCheckReport(label, framework, "penalty", spec, declared, "critic", results)
     if not report.passed:
         reference = conv.penalty_form(spec, {})
         report.diagnosis = diagnose_penalty(reference, cases, evals, PENALTY_TOLERANCES)

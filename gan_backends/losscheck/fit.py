@@ -17,7 +17,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .models import Term, sigmoid
+from ..losses import sigmoid
+from .models import Term
 
 #: A shape fits when its largest residual is below this fraction of the largest gradient.
 FIT_TOLERANCE = 1e-3

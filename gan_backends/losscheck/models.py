@@ -27,21 +27,12 @@ from typing import Literal
 
 import numpy as np
 
+from ..losses import sigmoid, softplus
 from ..spec import LossSpec
 
 TermKind = Literal["bce", "square", "hinge", "linear"]
 Role = Literal["d", "g", "penalty"]
 ROLES: tuple[str, ...] = ("d", "g", "penalty")
-
-
-def softplus(x: np.ndarray) -> np.ndarray:
-    """``log(1 + e^x)`` without overflow."""
-    return np.logaddexp(0.0, x)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + e^-x)`` as ``exp(-softplus(-x))``: exact in the tails, where ``1 - sigmoid`` would cancel."""
-    return np.exp(-softplus(-x))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
 """Data parallelism on each framework's own engine, and the proof that it changes nothing.
 
-One module per framework, each the only place here that imports it (so this package imports
-with none installed): :mod:`.torch_ddp` (``DistributedDataParallel`` over a process group),
-:mod:`.tf_mirrored` (``tf.distribute.MirroredStrategy``), :mod:`.jax_mesh` (``jax.jit`` over a
-device ``Mesh`` with ``NamedSharding``; ``shard_map`` for per-device BatchNorm). Each wraps the
+Each engine is its framework package's ``parallel`` module, the only place that imports it (so
+this package imports with none installed): ``backends/torch/parallel.py``
+(``DistributedDataParallel`` over a process group), ``backends/tensorflow/parallel.py``
+(``tf.distribute.MirroredStrategy``), ``backends/jax/parallel.py`` (``jax.jit`` over a device
+``Mesh`` with ``NamedSharding``; ``shard_map`` for per-device BatchNorm). Each wraps the
 single-device backend of its framework and reuses its networks, losses and optimisers: only
-how the batch is split and how gradients and BatchNorm statistics meet is new.
+how the batch is split and how gradients and BatchNorm statistics meet is new. This package
+holds what they share: the split of the batch, the state read back, :mod:`.launch`, and the
+proof (:mod:`.reference`, :mod:`.agreement`).
 
 Every data-parallel step takes the *global* batch as a :class:`~gan_backends.backends.base.TrainBatch`
 and gives device ``k`` of ``N`` the rows ``[k·b, (k+1)·b)`` of the batch axis (:func:`shard_batch`),
@@ -20,6 +23,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from ..backends import REGISTRY
 from ..backends.base import Backend, OptimizerState, TrainBatch
 from ..params import ParamTree
 from ..spec import DataParallelSpec, GANSpec
@@ -32,10 +36,10 @@ BatchNormMode = Literal["per_device", "sync"]
 BATCHNORM_MODES: tuple[str, ...] = get_args(BatchNormMode)
 #: The name of the batch axis of every device mesh here (JAX) and in the docs.
 BATCH_AXIS = "batch"
-#: The execution mode of the backend each engine runs, by framework: DDP hooks into eager
-#: modules; the replicated TF step is one ``tf.function`` around ``strategy.run``; JAX's is
-#: ``jax.jit`` over the mesh.
-DATA_PARALLEL_MODES: dict[str, tuple[str, ...]] = {"torch": ("eager",), "tensorflow": ("function",), "jax": ("jit",)}
+#: The execution modes of the backend each engine runs, by framework (the manifests' own).
+DATA_PARALLEL_MODES: dict[str, tuple[str, ...]] = {
+    name: m.data_parallel_modes for name, m in REGISTRY.items() if m.data_parallel_modes
+}
 
 
 def batchnorm_mode(spec: GANSpec) -> BatchNormMode:

@@ -82,12 +82,10 @@ def fold_running_stats(
         n = int(np.prod(h.shape[:-1]))
         mean = h.mean(axis=axes)
         var = np.square(h - mean).mean(axis=axes)
-        if layer.running_var == "unbiased":
-            var = var * n / (n - 1)
-        m = layer.momentum
         key = f"{net}.{i}"
-        buffers[f"{key}.running_mean"] = (1.0 - m) * buffers[f"{key}.running_mean"] + m * mean
-        buffers[f"{key}.running_var"] = (1.0 - m) * buffers[f"{key}.running_var"] + m * var
+        buffers[f"{key}.running_mean"], buffers[f"{key}.running_var"] = layer.running_update(
+            buffers[f"{key}.running_mean"], buffers[f"{key}.running_var"], mean, var, n
+        )
 
 
 def _mean_trees(trees: list[ParamTree], names: list[str]) -> ParamTree:

@@ -1,0 +1,192 @@
+"""torch ``state_dict`` files: read, written, and run for the port's verification.
+
+The ``torch`` kind (manifest ``checkpoint_kinds``: ``.pt``, ``.pth``, ``.bin``, ``.ckpt``,
+``.tar``). A ``state_dict`` saved with ``torch.save``, read with ``torch.load(path,
+map_location="cpu", weights_only=True)``. A dict wrapping state dicts under a usual key
+(``state_dict``, ``model``, ``generator``, ``netG``, ``G``, ...; the discriminator under
+``discriminator``, ``netD``, ``D``, ...) is unwrapped, and the key used is reported. Order: the
+dict's order, which is module registration order; tensors of one module share its key prefix
+(``main.3.weight``). ``num_batches_tracked`` is skipped. A 1-D ``weight`` is a BatchNorm scale.
+
+Written as the ``state_dict`` of the ``nn.Sequential`` of the spec's layers: spec layer ``i``
+is module ``i`` (activations, Reshape and Flatten take a position, as in ``nn.Sequential``), so
+keys are ``0.weight``, ``0.bias``, ``2.weight``, ``3.running_mean``,
+``3.num_batches_tracked``; both networks as ``{"generator": state_dict, "discriminator":
+state_dict}``. Layouts: :mod:`gan_backends.layouts` (``torch``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ... import layouts
+from ..._io import atomic_write_bytes
+from ...params import ParamTree
+from ...port.native import NativeCheckpoint, NativeTensor, PortError, network_hint, networks_of, state_layers
+from ...spec import BatchNorm, GANSpec
+from .layers import CanonicalIO, build_network, is_image
+
+#: torch wrapper keys, in the order they are tried.
+TORCH_WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model", "net", "params")
+TORCH_G_KEYS: tuple[str, ...] = ("generator", "netG", "G", "gen", "g", "generator_state_dict", "netG_state_dict")
+TORCH_D_KEYS: tuple[str, ...] = ("discriminator", "netD", "D", "disc", "critic", "discriminator_state_dict")
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, torch.Tensor):  # bfloat16 has no NumPy dtype
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    if not isinstance(obj, Mapping) or not obj:
+        return False
+    return all(isinstance(k, str) and hasattr(v, "shape") and hasattr(v, "detach") for k, v in obj.items())
+
+
+def _torch_role(key: str, value: np.ndarray) -> str:
+    last = key.rsplit(".", 1)[-1]
+    if last == "num_batches_tracked":
+        return "skip"
+    if last == "weight":
+        return "scale" if value.ndim == 1 else "kernel"
+    if last in ("bias", "running_mean", "running_var"):
+        return last
+    raise PortError(
+        f"torch tensor {key!r} {tuple(value.shape)}: not a weight, bias or BatchNorm statistic (spectral norm or "
+        "another parametrisation? remove it before saving, e.g. torch.nn.utils.remove_spectral_norm)"
+    )
+
+
+def _torch_tensors(state: Mapping[str, Any], network: str | None, prefix: str = "") -> list[NativeTensor]:
+    tensors: list[NativeTensor] = []
+    modules: dict[str, int] = {}
+    for key, value in state.items():
+        array = _to_numpy(value)
+        module = key.rsplit(".", 1)[0] if "." in key else ""
+        rank = modules.setdefault(module, len(modules))
+        tensors.append(
+            NativeTensor(
+                name=f"{prefix}{key}",
+                array=array,
+                role=_torch_role(key, array),
+                layer=f"{prefix}{module}",
+                network=network,
+                chain=network or "",
+                rank=rank,
+                layout="torch",
+            )
+        )
+    return tensors
+
+
+def read(path: str | Path) -> NativeCheckpoint:
+    """A torch ``state_dict`` file (or a dict wrapping state dicts under the usual keys)."""
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, a non-torch file
+        raise PortError(f"{path}: torch.load(weights_only=True) failed: {exc}") from exc
+    if hasattr(obj, "state_dict") and not isinstance(obj, Mapping):
+        raise PortError(f"{path}: holds a whole module; save its state_dict() instead")
+    notes: list[str] = []
+    if _is_state_dict(obj):
+        parts = {key.split(".", 1)[0] for key in obj}
+        hints = {part: network_hint(part) for part in parts}
+        if all(hints.values()) and "." in next(iter(obj)):
+            notes.append(f"networks told by key prefixes {sorted(parts)}")
+            tensors = []
+            order = list(dict.fromkeys(key.split(".", 1)[0] for key in obj))
+            for part in order:
+                sub = {k[len(part) + 1 :]: v for k, v in obj.items() if k.split(".", 1)[0] == part}
+                tensors += _torch_tensors(sub, hints[part], prefix=f"{part}.")
+            return NativeCheckpoint("torch", str(path), tensors, notes)
+        return NativeCheckpoint("torch", str(path), _torch_tensors(obj, None), notes)
+    if not isinstance(obj, Mapping):
+        raise PortError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
+    found: dict[str, tuple[str, Mapping]] = {}
+    for network, keys in (("generator", TORCH_G_KEYS), ("discriminator", TORCH_D_KEYS)):
+        for key in keys:
+            if _is_state_dict(obj.get(key)):
+                found[network] = (key, obj[key])
+                break
+    if found:
+        tensors = []
+        for network, (key, state) in found.items():
+            notes.append(f"{network} state_dict read from key {key!r}")
+            tensors += _torch_tensors(state, network, prefix=f"{key}/" if len(found) > 1 else "")
+        return NativeCheckpoint("torch", str(path), tensors, notes)
+    for key in TORCH_WRAPPER_KEYS:
+        if _is_state_dict(obj.get(key)):
+            notes.append(f"state_dict read from key {key!r}")
+            return NativeCheckpoint("torch", str(path), _torch_tensors(obj[key], None), notes)
+    raise PortError(
+        f"{path}: a dict with keys {list(obj)[:12]}, and none of them holds a state_dict; tried "
+        f"{', '.join(TORCH_WRAPPER_KEYS + TORCH_G_KEYS + TORCH_D_KEYS)}"
+    )
+
+
+def state_dicts(params: ParamTree, buffers: ParamTree, spec: GANSpec) -> dict[str, dict[str, torch.Tensor]]:
+    """Per network, the ``state_dict`` of the ``nn.Sequential`` of the spec's layers."""
+    tree = {**params, **buffers}
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for net in networks_of(params):
+        state: dict[str, torch.Tensor] = {}
+        for i, layer, slots in state_layers(spec, net):
+            for name, role, _ in slots:
+                key = {"kernel": "weight", "scale": "weight"}.get(role, role)
+                array = np.ascontiguousarray(layouts.to_native("torch", role, tree[name], layer))
+                state[f"{i}.{key}"] = torch.from_numpy(array.copy())
+            if isinstance(layer, BatchNorm):
+                state[f"{i}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+        out[net] = state
+    return out
+
+
+def write(params: ParamTree, buffers: ParamTree, spec: GANSpec, path: Path) -> list[str]:
+    """One network's ``state_dict``, or both under ``generator`` and ``discriminator``."""
+    nets = networks_of(params)
+    states = state_dicts(params, buffers, spec)
+    obj = states[nets[0]] if len(nets) == 1 else states
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    layout = "a state_dict" if len(nets) == 1 else "{'generator': state_dict, 'discriminator': state_dict}"
+    return [f"torch: {layout} of nn.Sequential (keys like {next(iter(states[nets[0]]))})"]
+
+
+def run(
+    spec: GANSpec,
+    nets: Sequence[str],
+    inputs: Mapping[str, np.ndarray],
+    *,
+    params: ParamTree | None = None,
+    buffers: ParamTree | None = None,
+    path: str | Path | None = None,
+) -> dict[str, np.ndarray]:
+    """Each of ``nets`` as the spec's ``nn.Sequential`` in eval mode, its ``state_dict`` loaded
+    strictly from the file ``path`` (as :func:`write` writes it) or made from the trees."""
+    dtype = np.dtype(spec.numerics.dtype)
+    if path is not None:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        states = {nets[0]: obj} if _is_state_dict(obj) else {net: obj[net] for net in nets}
+    else:
+        states = state_dicts(params or {}, buffers or {}, spec)
+    out = {}
+    for net in nets:
+        seq = build_network(spec, net).to(getattr(torch, dtype.name))
+        seq.load_state_dict(states[net], strict=True)
+        model = CanonicalIO(seq, is_image(spec.input_shape(net)), is_image(spec.layer_shapes(net)[-1][1])).eval()
+        with torch.no_grad():
+            out[net] = model(torch.from_numpy(np.ascontiguousarray(inputs[net], dtype))).numpy()
+    return out

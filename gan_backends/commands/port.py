@@ -1,0 +1,52 @@
+"""``gan-backends port``: parse, run the port job (:mod:`gan_backends.port`), print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from ..presets import load_spec
+from ..spec import SpecError
+from .common import console, fail
+
+
+def port(
+    src: Annotated[
+        Path, typer.Argument(help="A torch state_dict (.pt/.pth), Keras .weights.h5, Flax .msgpack, or ours.")
+    ],
+    spec: Annotated[str, typer.Option(help="Preset name or spec JSON file the weights belong to.")],
+    to: Annotated[str, typer.Option(help="torch, tensorflow (Keras .weights.h5), jax (Flax msgpack), safetensors.")],
+    out: Annotated[Path, typer.Option(help="The converted file.")],
+    kind: Annotated[Optional[str], typer.Option(help="The source's form when its name does not say it.")] = None,
+    networks: Annotated[
+        Optional[str], typer.Option(help="generator, discriminator, or both (default: what the file holds).")
+    ] = None,
+    map_: Annotated[
+        list[str], typer.Option("--map", help="NATIVE_NAME=CANONICAL_NAME, repeatable, where the order does not match.")
+    ] = [],  # noqa: B006
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Run source and target on the same noise.")
+    ] = True,
+) -> None:
+    """Convert a checkpoint between stacks with the layouts right, then run the source and the
+    converted model on the same inputs and print how far apart they are.
+
+    Exit status: 0 converted (and agreeing within 1e-4 of the outputs' scale), 1 converted but
+    disagreeing, 2 bad input (every mismatch named with both names and shapes).
+    """
+    from ..port import PortError
+    from ..port import port as convert
+
+    try:
+        gan = load_spec(spec)
+        mapping = dict(item.split("=", 1) for item in map_)
+        parts = tuple(n.strip() for n in networks.split(",")) if networks else None
+        result = convert(src, gan, to, out, kind=kind, networks=parts, mapping=mapping or None, check=verify)
+    except (PortError, SpecError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    console.print(escape(result.summary()))
+    console.print(f"written: {out}")
+    raise typer.Exit(0 if result.passed else 1)

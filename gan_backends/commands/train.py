@@ -1,0 +1,139 @@
+"""``gan-backends train`` and ``sample``: parse, run the training job (:mod:`gan_backends.train`), print."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from ..presets import DEFAULT_PRESET, LOSS_PRESETS, load_spec
+from ..spec import SpecError
+from .common import console, err_console, fail, installed_backend
+
+
+def train(
+    data: Annotated[str, typer.Option(help="ring, grid, digits, mnist:DIR (IDX files), or a .npy/.npz file.")],
+    spec: Annotated[str, typer.Option(help="Preset name or spec JSON file.")] = DEFAULT_PRESET,
+    backend: Annotated[str, typer.Option(help="torch, tensorflow, jax (or numpy, slowly).")] = "torch",
+    steps: Annotated[int, typer.Option(min=1, help="Training steps (each: n_critic D updates, one G update).")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    seed: Annotated[int, typer.Option(help="Parameters, noise and data order: a run repeats within a backend.")] = 0,
+    loss: Annotated[Optional[str], typer.Option(help=f"Loss preset ({', '.join(LOSS_PRESETS)}).")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="The backend's execution mode (default: its first).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default: GPU when present.")] = None,
+    devices: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Data parallel over N devices on the framework's engine (DDP, MirroredStrategy, a jax Mesh; "
+            "logical devices on a CPU); --batch-size is the global batch. BatchNorm: the spec's data_parallel.",
+        ),
+    ] = 1,
+    out: Annotated[Path, typer.Option(help="Folder for checkpoints, sample grids, losses.")] = Path("train-out"),
+    sample_every: Annotated[int, typer.Option(min=0, help="Steps between sample grids (0: start and end).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Steps between checkpoints (0: at the end).")] = 0,
+    samples: Annotated[int, typer.Option(min=1, help="Images in a grid (points in a 2-D scatter).")] = 64,
+    resume: Annotated[Optional[Path], typer.Option(help="A checkpoint to continue from (its step onwards).")] = None,
+) -> None:
+    """Train a spec on real data with one backend: progress, sample grids, loss curves,
+    checkpoints (resumable), a clear stop on a non-finite loss.
+
+    Exit status: 0 trained, 1 stopped on a non-finite loss (the last good checkpoint kept), 2 bad input.
+    """
+    from ..data import DataError
+    from ..train import TrainConfig, TrainingDiverged
+    from ..train import train as run_training
+
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun: rank 0 reports, the others train quietly
+        console.quiet = True
+
+    try:
+        gan = load_spec(spec, loss)
+        config = TrainConfig(
+            backend=installed_backend(backend),
+            data=data,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            mode=mode,
+            device=device,
+            devices=devices,
+            sample_every=sample_every,
+            checkpoint_every=checkpoint_every,
+            samples=samples,
+        )
+    except (SpecError, DataError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[losses]}"),
+        console=console,
+    ) as bar:
+        over = f" × {devices} devices" if devices > 1 else ""
+        task = bar.add_task(f"{gan.name} on {config.backend}{over}", total=steps, losses="")
+
+        def progress(step: int, total: int, losses: dict[str, float]) -> None:
+            bar.update(task, completed=step, losses=f"d_loss {losses['d_loss']:.4f}  g_loss {losses['g_loss']:.4f}")
+
+        try:
+            result = run_training(gan, config, out, resume=resume, progress=progress)
+        except TrainingDiverged as exc:
+            err_console.print(f"[red]stopped:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except (SpecError, DataError, ValueError, OSError) as exc:
+            raise fail(str(exc)) from None
+    for m in result.metrics:
+        console.print(
+            f"step {m['step']}: modes covered {m['modes_covered']}/{m['total_modes']}, "
+            f"high-quality samples {m['high_quality_fraction']:.1%}"
+        )
+    console.print(f"trained {result.steps_done} steps; checkpoint {result.checkpoint}; samples, losses in {out}/")
+
+
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="A training checkpoint or a parameter file (safetensors).")],
+    backend: Annotated[str, typer.Option(help="The backend that draws: torch, tensorflow, jax, numpy.")] = "torch",
+    noise: Annotated[
+        Optional[Path], typer.Option(help="Noise (count, latent_dim) as .npy: the same z for any backend.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the noise when no --noise file is given.")] = 0,
+    count: Annotated[int, typer.Option(min=1, help="Samples to draw when no --noise file is given.")] = 64,
+    out: Annotated[Path, typer.Option(help="The samples G(z) as .npy (canonical layout, NHWC images).")] = Path(
+        "samples.npy"
+    ),
+    png: Annotated[Optional[Path], typer.Option(help="Also draw them as a grid (or a 2-D scatter) here.")] = None,
+    save_noise: Annotated[Optional[Path], typer.Option(help="Also write the noise used as .npy here.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="The backend's execution mode.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default: GPU when present.")] = None,
+) -> None:
+    """Draw G(z) from a checkpoint with any backend, from noise in a file or from a seed, so that
+    two backends can draw from the same noise."""
+    import io
+
+    import numpy as np
+
+    from .._io import atomic_write_bytes
+    from ..train import sample as draw
+
+    try:
+        z = np.load(noise, allow_pickle=False) if noise is not None else None
+        name = installed_backend(backend)
+        z, images = draw(checkpoint, name, noise=z, seed=seed, count=count, mode=mode, device=device)
+    except (SpecError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    for path, array in ((out, images), (save_noise, z)):
+        if path is not None:
+            buf = io.BytesIO()
+            np.save(buf, array)
+            atomic_write_bytes(path, buf.getvalue())
+    if png is not None:
+        from ..train import save_sample_image
+
+        save_sample_image(images, png, f"{checkpoint.name} on {name}")
+    console.print(f"{len(images)} samples of shape {images.shape[1:]} from {name} written to {out}")

@@ -1,0 +1,73 @@
+"""Layout conversions between the canonical tree and the frameworks' native storage, written once.
+
+The canonical layout (``docs/layouts.md``) is channels-last: Dense kernel ``(in, out)``, Conv2D
+kernel HWIO ``(kh, kw, in, out)``, ConvTranspose2D kernel ``(kh, kw, out, in)``. Biases,
+BatchNorm scales and statistics are 1-D everywhere. The native layouts:
+
+``torch``
+    ``nn.Linear.weight`` ``(out, in)`` = kernel.T; ``nn.Conv2d.weight`` OIHW and
+    ``nn.ConvTranspose2d.weight`` ``(in, out, kh, kw)`` are both ``kernel.transpose(3, 2, 0, 1)``
+    (no spatial flip).
+``flax``
+    Dense and Conv as canonical; ``nn.ConvTranspose`` with ``transpose_kernel=False`` (its
+    default) stores ``(kh, kw, in, out)`` and runs a plain correlation over the stride-dilated
+    input, so its kernel is the canonical one flipped in both spatial axes with the channel axes
+    swapped: ``canonical[::-1, ::-1].transpose(0, 1, 3, 2)`` (an involution).
+``canonical``
+    Keras (``Dense`` ``(in, out)``, ``Conv2D`` HWIO, ``Conv2DTranspose`` ``(kh, kw, out, in)``),
+    this project's JAX backend and safetensors files.
+
+Used by the backends at their boundary and by the port when it reads and writes native files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import ConvTranspose2D, Layer
+
+LAYOUTS: tuple[str, ...] = ("canonical", "torch", "flax")
+
+
+def _check(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+
+
+def to_native(layout: str, role: str, array: np.ndarray, layer: Layer | None = None) -> np.ndarray:
+    """A canonical array of a layer's ``role`` (``kernel``, ``bias``, ...) in ``layout``.
+    ``layer`` (the spec layer) is needed for Flax's transposed-convolution kernel only."""
+    _check(layout)
+    if role != "kernel":
+        return array
+    if layout == "torch":
+        if array.ndim == 2:
+            return array.T
+        if array.ndim == 4:
+            return array.transpose(3, 2, 0, 1)
+    if layout == "flax" and isinstance(layer, ConvTranspose2D) and array.ndim == 4:
+        return array[::-1, ::-1].transpose(0, 1, 3, 2)
+    return array
+
+
+def from_native(layout: str, role: str, array: np.ndarray, layer: Layer | None = None) -> np.ndarray:
+    """The inverse of :func:`to_native`: a native array of ``role`` in canonical layout."""
+    _check(layout)
+    if role != "kernel":
+        return array
+    if layout == "torch":
+        if array.ndim == 2:
+            return array.T
+        if array.ndim == 4:
+            return array.transpose(2, 3, 1, 0)
+    if layout == "flax" and isinstance(layer, ConvTranspose2D) and array.ndim == 4:
+        return array[::-1, ::-1].transpose(0, 1, 3, 2)
+    return array
+
+
+def role_of(name: str) -> str:
+    """The role of a canonical tree name: ``generator.0.kernel`` → ``kernel``."""
+    return name.rsplit(".", 1)[-1]
+
+
+__all__ = ["LAYOUTS", "from_native", "role_of", "to_native"]

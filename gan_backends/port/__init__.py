@@ -1,0 +1,132 @@
+"""Port checkpoints between stacks: read a framework's native file, match it to a spec, write another.
+
+The converter behind ``gan-backends port SRC --spec SPEC --to BACKEND --out DST``. Four native
+forms, read and written: ``torch`` (a ``state_dict``), ``keras`` (Keras 3 ``.weights.h5``,
+Keras 2 ``.h5``), ``flax`` (msgpack, orbax directories) and this project's ``safetensors``.
+Each framework's forms are declared in its package's manifest (``checkpoint_kinds``) and read,
+written and run by its ``checkpoint`` module (``gan_backends/backends/<framework>/checkpoint.py``,
+where each format, and how its layer order is recovered, is described); this package never
+imports a framework and reaches those modules through
+:func:`~gan_backends.backends.load_part`.
+
+- :mod:`.native`: :class:`NativeTensor`, :class:`NativeCheckpoint`, :class:`PortError`, the
+  kinds (:func:`canonical_kind`, :func:`detect_kind`), :func:`read_native`, :func:`write_native`;
+- :mod:`.safetensors`: this project's own files;
+- :mod:`.match`: :func:`to_canonical` matches the native tensors to the spec's parameters and
+  buffers by order and shape, converting layouts;
+- :mod:`.verify`: :func:`verify` runs the networks in the source's framework and in the
+  target's (built from the spec, the target loaded from the written file) on the same inputs;
+- :func:`port` does all three, and its :class:`PortResult` says whether the two sides agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..params import ParamTree
+from ..spec import GANSpec
+from .match import from_native_layout, to_canonical, to_native_layout
+from .native import (
+    KIND_ALIASES,
+    KINDS,
+    LAYOUT_OF_KIND,
+    ROLES,
+    NativeCheckpoint,
+    NativeTensor,
+    PortError,
+    canonical_kind,
+    detect_kind,
+    networks_of,
+    read_native,
+    write_native,
+)
+from .safetensors import read as read_safetensors
+from .verify import Agreement, native_outputs, verify
+
+#: The largest ``max |source - target| / max |source|`` a port passes with. Both sides compute
+#: the same float32 network in different frameworks, so they differ by rounding only (summation
+#: order, kernel choice: 5e-8 to 1e-6 of the outputs' scale, measured on the mlp and dcgan-small
+#: presets with torch, Keras and Flax on CPU), while a wrong conversion (a transposed kernel, a
+#: missing spatial flip, swapped BatchNorm statistics) moves the outputs by the order of their
+#: own scale; 1e-4 lies between, two orders of magnitude clear of rounding.
+AGREEMENT_TOLERANCE = 1e-4
+
+
+@dataclass
+class PortResult:
+    """What :func:`port` did, and whether the two frameworks agree on the ported networks."""
+
+    params: ParamTree
+    buffers: ParamTree
+    networks: tuple[str, ...]
+    notes: list[str]
+    agreement: list[Agreement]
+
+    @property
+    def worst(self) -> float:
+        """The largest difference relative to the outputs' scale over the agreement rows
+        (``max_abs_diff / max(max_abs_output, 1e-12)``; 0.0 when nothing was verified)."""
+        return max((a.max_abs_diff / max(a.max_abs_output, 1e-12) for a in self.agreement), default=0.0)
+
+    @property
+    def passed(self) -> bool:
+        """Every verified network agrees within :data:`AGREEMENT_TOLERANCE` of its outputs' scale."""
+        return self.worst <= AGREEMENT_TOLERANCE
+
+    def summary(self) -> str:
+        lines = [f"networks: {', '.join(self.networks)}; {len(self.params)} parameters, {len(self.buffers)} buffers"]
+        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"agreement: {a}" for a in self.agreement]
+        return "\n".join(lines)
+
+
+def port(
+    src: str | Path,
+    spec: GANSpec,
+    to: str,
+    out: str | Path,
+    *,
+    kind: str | None = None,
+    networks: str | Sequence[str] | None = None,
+    mapping: Mapping[str, str] | None = None,
+    check: bool = True,
+    batch: int = 8,
+    seed: int = 0,
+) -> PortResult:
+    """Read ``src`` (its ``kind`` detected from the name when ``None``), convert it to the
+    canonical trees, write it as ``to`` at ``out`` and, with ``check``, run it in the source's
+    and the target's framework on the same inputs (:func:`verify`)."""
+    ckpt = read_native(src, kind)
+    params, buffers = to_canonical(ckpt, spec, networks=networks, mapping=mapping)
+    notes = list(ckpt.notes)
+    notes += write_native(params, buffers, spec, to, out)
+    agreement = verify(spec, params, buffers, ckpt.kind, to, out, batch=batch, seed=seed) if check else []
+    return PortResult(params, buffers, networks_of(params), notes, agreement)
+
+
+__all__ = [
+    "AGREEMENT_TOLERANCE",
+    "KINDS",
+    "KIND_ALIASES",
+    "LAYOUT_OF_KIND",
+    "ROLES",
+    "Agreement",
+    "NativeCheckpoint",
+    "NativeTensor",
+    "PortError",
+    "PortResult",
+    "canonical_kind",
+    "detect_kind",
+    "from_native_layout",
+    "native_outputs",
+    "networks_of",
+    "port",
+    "read_native",
+    "read_safetensors",
+    "to_canonical",
+    "to_native_layout",
+    "verify",
+    "write_native",
+]

@@ -1,0 +1,75 @@
+"""The ``safetensors`` kind: this project's own files, the one form that needs no framework.
+
+A parameter file (:func:`~gan_backends.params.save_params`) or a training checkpoint's
+``params/`` and ``buffers/`` (its ``optimizer/`` is skipped): canonical names and layouts
+already, so reading is taking the names as they are. Running it is the float64 NumPy
+reference. The same three functions as every framework package's ``checkpoint`` module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..backends.numpy.network import Network
+from ..params import ParamTree, load_params, param_shapes, save_params
+from ..spec import GANSpec, SpecError
+from .match import to_canonical
+from .native import ROLES, NativeCheckpoint, NativeTensor, PortError, network_hint
+
+
+def read(path: str | Path) -> NativeCheckpoint:
+    """This project's parameter file (or a training checkpoint's ``params/`` and ``buffers/``)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = f.metadata() or {}
+        keys = list(f.keys())
+        prefixed = all(k.split("/", 1)[0] in ("params", "buffers", "optimizer") for k in keys)
+        tree = {k: f.get_tensor(k) for k in keys} if prefixed else None
+    notes = []
+    if prefixed:
+        notes.append(f"training checkpoint ({metadata.get('format')}): params/ and buffers/ read, optimizer/ skipped")
+        tree = {k.split("/", 1)[1]: v for k, v in tree.items() if not k.startswith("optimizer/")}
+    else:
+        try:
+            tree, _ = load_params(path)
+        except SpecError as exc:  # a partial tree or buffers beside a spec: take the file as it is
+            notes.append(f"read without its spec check ({exc})")
+            with safe_open(str(path), framework="numpy") as f:
+                tree = {k: f.get_tensor(k) for k in f.keys()}
+    tensors = []
+    for name, array in tree.items():
+        role = name.rsplit(".", 1)[-1]
+        if role not in ROLES or role == "skip":
+            raise PortError(f"{path}: tensor {name!r} is not a canonical parameter or buffer name")
+        tensors.append(NativeTensor(name, array, role, name.rsplit(".", 1)[0], None, network_hint(name.split(".")[0])))
+    return NativeCheckpoint("safetensors", str(path), tensors, notes)
+
+
+def write(params: ParamTree, buffers: ParamTree, spec: GANSpec, path: Path) -> list[str]:
+    """The canonical tree as it is; the spec goes into the metadata only for a whole parameter
+    tree (what :func:`~gan_backends.params.load_params` checks it against)."""
+    tree = {**params, **buffers}
+    full = set(params) == set(param_shapes(spec)) and not buffers
+    save_params(path, tree, spec if full else None)
+    note = "safetensors: canonical names" + ("" if full else " (no spec in the metadata: a partial tree or buffers)")
+    return [note]
+
+
+def run(
+    spec: GANSpec,
+    nets: Sequence[str],
+    inputs: Mapping[str, np.ndarray],
+    *,
+    params: ParamTree | None = None,
+    buffers: ParamTree | None = None,
+    path: str | Path | None = None,
+) -> dict[str, np.ndarray]:
+    """Each of ``nets`` in the float64 NumPy reference, its tree read from ``path`` or given."""
+    if path is not None:
+        params, buffers = to_canonical(read(path), spec, networks=nets)
+    tree = {**(params or {}), **(buffers or {})}
+    return {net: Network(spec, net).forward(tree, np.asarray(inputs[net], np.float64))[0] for net in nets}

@@ -1,0 +1,105 @@
+"""The GAN spec: one framework-free description that every backend builds from.
+
+A spec is data: frozen, keyword-only dataclasses validated on construction, with a JSON
+round-trip (:meth:`GANSpec.to_json` / :meth:`GANSpec.from_json`). Nothing here imports a
+framework. Shapes are per sample (no batch axis); image shapes are channels-last ``(H, W, C)``,
+the project's canonical layout (see ``docs/layouts.md``).
+
+Every hyper-parameter whose framework default differs (Adam eps, LeakyReLU slope, the
+discriminator-loss scale, the initialisation scheme) is a required or explicitly defaulted field
+here, so each backend sets it from the spec and never inherits its framework's default.
+
+Layout: :mod:`~gan_backends.spec.base` (``Shape``, :class:`SpecError`, the field checks),
+:mod:`~gan_backends.spec.layers` (the layer specs and their one registry, ``LAYER_TYPES``),
+:mod:`~gan_backends.spec.training` (loss, optimisers, numerics, initialisation, data
+parallelism) and :mod:`~gan_backends.spec.gan` (:class:`GANSpec`, loading and saving). Every
+name is imported from here, ``gan_backends.spec``.
+"""
+
+from __future__ import annotations
+
+from .base import Shape, SpecError
+from .gan import NETWORKS, GANSpec
+from .layers import (
+    LAYER_TYPES,
+    BatchNorm,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    Padding,
+    ReLU,
+    Reshape,
+    RunningVariance,
+    Sigmoid,
+    Tanh,
+    conv_pads,
+    conv_transpose_crops,
+    layer_from_dict,
+)
+from .training import (
+    CROSS_DEVICE_BATCHNORM,
+    INIT_SCHEMES,
+    LOSS_NAMES,
+    OPTIMIZER_TYPES,
+    PENALTIES,
+    AdamSpec,
+    DataParallelSpec,
+    DType,
+    InitSpec,
+    LossName,
+    LossSpec,
+    MatmulPrecision,
+    Numerics,
+    OptimizerSpec,
+    PenaltyName,
+    RMSpropSpec,
+    SGDSpec,
+    optimizer_from_dict,
+    optimizer_slots,
+)
+
+__all__ = [
+    "CROSS_DEVICE_BATCHNORM",
+    "INIT_SCHEMES",
+    "LAYER_TYPES",
+    "LOSS_NAMES",
+    "NETWORKS",
+    "OPTIMIZER_TYPES",
+    "PENALTIES",
+    "AdamSpec",
+    "BatchNorm",
+    "Conv2D",
+    "ConvTranspose2D",
+    "DType",
+    "DataParallelSpec",
+    "Dense",
+    "Flatten",
+    "GANSpec",
+    "InitSpec",
+    "Layer",
+    "LeakyReLU",
+    "LossName",
+    "LossSpec",
+    "MatmulPrecision",
+    "Numerics",
+    "OptimizerSpec",
+    "Padding",
+    "PenaltyName",
+    "RMSpropSpec",
+    "ReLU",
+    "Reshape",
+    "RunningVariance",
+    "SGDSpec",
+    "Shape",
+    "Sigmoid",
+    "SpecError",
+    "Tanh",
+    "conv_pads",
+    "conv_transpose_crops",
+    "layer_from_dict",
+    "optimizer_from_dict",
+    "optimizer_slots",
+]

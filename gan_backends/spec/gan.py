@@ -1,0 +1,181 @@
+"""The whole GAN: :class:`GANSpec` (shapes, the two networks, the loss, the optimisers, the
+numerics), its cross-section checks, and its JSON round-trip (``to_json``/``from_json``/``load``).
+
+It is the one module that knows every section (:mod:`~gan_backends.spec.layers`,
+:mod:`~gan_backends.spec.training`), so loading and saving live here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .base import Shape, SpecError, _require_positive_int
+from .layers import BatchNorm, Layer, layer_from_dict
+from .training import (
+    OPTIMIZER_TYPES,
+    DataParallelSpec,
+    InitSpec,
+    LossSpec,
+    Numerics,
+    OptimizerSpec,
+    optimizer_from_dict,
+)
+
+NETWORKS: tuple[str, str] = ("generator", "discriminator")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GANSpec:
+    """A whole GAN: shapes, the two networks, the loss, the optimisers and the numerics.
+
+    ``data_shape`` is one sample (e.g. ``(784,)`` or ``(28, 28, 1)``); the generator maps
+    ``(latent_dim,)`` to it, the discriminator maps it to one logit ``(1,)``. One training step
+    is ``n_critic`` discriminator updates followed by one generator update.
+    """
+
+    name: str
+    data_shape: Shape
+    latent_dim: int
+    generator: tuple[Layer, ...]
+    discriminator: tuple[Layer, ...]
+    loss: LossSpec = field(default_factory=LossSpec)
+    g_optimizer: OptimizerSpec
+    d_optimizer: OptimizerSpec
+    n_critic: int = 1
+    numerics: Numerics = field(default_factory=Numerics)
+    init: InitSpec = field(default_factory=InitSpec)
+    data_parallel: DataParallelSpec = field(default_factory=DataParallelSpec)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_shape", tuple(self.data_shape))
+        object.__setattr__(self, "generator", tuple(self.generator))
+        object.__setattr__(self, "discriminator", tuple(self.discriminator))
+        if not self.data_shape:
+            raise SpecError("data_shape must have at least one axis")
+        for dim in self.data_shape:
+            _require_positive_int("data_shape", dim)
+        _require_positive_int("latent_dim", self.latent_dim)
+        _require_positive_int("n_critic", self.n_critic)
+        for net in NETWORKS:
+            layers = getattr(self, net)
+            if not layers:
+                raise SpecError(f"{net} has no layers")
+            for i, layer in enumerate(layers):
+                if not isinstance(layer, Layer):
+                    raise SpecError(f"{net} layer {i} is not a layer spec: {layer!r}")
+        g_out = self.layer_shapes("generator")[-1][1]
+        if g_out != self.data_shape:
+            raise SpecError(f"generator output shape {g_out} does not match data_shape {self.data_shape}")
+        d_out = self.layer_shapes("discriminator")[-1][1]
+        if d_out != (1,):
+            raise SpecError(f"discriminator must end in one logit per sample, shape (1,), got {d_out}")
+        for key in ("g_optimizer", "d_optimizer"):
+            if not isinstance(getattr(self, key), tuple(OPTIMIZER_TYPES.values())):
+                raise SpecError(
+                    f"{key} must be an optimiser spec ({', '.join(OPTIMIZER_TYPES)}), got {getattr(self, key)!r}"
+                )
+        if self.loss.penalty != "none":
+            for i, layer in enumerate(self.discriminator):
+                if isinstance(layer, BatchNorm):
+                    raise SpecError(
+                        f"discriminator layer {i} {layer.describe()}: a gradient penalty ({self.loss.penalty}) is "
+                        "per sample, and BatchNorm mixes the batch; drop it from the critic (Gulrajani et al. "
+                        "2017, section 4) or use no penalty"
+                    )
+
+    def input_shape(self, net: str) -> Shape:
+        return (self.latent_dim,) if net == "generator" else self.data_shape
+
+    def layers(self, net: str) -> tuple[Layer, ...]:
+        if net not in NETWORKS:
+            raise ValueError(f"unknown network {net!r}; known: {', '.join(NETWORKS)}")
+        return getattr(self, net)
+
+    def has_buffers(self) -> bool:
+        """Whether any layer keeps running state (BatchNorm)."""
+        return any(isinstance(layer, BatchNorm) for net in NETWORKS for layer in self.layers(net))
+
+    def layer_shapes(self, net: str) -> list[tuple[Shape, Shape]]:
+        """``(input_shape, output_shape)`` of every layer of ``net``, inferred in order."""
+        shape = self.input_shape(net)
+        shapes = []
+        for i, layer in enumerate(self.layers(net)):
+            try:
+                out = layer.output_shape(shape)
+            except SpecError as exc:
+                raise SpecError(f"{net} layer {i} {layer.describe()}: input shape {shape}: {exc}") from None
+            shapes.append((shape, out))
+            shape = out
+        return shapes
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "data_shape": list(self.data_shape),
+            "latent_dim": self.latent_dim,
+            "generator": [layer.to_dict() for layer in self.generator],
+            "discriminator": [layer.to_dict() for layer in self.discriminator],
+            "loss": dataclasses.asdict(self.loss),
+            "g_optimizer": dataclasses.asdict(self.g_optimizer),
+            "d_optimizer": dataclasses.asdict(self.d_optimizer),
+            "n_critic": self.n_critic,
+            "numerics": dataclasses.asdict(self.numerics),
+            "init": dataclasses.asdict(self.init),
+            "data_parallel": dataclasses.asdict(self.data_parallel),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GANSpec:
+        if not isinstance(data, dict):
+            raise SpecError(f"a spec must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise SpecError(f"unknown spec fields: {', '.join(sorted(unknown))}")
+        kwargs = dict(data)
+        try:
+            for net in NETWORKS:
+                if net in kwargs:
+                    kwargs[net] = tuple(layer_from_dict(item) for item in kwargs[net])
+            sections = (
+                ("loss", LossSpec),
+                ("numerics", Numerics),
+                ("init", InitSpec),
+                ("data_parallel", DataParallelSpec),
+            )
+            for key, sub in sections:
+                if key in kwargs:
+                    kwargs[key] = sub(**kwargs[key])
+            for key in ("g_optimizer", "d_optimizer"):
+                if key in kwargs:
+                    kwargs[key] = optimizer_from_dict(kwargs[key])
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise SpecError(f"bad spec: {exc}") from None
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> GANSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"spec is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> GANSpec:
+        return cls.from_json(Path(path).read_text())
+
+    def to_fields(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (the inverse of ``GANSpec(**fields)``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> GANSpec:
+        return dataclasses.replace(self, **changes)
