@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -232,12 +233,20 @@ def launch(devices: int, job: Any, *, platform: str | None = None, threads: int 
     return _launch_group(devices, job, platform, share, child_job or job)
 
 
-def _rank_job(job: Any, platform: str | None, threads_per_rank: int) -> Any:
-    """``job`` in this rank: join the group (torchrun's environment), run, leave."""
+def _rank_job(job: Any, platform: str | None, threads_per_rank: int, done: Any = None) -> Any:
+    """``job`` in this rank: join the group (torchrun's environment), run, leave. ``done``: an
+    event set once the job has finished in every rank (after a barrier), before the group is
+    torn down."""
     torch.set_num_threads(threads_per_rank)  # N ranks with all threads each would oversubscribe
     device = init_process_group("cpu" if platform == "cpu" else None)
     try:
-        return job(lambda spec, params: TorchDataParallel(spec, params, device=device))
+        result = job(lambda spec, params: TorchDataParallel(spec, params, device=device))
+        # No rank tears the group down while another still runs: gloo aborts a process whose
+        # peer closed its pair first (pytorch/gloo#155).
+        dist.barrier()
+        if done is not None:
+            done.set()
+        return result
     finally:
         dist.destroy_process_group()
 
@@ -252,10 +261,11 @@ def _rank_environment(rank: int, world: int, port: int) -> dict[str, str]:
     }
 
 
-def _child(index: int, world: int, port: int, job: Any, platform: str | None, threads: int) -> None:
-    """Rank ``index + 1`` of a group whose rank 0 is the launching process."""
+def _child(index: int, world: int, port: int, job: Any, platform: str | None, threads: int, done: list) -> None:
+    """Rank ``index + 1`` of a group whose rank 0 is the launching process; sets ``done[index]``
+    once its job has finished."""
     os.environ.update(_rank_environment(index + 1, world, port))
-    _rank_job(job, platform, threads)
+    _rank_job(job, platform, threads, done[index])
 
 
 def _launch_group(world: int, job: Any, platform: str | None, share: int, child_job: Any) -> Any:
@@ -263,9 +273,14 @@ def _launch_group(world: int, job: Any, platform: str | None, share: int, child_
 
     port = _free_port()
     children = None
+    done = [mp.get_context("spawn").Event() for _ in range(world - 1)]
     if world > 1:
         children = mp.start_processes(
-            _child, args=(world, port, child_job, platform, share), nprocs=world - 1, join=False, start_method="spawn"
+            _child,
+            args=(world, port, child_job, platform, share, done),
+            nprocs=world - 1,
+            join=False,
+            start_method="spawn",
         )
     saved = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     os.environ.update(_rank_environment(0, world, port))
@@ -283,9 +298,23 @@ def _launch_group(world: int, job: Any, platform: str | None, share: int, child_
             else:
                 os.environ[key] = value
     if children is not None:
-        while not children.join():
-            pass
+        _join(children, done)
     return result
+
+
+def _join(children: Any, done: list) -> None:
+    """Wait for the spawned ranks. A rank that died after its job had finished in every rank (its
+    ``done`` set) died tearing gloo down, not in the job: what the job computed stands, and it is
+    said as a warning. Any other failure raises as ``torch.multiprocessing`` reports it."""
+    for process in children.processes:
+        process.join()
+    failed = [i for i, process in enumerate(children.processes) if process.exitcode != 0]
+    if any(not done[i].is_set() for i in failed):
+        while not children.join():  # raises with the failed rank's own error
+            pass
+    for i in failed:
+        code = children.processes[i].exitcode
+        warnings.warn(f"torch rank {i + 1} exited with code {code} after its job had finished", stacklevel=2)
 
 
 def _free_port() -> int:
