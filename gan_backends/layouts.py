@@ -34,35 +34,30 @@ def _check(layout: str) -> None:
         raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
 
 
-def to_native(layout: str, role: str, array: np.ndarray, layer: Layer | None = None) -> np.ndarray:
-    """A canonical array of a layer's ``role`` (``kernel``, ``bias``, ...) in ``layout``.
-    ``layer`` (the spec layer) is needed for Flax's transposed-convolution kernel only."""
+# torch's kernel axes, by kernel rank: the permutation canonical -> torch and its inverse.
+_TORCH_PERMUTATION = {2: ((1, 0), (1, 0)), 4: ((3, 2, 0, 1), (2, 3, 1, 0))}
+
+
+def _convert(layout: str, role: str, array: np.ndarray, layer: Layer | None, *, inverse: bool) -> np.ndarray:
     _check(layout)
     if role != "kernel":
         return array
-    if layout == "torch":
-        if array.ndim == 2:
-            return array.T
-        if array.ndim == 4:
-            return array.transpose(3, 2, 0, 1)
+    if layout == "torch" and array.ndim in _TORCH_PERMUTATION:
+        return array.transpose(_TORCH_PERMUTATION[array.ndim][inverse])
     if layout == "flax" and isinstance(layer, ConvTranspose2D) and array.ndim == 4:
-        return array[::-1, ::-1].transpose(0, 1, 3, 2)
+        return array[::-1, ::-1].transpose(0, 1, 3, 2)  # an involution: its own inverse
     return array
+
+
+def to_native(layout: str, role: str, array: np.ndarray, layer: Layer | None = None) -> np.ndarray:
+    """A canonical array of a layer's ``role`` (``kernel``, ``bias``, ...) in ``layout``.
+    ``layer`` (the spec layer) is needed for Flax's transposed-convolution kernel only."""
+    return _convert(layout, role, array, layer, inverse=False)
 
 
 def from_native(layout: str, role: str, array: np.ndarray, layer: Layer | None = None) -> np.ndarray:
     """The inverse of :func:`to_native`: a native array of ``role`` in canonical layout."""
-    _check(layout)
-    if role != "kernel":
-        return array
-    if layout == "torch":
-        if array.ndim == 2:
-            return array.T
-        if array.ndim == 4:
-            return array.transpose(2, 3, 1, 0)
-    if layout == "flax" and isinstance(layer, ConvTranspose2D) and array.ndim == 4:
-        return array[::-1, ::-1].transpose(0, 1, 3, 2)
-    return array
+    return _convert(layout, role, array, layer, inverse=True)
 
 
 def role_of(name: str) -> str:

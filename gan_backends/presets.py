@@ -99,6 +99,33 @@ def _with_loss(spec_kwargs: dict, loss: str, d_scale: float, n_critic: int | Non
     return spec_kwargs
 
 
+def _tutorial_gan(
+    name: str,
+    data_shape: tuple[int, ...],
+    latent_dim: int,
+    generator: list,
+    discriminator: list,
+    dtype: str,
+    loss: str,
+    d_scale: float,
+    n_critic: int | None,
+    **fields,
+) -> GANSpec:
+    """A preset's networks with the tutorials' Adam on both and the named loss preset."""
+    kwargs = dict(
+        name=name,
+        data_shape=data_shape,
+        latent_dim=latent_dim,
+        generator=tuple(generator),
+        discriminator=tuple(discriminator),
+        g_optimizer=tutorial_adam(),
+        d_optimizer=tutorial_adam(),
+        numerics=Numerics(dtype=dtype),  # type: ignore[arg-type]
+        **fields,
+    )
+    return GANSpec(**_with_loss(kwargs, loss, d_scale, n_critic))
+
+
 def mlp(
     *,
     data_shape: Sequence[int] = (784,),
@@ -132,17 +159,7 @@ def mlp(
     for width in d_hidden:
         discriminator += [Dense(units=width), LeakyReLU(slope=slope)]
     discriminator.append(Dense(units=1))
-    kwargs = dict(
-        name=name,
-        data_shape=data_shape,
-        latent_dim=latent_dim,
-        generator=tuple(generator),
-        discriminator=tuple(discriminator),
-        g_optimizer=tutorial_adam(),
-        d_optimizer=tutorial_adam(),
-        numerics=Numerics(dtype=dtype),  # type: ignore[arg-type]
-    )
-    return GANSpec(**_with_loss(kwargs, loss, d_scale, n_critic))
+    return _tutorial_gan(name, data_shape, latent_dim, generator, discriminator, dtype, loss, d_scale, n_critic)
 
 
 def tiny(**overrides) -> GANSpec:
@@ -228,18 +245,8 @@ def dcgan(
         discriminator.append(Conv2D(filters=width, kernel=4, stride=2, padding=1, use_bias=not d_batchnorm))
         discriminator += [bn(), LeakyReLU(slope=slope)] if d_batchnorm else [LeakyReLU(slope=slope)]
     discriminator += [Conv2D(filters=1, kernel=start, stride=1, padding="valid", use_bias=not d_batchnorm), Flatten()]
-    kwargs = dict(
-        name=name,
-        data_shape=(image_size, image_size, channels),
-        latent_dim=latent_dim,
-        generator=tuple(generator),
-        discriminator=tuple(discriminator),
-        g_optimizer=tutorial_adam(),
-        d_optimizer=tutorial_adam(),
-        numerics=Numerics(dtype=dtype),  # type: ignore[arg-type]
-        init=InitSpec(scheme="normal", std=0.02),
-    )
-    return GANSpec(**_with_loss(kwargs, loss, d_scale, n_critic))
+    shape, init = (image_size, image_size, channels), InitSpec(scheme="normal", std=0.02)
+    return _tutorial_gan(name, shape, latent_dim, generator, discriminator, dtype, loss, d_scale, n_critic, init=init)
 
 
 def dcgan_28(**overrides) -> GANSpec:

@@ -131,6 +131,7 @@ NON_DEFAULT_MODES = {"torch": ["compile"], "tensorflow": ["xla", "eager"], "jax"
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("torch-compile")  # one worker pays inductor's start-up
 def test_every_mode_agrees_with_reference(framework, rng):
     spec = get_preset("tiny", dtype="float64")
     params = init_params(spec, 3)

@@ -132,12 +132,14 @@ def test_set_buffers_reach_the_state_dict(torch_, rng):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("torch-compile")  # one worker pays inductor's start-up
 def test_running_statistics_under_torch_compile(torch_):
     """The ``conv`` case holds both running-variance conventions (G unbiased, D biased)."""
     check_running_statistics("torch", BatchNormCase("conv"), mode="compile")
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("torch-compile")  # one worker pays inductor's start-up
 @pytest.mark.parametrize(("loss", "penalty", "weight"), PENALTY_CASES, ids=[c[1] for c in PENALTY_CASES])
 def test_penalty_under_torch_compile(torch_, loss, penalty, weight):
     """The penalty's D call runs eagerly (torch.compile has no double backward). The gradient

@@ -125,15 +125,30 @@ class Backend(ABC):
     def framework_version(cls) -> str:
         """Version string(s) of the framework this backend runs on."""
 
+    # Each framework names its devices its own way; a backend sets ``_device`` to what its
+    # ``select_device`` returns and the two descriptions below follow from the hooks.
+    _device: Any = "cpu"
+
+    @staticmethod
+    def select_device(requested: str | None) -> Any:
+        """The framework's device object for ``requested`` (``cpu``, ``cuda``, ``cuda:1``; None:
+        the GPU when there is one)."""
+        return "cpu"
+
+    @staticmethod
+    def describe_device(device: Any) -> str:
+        """A device object as a person reads it, e.g. ``cuda:0 (NVIDIA H100)``."""
+        return str(device)
+
     @classmethod
-    @abstractmethod
     def default_device(cls) -> str:
         """The device a new instance picks when none is requested (GPU when present)."""
+        return cls.describe_device(cls.select_device(None))
 
     @property
-    @abstractmethod
     def device(self) -> str:
         """The device this instance computes on, e.g. ``cpu`` or ``cuda:0 (NVIDIA H100)``."""
+        return self.describe_device(self._device)
 
     @property
     def dtype(self) -> np.dtype:

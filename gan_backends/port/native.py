@@ -95,6 +95,29 @@ class NativeTensor:
         return tuple(self.array.shape)
 
 
+@dataclass(frozen=True)
+class NativeRun:
+    """What a checkpoint part's ``run(job)`` computes: each network of ``nets`` built from ``spec``
+    in its framework, in inference mode, on ``inputs[net]``; its weights loaded the framework's
+    own way from the native file ``path`` (as that part's ``write`` writes it) or, without a
+    path, made from the canonical ``params`` and ``buffers``."""
+
+    spec: GANSpec
+    nets: tuple[str, ...]
+    inputs: Mapping[str, np.ndarray]
+    params: ParamTree = field(default_factory=dict)
+    buffers: ParamTree = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.spec.numerics.dtype)
+
+    def input(self, net: str) -> np.ndarray:
+        """The input of ``net`` in the spec's dtype."""
+        return np.asarray(self.inputs[net], self.dtype)
+
+
 @dataclass
 class NativeCheckpoint:
     """What a reader found: the tensors in the file's layer order (as far as it is known), the
@@ -155,7 +178,7 @@ def _suggested(kind: CheckpointKind) -> str:
 
 def checkpoint_part(kind: str) -> ModuleType:
     """The module that reads, writes and runs ``kind``: ``read(path, **options)``,
-    ``write(params, buffers, spec, path)``, ``run(spec, nets, inputs, *, params, buffers, path)``."""
+    ``write(params, buffers, spec, path)``, ``run(job: NativeRun)``."""
     framework = FRAMEWORK_OF_KIND[canonical_kind(kind)]
     if framework is None:
         from . import safetensors  # it builds on this module, so it cannot be imported at the top

@@ -8,7 +8,6 @@ reference. The same three functions as every framework package's ``checkpoint`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from ..backends.numpy.network import Network
 from ..params import ParamTree, load_params, param_shapes, save_params
 from ..spec import GANSpec, SpecError
 from .match import to_canonical
-from .native import ROLES, NativeCheckpoint, NativeTensor, PortError, network_hint
+from .native import ROLES, NativeCheckpoint, NativeRun, NativeTensor, PortError, network_hint
 
 
 def read(path: str | Path) -> NativeCheckpoint:
@@ -59,17 +58,10 @@ def write(params: ParamTree, buffers: ParamTree, spec: GANSpec, path: Path) -> l
     return [note]
 
 
-def run(
-    spec: GANSpec,
-    nets: Sequence[str],
-    inputs: Mapping[str, np.ndarray],
-    *,
-    params: ParamTree | None = None,
-    buffers: ParamTree | None = None,
-    path: str | Path | None = None,
-) -> dict[str, np.ndarray]:
-    """Each of ``nets`` in the float64 NumPy reference, its tree read from ``path`` or given."""
-    if path is not None:
-        params, buffers = to_canonical(read(path), spec, networks=nets)
-    tree = {**(params or {}), **(buffers or {})}
-    return {net: Network(spec, net).forward(tree, np.asarray(inputs[net], np.float64))[0] for net in nets}
+def run(job: NativeRun) -> dict[str, np.ndarray]:
+    """Each network in the float64 NumPy reference, its tree read from the file or given."""
+    params, buffers = job.params, job.buffers
+    if job.path is not None:
+        params, buffers = to_canonical(read(job.path), job.spec, networks=job.nets)
+    tree = {**params, **buffers}
+    return {net: Network(job.spec, net).forward(tree, np.asarray(job.inputs[net], np.float64))[0] for net in job.nets}

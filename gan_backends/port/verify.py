@@ -17,7 +17,7 @@ import numpy as np
 
 from ..params import ParamTree
 from ..spec import NETWORKS, GANSpec
-from .native import canonical_kind, checked_trees, checkpoint_part, networks_of
+from .native import NativeRun, canonical_kind, checked_trees, checkpoint_part, networks_of
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ def native_outputs(
         if params is None:
             raise ValueError("native_outputs needs params or path")
         _, params, buffers = checked_trees(params, buffers, spec)
-    return checkpoint_part(kind).run(spec, nets, inputs, params=params, buffers=buffers, path=path)
+    job = NativeRun(spec, nets, inputs, params or {}, buffers or {}, None if path is None else Path(path))
+    return checkpoint_part(kind).run(job)
 
 
 def verify(

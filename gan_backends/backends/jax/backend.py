@@ -71,6 +71,8 @@ def sq_norms(g: jax.Array) -> jax.Array:
 
 class JaxBackend(Backend):
     loss_ops = JAX_OPS
+    select_device = staticmethod(select_device)
+    describe_device = staticmethod(describe_device)
 
     @staticmethod
     def from_numpy(array: np.ndarray):
@@ -120,14 +122,6 @@ class JaxBackend(Backend):
     @classmethod
     def framework_version(cls) -> str:
         return f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}"
-
-    @classmethod
-    def default_device(cls) -> str:
-        return describe_device(select_device(None))
-
-    @property
-    def device(self) -> str:
-        return describe_device(self._device)
 
     # -- parameters and buffers ----------------------------------------------------------
     def _put(self, value: np.ndarray) -> jax.Array:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from ...params import ParamTree
 from ...port.native import (
     ROLE_ORDER,
     NativeCheckpoint,
+    NativeRun,
     NativeTensor,
     PortError,
     natural_key,
@@ -286,22 +287,14 @@ def write(params: ParamTree, buffers: ParamTree, spec: GANSpec, path: Path) -> l
     return ["flax: msgpack of {'params', 'batch_stats'} with flax.linen auto names (Dense_0, ...)"]
 
 
-def run(
-    spec: GANSpec,
-    nets: Sequence[str],
-    inputs: Mapping[str, np.ndarray],
-    *,
-    params: ParamTree | None = None,
-    buffers: ParamTree | None = None,
-    path: str | Path | None = None,
-) -> dict[str, np.ndarray]:
-    """Each of ``nets`` as :func:`flax_module`, its variables restored from the msgpack file
-    ``path`` (as :func:`write` writes it) or made from the trees."""
-    dtype = np.dtype(spec.numerics.dtype)
-    if dtype == np.float64:
+def run(job: NativeRun) -> dict[str, np.ndarray]:
+    """Each network as :func:`flax_module`, its variables restored from the msgpack file (as
+    :func:`write` writes it) or made from the trees."""
+    spec, nets = job.spec, job.nets
+    if job.dtype == np.float64:
         jax.config.update("jax_enable_x64", True)
-    if path is not None:
-        restored = serialization.msgpack_restore(Path(path).read_bytes())
+    if job.path is not None:
+        restored = serialization.msgpack_restore(job.path.read_bytes())
         if len(nets) == 1 and nets[0] not in restored["params"]:
             variables = {nets[0]: restored}
         else:
@@ -313,7 +306,5 @@ def run(
                 for net in nets
             }
     else:
-        variables = flax_variables(params or {}, buffers or {}, spec)
-    return {
-        net: np.asarray(flax_module(spec, net).apply(variables[net], np.asarray(inputs[net], dtype))) for net in nets
-    }
+        variables = flax_variables(job.params, job.buffers, spec)
+    return {net: np.asarray(flax_module(spec, net).apply(variables[net], job.input(net))) for net in nets}

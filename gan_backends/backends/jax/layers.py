@@ -100,56 +100,58 @@ class BF16Dense(nn.Module):
         return y
 
 
-class Conv(nn.Module):
-    """:class:`~gan_backends.spec.Conv2D`: the spec's explicit zero padding (never Flax's
-    'SAME', which agrees only by convention), a strided correlation, then the bias."""
+class _KernelLayer(nn.Module):
+    """A convolution of the spec: its ``kernel`` applied by :meth:`op` under the precision
+    policy of :func:`product`, then its ``bias``."""
 
-    layer: Conv2D
+    layer: Conv2D | ConvTranspose2D
     dtype: Any
     precision: Any
 
+    def op(self, in_shape: tuple[int, ...]) -> Callable[..., jax.Array]:
+        raise NotImplementedError  # pragma: no cover - each convolution's own
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        spec = self.layer
-        shape = spec.param_shapes(x.shape[1:])
+        shape = self.layer.param_shapes(x.shape[1:])
         kernel = self.param("kernel", nn.initializers.zeros, shape["kernel"], self.dtype)
-        stride, pads = (spec.stride, spec.stride), spec.pads(x.shape[1:])
+        y = product(self.op(x.shape[1:]), x, kernel, self.precision)
+        if self.layer.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, shape["bias"], self.dtype)
+        return y
+
+
+class Conv(_KernelLayer):
+    """:class:`~gan_backends.spec.Conv2D`: the spec's explicit zero padding (never Flax's
+    'SAME', which agrees only by convention), a strided correlation, then the bias."""
+
+    def op(self, in_shape: tuple[int, ...]) -> Callable[..., jax.Array]:
+        stride, pads = (self.layer.stride, self.layer.stride), self.layer.pads(in_shape)
 
         def conv(lhs: jax.Array, rhs: jax.Array, precision: Any, out: Any) -> jax.Array:
             return jax.lax.conv_general_dilated(
                 lhs, rhs, stride, pads, dimension_numbers=IMAGE_DIMS, precision=precision, preferred_element_type=out
             )
 
-        y = product(conv, x, kernel, self.precision)
-        if spec.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, shape["bias"], self.dtype)
-        return y
+        return conv
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(_KernelLayer):
     """:class:`~gan_backends.spec.ConvTranspose2D`: ``lax.conv_transpose`` with
     ``transpose_kernel=True`` takes the canonical ``(kh, kw, out, in)`` kernel as it is (read as
     HWIO of the forward conv). Its explicit padding pairs act on the stride-dilated input, so
     ``k - 1 - crop`` per side gives the full output with the spec's crops in one op; a negative
     crop (output_padding) pads more, a crop beyond ``k - 1`` is a negative padding (XLA crops)."""
 
-    layer: ConvTranspose2D
-    dtype: Any
-    precision: Any
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        spec = self.layer
-        shape = spec.param_shapes(x.shape[1:])
-        kernel = self.param("kernel", nn.initializers.zeros, shape["kernel"], self.dtype)
-        k = spec.kernel
-        pads = tuple((k - 1 - lo, k - 1 - hi) for lo, hi in spec.crops(x.shape[1:]))
+    def op(self, in_shape: tuple[int, ...]) -> Callable[..., jax.Array]:
+        k, stride = self.layer.kernel, (self.layer.stride, self.layer.stride)
+        pads = tuple((k - 1 - lo, k - 1 - hi) for lo, hi in self.layer.crops(in_shape))
 
         def conv_t(lhs: jax.Array, rhs: jax.Array, precision: Any, out: Any) -> jax.Array:
             return jax.lax.conv_transpose(
                 lhs,
                 rhs,
-                (spec.stride, spec.stride),
+                stride,
                 pads,
                 dimension_numbers=IMAGE_DIMS,
                 transpose_kernel=True,
@@ -157,10 +159,7 @@ class ConvTranspose(nn.Module):
                 preferred_element_type=out,
             )
 
-        y = product(conv_t, x, kernel, self.precision)
-        if spec.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, shape["bias"], self.dtype)
-        return y
+        return conv_t
 
 
 class TorchBatchNorm(nn.Module):

@@ -89,14 +89,6 @@ class NumpyReference(Backend):
     def framework_version(cls) -> str:
         return f"numpy {np.__version__}"
 
-    @classmethod
-    def default_device(cls) -> str:
-        return "cpu"
-
-    @property
-    def device(self) -> str:
-        return "cpu"
-
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(F64)

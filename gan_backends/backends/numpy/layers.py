@@ -34,11 +34,18 @@ Forward = Callable[..., tuple[np.ndarray, Any]]
 Backward = Callable[[Any, dict[str, np.ndarray], Any, np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]]
 
 
-def _dense_fwd(layer: Dense, p, x, *, training: bool = False):
-    y = x @ p["kernel"]
-    if layer.use_bias:
-        y = y + p["bias"]
-    return y, x
+def _affine(apply: Callable[[Any, np.ndarray, np.ndarray], np.ndarray]) -> Forward:
+    """The forward of a layer that is ``apply(layer, kernel, x)`` plus its bias (cache: ``x``)."""
+
+    def forward(layer, p, x, *, training: bool = False):
+        y = apply(layer, p["kernel"], x)
+        return (y + p["bias"] if layer.use_bias else y), x
+
+    return forward
+
+
+def _dense_apply(layer: Dense, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return x @ kernel
 
 
 def _dense_bwd(layer: Dense, p, x, dy):
@@ -144,13 +151,6 @@ def _conv_apply(layer: Conv2D, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (cols @ kernel.reshape(-1, kernel.shape[-1])).reshape(x.shape[0], ho, wo, kernel.shape[-1])
 
 
-def _conv_fwd(layer: Conv2D, p, x, *, training: bool = False):
-    y = _conv_apply(layer, p["kernel"], x)
-    if layer.use_bias:
-        y = y + p["bias"]
-    return y, x
-
-
 def _conv_bwd(layer: Conv2D, p, x, dy):
     kernel = p["kernel"]
     (top, _), (left, _) = pads = layer.pads(x.shape[1:])
@@ -178,13 +178,6 @@ def _conv_transpose_apply(layer: ConvTranspose2D, kernel: np.ndarray, x: np.ndar
     cols = x.reshape(-1, c_in) @ kernel.reshape(-1, c_in).T  # (N*H*W, k*k*out)
     full = _col2im(cols, n, (h, w), layer.kernel, layer.stride, _full_hw(layer, x))
     return _crop(full, layer.crops(x.shape[1:]))
-
-
-def _conv_transpose_fwd(layer: ConvTranspose2D, p, x, *, training: bool = False):
-    y = _conv_transpose_apply(layer, p["kernel"], x)
-    if layer.use_bias:
-        y = y + p["bias"]
-    return y, x
 
 
 def _conv_transpose_bwd(layer: ConvTranspose2D, p, x, dy):
@@ -251,9 +244,9 @@ def bn_running_update(layer: BatchNorm, buffers: dict[str, np.ndarray], cache: _
 
 
 LAYER_MATH: dict[type[Layer], tuple[Forward, Backward]] = {
-    Dense: (_dense_fwd, _dense_bwd),
-    Conv2D: (_conv_fwd, _conv_bwd),
-    ConvTranspose2D: (_conv_transpose_fwd, _conv_transpose_bwd),
+    Dense: (_affine(_dense_apply), _dense_bwd),
+    Conv2D: (_affine(_conv_apply), _conv_bwd),
+    ConvTranspose2D: (_affine(_conv_transpose_apply), _conv_transpose_bwd),
     BatchNorm: (_bn_fwd, _bn_bwd),
     LeakyReLU: (_leaky_fwd, _leaky_bwd),
     ReLU: (_relu_fwd, _relu_bwd),
@@ -268,7 +261,7 @@ LAYER_MATH: dict[type[Layer], tuple[Forward, Backward]] = {
 # masks are diagonal, so their tangent is their backward.
 Tangent = Callable[[Any, dict[str, np.ndarray], Any, np.ndarray], np.ndarray]
 PIECEWISE_LINEAR: dict[type[Layer], Tangent] = {
-    Dense: lambda layer, p, cache, t: t @ p["kernel"],
+    Dense: lambda layer, p, cache, t: _dense_apply(layer, p["kernel"], t),
     Conv2D: lambda layer, p, cache, t: _conv_apply(layer, p["kernel"], t),
     ConvTranspose2D: lambda layer, p, cache, t: _conv_transpose_apply(layer, p["kernel"], t),
     LeakyReLU: lambda layer, p, cache, t: _leaky_bwd(layer, p, cache, t)[0],

@@ -73,6 +73,8 @@ def configure_runtime(spec: GANSpec) -> None:
 
 class TensorFlowBackend(Backend):
     loss_ops = TF_OPS
+    select_device = staticmethod(select_device)
+    describe_device = staticmethod(describe_device)
 
     @staticmethod
     def from_numpy(array: np.ndarray):
@@ -122,14 +124,6 @@ class TensorFlowBackend(Backend):
     @classmethod
     def framework_version(cls) -> str:
         return f"tensorflow {tf.__version__}"
-
-    @classmethod
-    def default_device(cls) -> str:
-        return describe_device(select_device(None))
-
-    @property
-    def device(self) -> str:
-        return describe_device(self._device)
 
     # -- parameters ----------------------------------------------------------------------
     def set_params(self, params: ParamTree) -> None:

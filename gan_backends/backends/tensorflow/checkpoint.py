@@ -41,7 +41,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import re  # noqa: E402
-from collections.abc import Callable, Mapping, Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -50,9 +50,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ...params import ParamTree  # noqa: E402
-from ...port.native import (  # noqa: E402
+from ...port.native import (
     ROLE_ORDER,
     NativeCheckpoint,
+    NativeRun,  # noqa: E402
     NativeTensor,
     PortError,
     network_hint,
@@ -302,19 +303,13 @@ def write(params: ParamTree, buffers: ParamTree, spec: GANSpec, path: Path) -> l
     return ["keras: save_weights of the Keras Sequential of the spec's layers"]
 
 
-def run(
-    spec: GANSpec,
-    nets: Sequence[str],
-    inputs: Mapping[str, np.ndarray],
-    *,
-    params: ParamTree | None = None,
-    buffers: ParamTree | None = None,
-    path: str | Path | None = None,
-) -> dict[str, np.ndarray]:
-    """Each of ``nets`` as :func:`keras_model` in inference mode, its weights loaded with
-    ``load_weights`` from ``path`` or set from the trees."""
-    dtype = np.dtype(spec.numerics.dtype)
-    model, per_net = keras_model(spec, nets, params if path is None else None, buffers if path is None else None)
-    if path is not None:
-        model.load_weights(str(path))
-    return {net: np.asarray(per_net[net](np.asarray(inputs[net], dtype), training=False)) for net in nets}
+def run(job: NativeRun) -> dict[str, np.ndarray]:
+    """Each network as :func:`keras_model` in inference mode, its weights loaded with
+    ``load_weights`` from the file or set from the trees."""
+    from_file = job.path is not None
+    model, per_net = keras_model(
+        job.spec, job.nets, None if from_file else job.params, None if from_file else job.buffers
+    )
+    if from_file:
+        model.load_weights(str(job.path))
+    return {net: np.asarray(per_net[net](job.input(net), training=False)) for net in job.nets}

@@ -36,8 +36,22 @@ class TorchFormOptimizer(tf.Module):
             for slot in slot_vars:
                 slot.assign(tf.zeros_like(slot))
 
-    def apply(self, grads: list[tf.Tensor]) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def apply(self, grads: list[tf.Tensor]) -> None:
+        """One step: the counter, then each parameter's update with its gradient, torch's
+        coupled weight decay ``g + wd·p`` added first."""
+        self.step.assign_add(1)
+        scalars = self.step_scalars()
+        for k, (p, g) in enumerate(zip(self.variables_, grads)):
+            if self.spec.weight_decay:
+                g = g + self.spec.weight_decay * p
+            self.update(k, p, g, scalars)
+
+    def step_scalars(self) -> tuple[tf.Tensor, ...]:
+        """What the step shares across parameters (Adam's bias corrections); none by default."""
+        return ()
+
+    def update(self, k: int, p: tf.Variable, g: tf.Tensor, scalars: tuple[tf.Tensor, ...]) -> None:
+        raise NotImplementedError  # pragma: no cover - each optimiser's rule
 
 
 class TorchFormAdam(TorchFormOptimizer):
@@ -46,47 +60,43 @@ class TorchFormAdam(TorchFormOptimizer):
     Bias corrections are computed in float64 and cast, as torch computes them as Python floats.
     """
 
-    def apply(self, grads: list[tf.Tensor]) -> None:
+    def step_scalars(self) -> tuple[tf.Tensor, ...]:
         s = self.spec
-        self.step.assign_add(1)
         t = tf.cast(self.step, tf.float64)
         bc1 = 1.0 - tf.pow(tf.constant(s.beta1, tf.float64), t)
         bc2_sqrt = tf.sqrt(1.0 - tf.pow(tf.constant(s.beta2, tf.float64), t))
         dtype = self.variables_[0].dtype  # one spec dtype: cast the scalars once, not per variable
-        step_size, bc2_sqrt = tf.cast(s.lr / bc1, dtype), tf.cast(bc2_sqrt, dtype)
-        for p, g, m, v in zip(self.variables_, grads, self.slots["m"], self.slots["v"]):
-            if s.weight_decay:
-                g = g + s.weight_decay * p
-            # m ← m + (1 − β₁)(g − m): torch's `exp_avg.lerp_(grad, 1 − β₁)`; in-place adds.
-            m.assign_add((1.0 - s.beta1) * (g - m))
-            v.assign_add((1.0 - s.beta2) * (tf.square(g) - v))
-            p.assign_sub(step_size * m / (tf.sqrt(v) / bc2_sqrt + s.eps))
+        return tf.cast(s.lr / bc1, dtype), tf.cast(bc2_sqrt, dtype)
+
+    def update(self, k: int, p: tf.Variable, g: tf.Tensor, scalars: tuple[tf.Tensor, ...]) -> None:
+        s, (step_size, bc2_sqrt) = self.spec, scalars
+        m, v = self.slots["m"][k], self.slots["v"][k]
+        # m ← m + (1 − β₁)(g − m): torch's `exp_avg.lerp_(grad, 1 − β₁)`; in-place adds.
+        m.assign_add((1.0 - s.beta1) * (g - m))
+        v.assign_add((1.0 - s.beta2) * (tf.square(g) - v))
+        p.assign_sub(step_size * m / (tf.sqrt(v) / bc2_sqrt + s.eps))
 
 
 class TorchFormRMSprop(TorchFormOptimizer):
     """``torch.optim.RMSprop``'s update with TF ops; formula in :class:`~gan_backends.spec.RMSpropSpec`
     (eps outside the root, ``v`` from 0; Keras' RMSprop defaults to rho 0.9, eps 1e-7)."""
 
-    def apply(self, grads: list[tf.Tensor]) -> None:
+    def update(self, k: int, p: tf.Variable, g: tf.Tensor, scalars: tuple[tf.Tensor, ...]) -> None:
         s = self.spec
-        self.step.assign_add(1)
-        for k, (p, g) in enumerate(zip(self.variables_, grads)):
-            if s.weight_decay:
-                g = g + s.weight_decay * p
-            v = s.alpha * self.slots["v"][k] + (1.0 - s.alpha) * tf.square(g)
-            self.slots["v"][k].assign(v)
-            if s.centered:
-                grad_avg = s.alpha * self.slots["grad_avg"][k] + (1.0 - s.alpha) * g
-                self.slots["grad_avg"][k].assign(grad_avg)
-                avg = tf.sqrt(v - tf.square(grad_avg)) + s.eps
-            else:
-                avg = tf.sqrt(v) + s.eps
-            if s.momentum:
-                buf = s.momentum * self.slots["momentum"][k] + g / avg
-                self.slots["momentum"][k].assign(buf)
-                p.assign_sub(s.lr * buf)
-            else:
-                p.assign_sub(s.lr * (g / avg))
+        v = s.alpha * self.slots["v"][k] + (1.0 - s.alpha) * tf.square(g)
+        self.slots["v"][k].assign(v)
+        if s.centered:
+            grad_avg = s.alpha * self.slots["grad_avg"][k] + (1.0 - s.alpha) * g
+            self.slots["grad_avg"][k].assign(grad_avg)
+            avg = tf.sqrt(v - tf.square(grad_avg)) + s.eps
+        else:
+            avg = tf.sqrt(v) + s.eps
+        if s.momentum:
+            buf = s.momentum * self.slots["momentum"][k] + g / avg
+            self.slots["momentum"][k].assign(buf)
+            p.assign_sub(s.lr * buf)
+        else:
+            p.assign_sub(s.lr * (g / avg))
 
 
 class TorchFormSGD(TorchFormOptimizer):
@@ -94,17 +104,13 @@ class TorchFormSGD(TorchFormOptimizer):
     creates the momentum buffer as a copy of the first gradient: ``momentum·0 + g`` is that
     exactly, so the buffer starts at 0 here and imports/exports like the other slots."""
 
-    def apply(self, grads: list[tf.Tensor]) -> None:
+    def update(self, k: int, p: tf.Variable, g: tf.Tensor, scalars: tuple[tf.Tensor, ...]) -> None:
         s = self.spec
-        self.step.assign_add(1)
-        for k, (p, g) in enumerate(zip(self.variables_, grads)):
-            if s.weight_decay:
-                g = g + s.weight_decay * p
-            if s.momentum:
-                buf = s.momentum * self.slots["momentum"][k] + g
-                self.slots["momentum"][k].assign(buf)
-                g = g + s.momentum * buf if s.nesterov else buf
-            p.assign_sub(s.lr * g)
+        if s.momentum:
+            buf = s.momentum * self.slots["momentum"][k] + g
+            self.slots["momentum"][k].assign(buf)
+            g = g + s.momentum * buf if s.nesterov else buf
+        p.assign_sub(s.lr * g)
 
 
 def make_optimizer(spec: OptimizerSpec, variables: list[tf.Variable], name: str) -> TorchFormOptimizer:

@@ -87,6 +87,8 @@ def apply_precision(spec: GANSpec) -> None:
 
 class TorchBackend(Backend):
     loss_ops = TORCH_OPS
+    select_device = staticmethod(select_device)
+    describe_device = staticmethod(describe_device)
 
     @staticmethod
     def from_numpy(array: np.ndarray):
@@ -128,14 +130,6 @@ class TorchBackend(Backend):
     @classmethod
     def framework_version(cls) -> str:
         return f"torch {torch.__version__}"
-
-    @classmethod
-    def default_device(cls) -> str:
-        return describe_device(select_device(None))
-
-    @property
-    def device(self) -> str:
-        return describe_device(self._device)
 
     # -- parameters ----------------------------------------------------------------------
     def _modules(self) -> tuple[tuple[str, nn.Sequential], ...]:

@@ -18,7 +18,7 @@ state_dict}``. Layouts: :mod:`gan_backends.layouts` (``torch``).
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch
 from ... import layouts
 from ..._io import atomic_write_bytes
 from ...params import ParamTree
-from ...port.native import NativeCheckpoint, NativeTensor, PortError, network_hint, networks_of, state_layers
+from ...port.native import NativeCheckpoint, NativeRun, NativeTensor, PortError, network_hint, networks_of, state_layers
 from ...spec import BatchNorm, GANSpec
 from .layers import CanonicalIO, build_network, is_image
 
@@ -165,28 +165,20 @@ def write(params: ParamTree, buffers: ParamTree, spec: GANSpec, path: Path) -> l
     return [f"torch: {layout} of nn.Sequential (keys like {next(iter(states[nets[0]]))})"]
 
 
-def run(
-    spec: GANSpec,
-    nets: Sequence[str],
-    inputs: Mapping[str, np.ndarray],
-    *,
-    params: ParamTree | None = None,
-    buffers: ParamTree | None = None,
-    path: str | Path | None = None,
-) -> dict[str, np.ndarray]:
-    """Each of ``nets`` as the spec's ``nn.Sequential`` in eval mode, its ``state_dict`` loaded
-    strictly from the file ``path`` (as :func:`write` writes it) or made from the trees."""
-    dtype = np.dtype(spec.numerics.dtype)
-    if path is not None:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+def run(job: NativeRun) -> dict[str, np.ndarray]:
+    """Each network as the spec's ``nn.Sequential`` in eval mode, its ``state_dict`` loaded
+    strictly from the file (as :func:`write` writes it) or made from the trees."""
+    spec, nets = job.spec, job.nets
+    if job.path is not None:
+        obj = torch.load(str(job.path), map_location="cpu", weights_only=True)
         states = {nets[0]: obj} if _is_state_dict(obj) else {net: obj[net] for net in nets}
     else:
-        states = state_dicts(params or {}, buffers or {}, spec)
+        states = state_dicts(job.params, job.buffers, spec)
     out = {}
     for net in nets:
-        seq = build_network(spec, net).to(getattr(torch, dtype.name))
+        seq = build_network(spec, net).to(getattr(torch, job.dtype.name))
         seq.load_state_dict(states[net], strict=True)
         model = CanonicalIO(seq, is_image(spec.input_shape(net)), is_image(spec.layer_shapes(net)[-1][1])).eval()
         with torch.no_grad():
-            out[net] = model(torch.from_numpy(np.ascontiguousarray(inputs[net], dtype))).numpy()
+            out[net] = model(torch.from_numpy(np.ascontiguousarray(job.input(net)))).numpy()
     return out
