@@ -4,6 +4,9 @@
 Each command parses its options, calls its job and prints: what a job computes or writes lives in
 the job (:mod:`.check`, :mod:`.bench`, :mod:`.train`, :mod:`.port`, :mod:`.losscheck`).
 
+Every command keeps one exit-code contract (:mod:`.commands.contract`): 0 done, 1 the measured
+answer is "no", 2 bad input, 3 internal error (traceback in a log file), 130 interrupted.
+
 TensorFlow's start-up log lines (oneDNN, absl, CUDA-not-found) are kept off the terminal
 (:mod:`.startup_logs`); ``TF_CPP_MIN_LOG_LEVEL=0 gan-backends ...`` shows them.
 """
@@ -21,6 +24,7 @@ from .commands.bench import bench
 from .commands.check import check
 from .commands.common import console
 from .commands.common import fail as _fail
+from .commands.contract import keeps_contract
 from .commands.losscheck import losscheck
 from .commands.port import port
 from .commands.train import sample, train
@@ -32,7 +36,6 @@ from .startup_logs import quiet_framework_logs
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="One GAN spec, three frameworks, proven equal.")
 
 
-@app.command()
 def info() -> None:
     """List each backend with its framework version, default device and availability."""
     table = Table(title="gan-backends backends", title_justify="left")
@@ -50,7 +53,6 @@ def info() -> None:
         console.print(escape(hint), soft_wrap=True)
 
 
-@app.command()
 def specs(name: Annotated[Optional[str], typer.Argument(help="Preset to print as JSON.")] = None) -> None:
     """List the presets, or print one as spec JSON (a starting point for your own spec file)."""
     if name is None:
@@ -64,9 +66,10 @@ def specs(name: Annotated[Optional[str], typer.Argument(help="Preset to print as
         raise _fail(str(exc)) from None
 
 
-# Registered here, in this order, so that --help lists the commands as the README does.
-for command in (check, bench, train, sample, port, losscheck):
-    app.command()(command)
+# Registered here, in this order, so that --help lists the commands as the README does; each
+# keeps the exit-code contract.
+for command in (info, specs, check, bench, train, sample, port, losscheck):
+    app.command()(keeps_contract(command))
 
 
 def main() -> None:  # console-script entry point

@@ -13,7 +13,6 @@ arrays. Checkpoints are safetensors files carrying the spec as JSON metadata; ne
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -168,16 +167,28 @@ def save_params(path: str | Path, tree: ParamTree, spec: GANSpec | None = None) 
     atomic_write_bytes(path, data)
 
 
-def load_params(path: str | Path) -> tuple[ParamTree, GANSpec | None]:
-    """Read a safetensors parameter file; return the tree (in file order) and its spec if stored."""
+def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """The metadata and every tensor of a safetensors file. A file that is missing, a folder,
+    truncated or not safetensors at all is a :class:`SpecError` naming it (safetensors' own
+    error would read as ours: ``header too large``)."""
     from safetensors import safe_open
 
-    tree: ParamTree = {}
-    with safe_open(str(path), framework="numpy") as f:
-        metadata = f.metadata() or {}
-        for key in f.keys():
-            tree[key] = f.get_tensor(key)
-    spec = GANSpec.from_dict(json.loads(metadata["spec"])) if "spec" in metadata else None
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {}), {key: f.get_tensor(key) for key in f.keys()}
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, and what its header parser raises
+        raise SpecError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_params(path: str | Path) -> tuple[ParamTree, GANSpec | None]:
+    """Read a safetensors parameter file; return the tree (in file order) and its spec if stored."""
+    metadata, tree = read_safetensors(path)
+    spec = GANSpec.from_json(metadata["spec"]) if "spec" in metadata else None
     if spec is not None:
         check_tree(spec, tree)
         # safetensors sorts keys; restore the spec's canonical order.

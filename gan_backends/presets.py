@@ -290,7 +290,7 @@ def load_spec(name_or_path: str, loss: str | None = None) -> GANSpec:
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
-            raise SpecError(f"spec file {name_or_path!r} does not exist")
+            raise SpecError(f"spec file {name_or_path!r} " + ("is a folder" if path.is_dir() else "does not exist"))
         gan = GANSpec.load(path)
         return with_loss(gan, loss) if loss else gan
     return get_preset(name_or_path, **({"loss": loss} if loss else {}))

@@ -73,6 +73,13 @@ _quick_xla_codegen()
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests marked ``long`` first (in their order), then the rest: two xdist workers that
+    take the long ones early finish together instead of one idling while the other runs a
+    launched engine at the end (measured on a fresh clone: the last 3% took two minutes)."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def require_backend(name: str) -> None:
     if not is_available(name):
         extra = REGISTRY[name].extra

@@ -169,6 +169,7 @@ def test_built_in_batch_sweeps():
         default_sweep("no-such")
 
 
+@pytest.mark.long
 def test_a_tiny_batch_sweep_end_to_end(tmp_path):
     """The real worker: a peak run (a 256² GEMM: 2·256³ = 33,554,432 FLOPs), torch eager at three
     batch sizes with the dispatch clock, and torch's CUDA-graph modes, unavailable on a CPU."""

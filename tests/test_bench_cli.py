@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from gan_backends.bench.report import markdown, ranked
@@ -39,6 +40,7 @@ def mlp_matmul_flops_per_sample() -> int:
     return d_update + g_update
 
 
+@pytest.mark.long
 def test_bench_end_to_end(framework, tmp_path):
     batches = BATCHES[framework]
     args = ["bench", "--backends", framework, "--mode", f"{framework}={FAST_MODE[framework]}"]

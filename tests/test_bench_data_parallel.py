@@ -18,6 +18,8 @@ runner = CliRunner()
 ENGINES = {"torch": "DistributedDataParallel", "tensorflow": "MirroredStrategy", "jax": "jax.jit + NamedSharding"}
 FAST_MODE = {"torch": "eager", "tensorflow": "function", "jax": "jit"}
 
+pytestmark = pytest.mark.long  # launched engines and CLI processes: tens of seconds each
+
 
 def _runs(**fields) -> list[tuple[int, int]]:
     sweep = Sweep(specs=("mlp",), modes={"torch": ("eager",)}, **fields)

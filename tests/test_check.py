@@ -230,6 +230,7 @@ FRAMEWORK_PRESET_LOSSES = [
 ]
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("name, preset, loss", FRAMEWORK_PRESET_LOSSES)
 def test_every_preset_and_loss_agrees_with_the_reference(name, preset, loss):
     """Forward, losses, gradients (second order for the penalties), every layer, one
@@ -246,6 +247,7 @@ def test_every_preset_and_loss_agrees_with_the_reference(name, preset, loss):
     assert len(report.lock_rows[framework]) == 2 + spec.has_buffers()
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(
     "g_opt, d_opt",
     [

@@ -110,6 +110,7 @@ def test_bad_spec_file_names_the_layer(tmp_path):
 TF_START_UP_NOISE = ("oneDNN", "absl::InitializeLog", "port.cc", "cuda")
 
 
+@pytest.mark.long
 @pytest.mark.skipif(len(INSTALLED) < 3, reason="the default check runs all three frameworks")
 def test_default_check_as_installed_command():
     """The README's main job: every installed framework and the reference, the default spec; and

@@ -33,6 +33,9 @@ DEVICES = 2
 ENGINES = {"torch": "DistributedDataParallel", "tensorflow": "MirroredStrategy", "jax": "jax.jit + NamedSharding"}
 
 
+pytestmark = pytest.mark.long  # launched engines and CLI processes: tens of seconds each
+
+
 # -- framework-free ----------------------------------------------------------------------------
 
 

@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: 7.4e-7 (params, TF), 2.7e-7 (running statistics), 8.0e-7 (Adam moments, torch).
 BOUND = 1e-5
 
+pytestmark = pytest.mark.long  # launched engines and CLI processes: tens of seconds each
+
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from ..spec.base import SpecError
 from . import jax as _jax
 from . import numpy as _numpy
 from . import tensorflow as _tensorflow
@@ -39,7 +40,7 @@ def canonical_name(name: str) -> str:
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
     if key not in REGISTRY:
         known = ", ".join(list(REGISTRY) + [f"{a} (= {b})" for a, b in ALIASES.items()])
-        raise ValueError(f"unknown backend {name!r}; known: {known}")
+        raise SpecError(f"unknown backend {name!r}; known: {known}")
     return key
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import FRAMEWORKS, manifest
+from ..errors import parse_device
 from ..spec import SpecError
 from .timing import TimingPlan
 
@@ -147,6 +148,8 @@ class Sweep:
     scaling: tuple[str, ...] = SCALING
 
     def __post_init__(self) -> None:
+        if self.device is not None:
+            parse_device(self.device)
         if self.peak_size < 1:
             raise SpecError(f"sweep: peak_size must be ≥ 1, got {self.peak_size}")
         for source in self.inputs:

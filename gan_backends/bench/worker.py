@@ -195,6 +195,7 @@ def measure(run: Any) -> dict[str, Any]:
         return measure_data_parallel(run)
     from ..backends import BackendUnavailable, ModeUnavailable, get_backend
     from ..check.inputs import draw_inputs
+    from ..errors import DeviceUnavailable
 
     spec = _run_spec(run)
     try:
@@ -207,7 +208,7 @@ def measure(run: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         backend = cls(spec, inputs.params, mode=run.mode, device=run.device)
-    except ModeUnavailable as exc:  # CUDA graphs on a CPU: skipped, never run as something else
+    except (ModeUnavailable, DeviceUnavailable) as exc:  # CUDA graphs on a CPU: skipped, never run as something else
         return {"status": "unavailable", "reason": str(exc), "device": run.device}
     skipped = _no_tf32_on_cpu(run, backend.device)
     if skipped:

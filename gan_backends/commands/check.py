@@ -11,10 +11,11 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from ..backends import FRAMEWORKS, canonical_name
+from .._io import check_output
+from ..backends import FRAMEWORKS, canonical_name, get_backend
 from ..presets import DEFAULT_PRESET, LOSS_PRESETS, load_spec
 from ..spec import SpecError
-from .common import console, err_console, fail, parse_modes
+from .common import console, err_console, fail, parse_device_option, parse_modes
 
 
 @contextmanager
@@ -102,9 +103,15 @@ def check(
 
             numerics = Numerics(dtype=dtype or numerics.dtype, matmul_precision=precision or numerics.matmul_precision)  # type: ignore[arg-type]
             gan = gan.replace(numerics=numerics)
+        for option, path in (("--json", json_path), ("--markdown", markdown_path), ("--plot", plot_path)):
+            if path is not None:
+                check_output(path, what=option, inputs=(spec,))
         modes = parse_modes(mode)
         requested = None if backends is None else [canonical_name(b) for b in backends.split(",") if b.strip()]
         names, missing = choose_backends(requested)
+        if parse_device_option(device) is not None:  # a device this machine lacks: named now, not as a crash
+            for name in names:
+                get_backend(name).select_device(device)
         if missing:
             err_console.print(f"[yellow]not installed:[/] {', '.join(missing)} " + escape(f"({install_hint(missing)})"))
     except (SpecError, ValueError, OSError) as exc:

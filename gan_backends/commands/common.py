@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..backends import canonical_name, is_available
+from ..backends import canonical_name, is_available, manifest
 from ..environment import backend_status
+from ..errors import parse_device
 from ..spec import SpecError
 
 console = Console()
@@ -27,7 +28,7 @@ def installed_backend(name: str) -> str:
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` as an error on stderr; the exit to raise (status 2: bad input)."""
-    err_console.print(f"[red]error:[/] {escape(message)}")
+    err_console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)  # paths stay whole: copyable
     return typer.Exit(code)
 
 
@@ -38,8 +39,19 @@ def parse_modes(items: list[str]) -> dict[str, str]:
         if "=" not in item:
             raise SpecError(f"--mode takes BACKEND=MODE, got {item!r}")
         backend, mode = item.split("=", 1)
-        modes[canonical_name(backend)] = mode.strip()
+        name, mode = canonical_name(backend), mode.strip()
+        known = manifest(name).modes
+        if mode not in known:
+            raise SpecError(f"--mode {item}: {name} has no mode {mode!r}; its modes: {', '.join(known)}")
+        modes[name] = mode
     return modes
+
+
+def parse_device_option(value: Optional[str]) -> Optional[str]:
+    """``--device`` checked for its form (``cpu``, ``cuda``, ``cuda:N``) before any work."""
+    if value is not None:
+        parse_device(value)
+    return value
 
 
 def parse_csv(value: Optional[str], cast: Callable[[str], object] = str) -> Optional[tuple]:

@@ -30,9 +30,13 @@ def port(
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Run source and target on the same noise.")
     ] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out (never the source).")] = False,
 ) -> None:
     """Convert a checkpoint between stacks with the layouts right, then run the source and the
     converted model on the same inputs and print how far apart they are.
+
+    --out is checked first: never the source, named for --to's form, not an existing file unless
+    --overwrite.
 
     Exit status: 0 converted (and agreeing within 1e-4 of the outputs' scale), 1 converted but
     disagreeing, 2 bad input (every mismatch named with both names and shapes).
@@ -44,7 +48,9 @@ def port(
         gan = load_spec(spec)
         mapping = dict(item.split("=", 1) for item in map_)
         parts = tuple(n.strip() for n in networks.split(",")) if networks else None
-        result = convert(src, gan, to, out, kind=kind, networks=parts, mapping=mapping or None, check=verify)
+        result = convert(
+            src, gan, to, out, kind=kind, networks=parts, mapping=mapping or None, check=verify, overwrite=overwrite
+        )
     except (PortError, SpecError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     console.print(escape(result.summary()))

@@ -38,11 +38,18 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Steps between checkpoints (0: at the end).")] = 0,
     samples: Annotated[int, typer.Option(min=1, help="Images in a grid (points in a 2-D scatter).")] = 64,
     resume: Annotated[Optional[Path], typer.Option(help="A checkpoint to continue from (its step onwards).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start again in an --out that holds a run (its run files are removed).")
+    ] = False,
 ) -> None:
     """Train a spec on real data with one backend: progress, sample grids, loss curves,
     checkpoints (resumable), a clear stop on a non-finite loss.
 
-    Exit status: 0 trained, 1 stopped on a non-finite loss (the last good checkpoint kept), 2 bad input.
+    An --out holding files is refused unless --resume continues the run there or --overwrite
+    starts again. Ctrl-C (or SIGTERM) stops after the step under way, with a checkpoint of it.
+
+    Exit status: 0 trained, 1 stopped on a non-finite loss (the last good checkpoint kept), 2 bad
+    input, 130 interrupted (the checkpoint kept and the way to resume printed).
     """
     from ..data import DataError
     from ..train import TrainConfig, TrainingDiverged
@@ -82,7 +89,7 @@ def train(
             bar.update(task, completed=step, losses=f"d_loss {losses['d_loss']:.4f}  g_loss {losses['g_loss']:.4f}")
 
         try:
-            result = run_training(gan, config, out, resume=resume, progress=progress)
+            result = run_training(gan, config, out, resume=resume, progress=progress, overwrite=overwrite)
         except TrainingDiverged as exc:
             err_console.print(f"[red]stopped:[/] {escape(str(exc))}")
             raise typer.Exit(1) from None
@@ -118,10 +125,13 @@ def sample(
 
     import numpy as np
 
-    from .._io import atomic_write_bytes
+    from .._io import atomic_write_bytes, check_output
     from ..train import sample as draw
 
     try:
+        for option, path in (("--out", out), ("--png", png), ("--save-noise", save_noise)):
+            if path is not None:
+                check_output(path, what=option, inputs=(checkpoint, noise))
         z = np.load(noise, allow_pickle=False) if noise is not None else None
         name = installed_backend(backend)
         z, images = draw(checkpoint, name, noise=z, seed=seed, count=count, mode=mode, device=device)

@@ -161,13 +161,38 @@ def load_function(target: str) -> Callable:
     return fn
 
 
-def _arity(fn: Callable) -> int:
+#: How each role calls the user's function.
+CALLS = {"d": "fn(real_logits, fake_logits)", "g": "fn(fake_logits)", "penalty": "fn(critic, real, fake, alpha)"}
+
+
+def _required_positional(signature: inspect.Signature) -> int:
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in signature.parameters.values() if p.kind in kinds and p.default is p.empty)
+
+
+def _takes(signature: inspect.Signature, count: int) -> bool:
     try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 4
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
-    return len(positional)
+        signature.bind(*([None] * count))
+    except TypeError:
+        return False
+    return True
+
+
+def check_arity(fn: Callable, role: str, spec: LossSpec) -> int:
+    """How many positional arguments ``fn`` gets in ``role`` (:data:`CALLS`; R1 also
+    ``fn(critic, real)`` when that is all it requires), checked against its signature before it
+    runs: a :class:`SpecError` naming the calling convention when it cannot take them."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: call it and see
+        return {"d": 2, "g": 1}.get(role, 4)
+    if role == "penalty" and spec.penalty == "r1" and _takes(signature, 2) and _required_positional(signature) <= 2:
+        return 2
+    count = {"d": 2, "g": 1}.get(role, 4)
+    if _takes(signature, count):
+        return count
+    also = " or fn(critic, real)" if role == "penalty" and spec.penalty == "r1" else ""
+    raise SpecError(f"the function{signature} cannot take the call role {role} makes: {CALLS.get(role, '?')}{also}")
 
 
 def check_loss(
@@ -182,6 +207,7 @@ def check_loss(
     dtypes: tuple[str, ...] = REDUCED,
     seed: int = 0,
     name: str | None = None,
+    on_call: Callable[[str], None] | None = None,
 ) -> LossCheckReport:
     """Run ``fn`` (a user's loss in ``framework``) on the battery and judge it; see ``docs/losscheck.md``.
 
@@ -189,8 +215,10 @@ def check_loss(
     ``"penalty"``: ``fn(critic, real, fake, alpha)`` (``alpha`` shaped (N, 1, …)), or ``fn(critic, real)``
     for R1. Each returns the scalar loss. With ``inputs="probabilities"`` a D or G loss receives
     ``sigmoid(logits)`` (a discriminator ending in a Sigmoid), differentiated through that sigmoid.
+    ``on_call(case)`` is called before each call of ``fn`` (the CLI's watchdog: which case hangs).
     """
     spec = resolve_loss(loss, role, loss_params)
+    announce = on_call or (lambda case: None)
     declared = {k: str(v) for k, v in (conventions or {}).items()}
     if inputs not in INPUTS:
         raise SpecError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
@@ -198,16 +226,18 @@ def check_loss(
     framework = canonical_name(framework)
     label = name or getattr(fn, "__qualname__", repr(fn))
     if role == "penalty":
-        return _check_penalty(fn, spec, runner, framework, declared, dtypes, seed, label)
+        return _check_penalty(fn, spec, runner, framework, declared, dtypes, seed, label, announce)
+    check_arity(fn, role, spec)
     model = conv.logit_model(spec, role, declared)  # type: ignore[arg-type]
     probabilities = conv.declared_probabilities(declared)
     order = ("real", "fake") if role == "d" else ("fake",)
     cases = logit_cases(role, seed, dtypes)
 
-    def run(case_inputs: dict, dtype: str = "float32"):
+    def run(case_inputs: dict, dtype: str = "float32", case: str = "a diagnosis probe"):
+        announce(case)
         return runner.run_logits(fn, case_inputs, order, dtype, inputs == "probabilities")
 
-    evals = [run(c.inputs, c.dtype) for c in cases]
+    evals = [run(c.inputs, c.dtype, c.name) for c in cases]
     results = [judge_logits(c, e, model, TOLERANCES[c.dtype], probabilities) for c, e in zip(cases, evals)]
     skip_unsupported(results)
     report = LossCheckReport(label, framework, role, spec, declared, inputs, results)
@@ -217,12 +247,17 @@ def check_loss(
 
 
 def _check_penalty(
-    fn, spec: LossSpec, runner, framework: str, declared, dtypes, seed: int, label: str
+    fn, spec: LossSpec, runner, framework: str, declared, dtypes, seed: int, label: str, announce: Callable
 ) -> LossCheckReport:
     form: PenaltyForm = conv.penalty_form(spec, declared)
     cases: list[Case] = penalty_cases(runner.IMAGE_LAYOUT, seed, dtypes)
-    arity = 2 if spec.penalty == "r1" and _arity(fn) == 2 else 4
-    evals = [runner.run_penalty(fn, c, c.dtype, arity) for c in cases]
+    arity = check_arity(fn, "penalty", spec)
+
+    def run(case: Case):
+        announce(case.name)
+        return runner.run_penalty(fn, case, case.dtype, arity)
+
+    evals = [run(c) for c in cases]
     results = [judge_penalty(c, e, form, PENALTY_TOLERANCES[c.dtype]) for c, e in zip(cases, evals)]
     skip_unsupported(results)
     report = LossCheckReport(label, framework, "penalty", spec, declared, "critic", results)

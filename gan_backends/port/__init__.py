@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import check_output
 from ..params import ParamTree
 from ..spec import GANSpec
 from .match import from_native_layout, to_canonical, to_native_layout
@@ -40,6 +41,7 @@ from .native import (
     detect_kind,
     networks_of,
     read_native,
+    suggested_name,
     write_native,
 )
 from .safetensors import read as read_safetensors
@@ -82,6 +84,20 @@ class PortResult:
         return "\n".join(lines)
 
 
+def check_out_name(src: str | Path, to: str, out: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse an ``out`` that is ``src``, that exists (unless ``overwrite``), that cannot be
+    written, or whose name says another form than ``to``."""
+    check_output(out, what="--out", inputs=(src,), overwrite=overwrite)
+    target = canonical_kind(to)
+    try:
+        named = detect_kind(out)
+    except PortError:
+        named = None
+    if named != target:
+        said = f"a {named} file's name" if named else "no form's name"
+        raise PortError(f"--out {out}: {said}, but --to {to} writes {target}; name it {suggested_name(target)}")
+
+
 def port(
     src: str | Path,
     spec: GANSpec,
@@ -94,10 +110,16 @@ def port(
     check: bool = True,
     batch: int = 8,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> PortResult:
     """Read ``src`` (its ``kind`` detected from the name when ``None``), convert it to the
     canonical trees, write it as ``to`` at ``out`` and, with ``check``, run it in the source's
-    and the target's framework on the same inputs (:func:`verify`)."""
+    and the target's framework on the same inputs (:func:`verify`).
+
+    ``out`` is checked before anything is read: never the source, named as a ``to`` file (a
+    ``.pth`` holding msgpack would mislead every later reader), writable, and not an existing
+    file unless ``overwrite``."""
+    check_out_name(src, to, out, overwrite=overwrite)
     ckpt = read_native(src, kind)
     params, buffers = to_canonical(ckpt, spec, networks=networks, mapping=mapping)
     notes = list(ckpt.notes)

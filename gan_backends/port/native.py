@@ -171,6 +171,12 @@ def detect_kind(path: str | Path) -> str:
     )
 
 
+def suggested_name(kind: str) -> str:
+    """The file names a kind goes by, e.g. ``.pt/.pth/.bin``."""
+    entry = CHECKPOINT_KINDS[canonical_kind(kind)]
+    return " or ".join(entry.suggested or entry.extensions)
+
+
 def _suggested(kind: CheckpointKind) -> str:
     names = "/".join(kind.suggested or kind.extensions)
     return names if names == f".{kind.name}" else f"{names} ({kind.name})"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.numpy.network import Network
-from ..params import ParamTree, load_params, param_shapes, save_params
+from ..params import ParamTree, load_params, param_shapes, read_safetensors, save_params
 from ..spec import GANSpec, SpecError
 from .match import to_canonical
 from .native import ROLES, NativeCheckpoint, NativeRun, NativeTensor, PortError, network_hint
@@ -21,13 +21,8 @@ from .native import ROLES, NativeCheckpoint, NativeRun, NativeTensor, PortError,
 
 def read(path: str | Path) -> NativeCheckpoint:
     """This project's parameter file (or a training checkpoint's ``params/`` and ``buffers/``)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as f:
-        metadata = f.metadata() or {}
-        keys = list(f.keys())
-        prefixed = all(k.split("/", 1)[0] in ("params", "buffers", "optimizer") for k in keys)
-        tree = {k: f.get_tensor(k) for k in keys} if prefixed else None
+    metadata, tree = read_safetensors(path)
+    prefixed = all(k.split("/", 1)[0] in ("params", "buffers", "optimizer") for k in tree)
     notes = []
     if prefixed:
         notes.append(f"training checkpoint ({metadata.get('format')}): params/ and buffers/ read, optimizer/ skipped")
@@ -37,8 +32,6 @@ def read(path: str | Path) -> NativeCheckpoint:
             tree, _ = load_params(path)
         except SpecError as exc:  # a partial tree or buffers beside a spec: take the file as it is
             notes.append(f"read without its spec check ({exc})")
-            with safe_open(str(path), framework="numpy") as f:
-                tree = {k: f.get_tensor(k) for k in f.keys()}
     tensors = []
     for name, array in tree.items():
         role = name.rsplit(".", 1)[-1]

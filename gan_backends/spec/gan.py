@@ -28,6 +28,25 @@ from .training import (
 NETWORKS: tuple[str, str] = ("generator", "discriminator")
 
 
+#: How deep a spec file's JSON may nest (the presets: 5 levels); deeper is refused before
+#: anything walks it.
+MAX_SPEC_DEPTH = 32
+_TOO_DEEP = f"spec JSON nests deeper than {MAX_SPEC_DEPTH} levels (a spec needs a few)"
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_SPEC_DEPTH:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 @dataclass(frozen=True, kw_only=True)
 class GANSpec:
     """A whole GAN: shapes, the two networks, the loss, the optimisers and the numerics.
@@ -167,11 +186,19 @@ class GANSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"spec is not valid JSON: {exc}") from None
+        except RecursionError:  # the C decoder recurses once per level
+            raise SpecError(_TOO_DEEP) from None
+        if _depth(data) > MAX_SPEC_DEPTH:
+            raise SpecError(_TOO_DEEP)
         return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> GANSpec:
-        return cls.from_json(Path(path).read_text())
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SpecError(f"spec file {path}: not UTF-8 text (a spec is JSON)") from None
+        return cls.from_json(text)
 
     def to_fields(self) -> dict[str, Any]:
         """The constructor's keyword arguments (the inverse of ``GANSpec(**fields)``)."""

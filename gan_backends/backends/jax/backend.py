@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ...errors import DeviceUnavailable, parse_device
 from ...losses import LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, buffer_shapes, check_buffers, init_buffers
 from ...spec import NETWORKS, GANSpec, OptimizerSpec
@@ -54,10 +55,15 @@ class TrainState(NamedTuple):
 def select_device(requested: str | None) -> jax.Device:
     if requested is None:
         return jax.devices()[0]
-    name = requested.lower().split(":")[0]
-    platform = {"cuda": "gpu"}.get(name, name)
-    index = int(requested.split(":")[1]) if ":" in requested else 0
-    return jax.devices(platform)[index]
+    kind, index = parse_device(requested)
+    platform = "gpu" if kind == "cuda" else "cpu"
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError:  # no backend for the platform (a CPU-only jaxlib)
+        devices = []
+    if (index or 0) >= len(devices):
+        raise DeviceUnavailable(f"device {requested!r}: jax sees {len(devices)} {platform} device(s)")
+    return devices[index or 0]
 
 
 def describe_device(device: jax.Device) -> str:

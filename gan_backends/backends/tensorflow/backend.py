@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from ...errors import DeviceUnavailable, parse_device
 from ...losses import LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, check_buffers, init_buffers
 from ...spec import GANSpec
@@ -46,10 +47,15 @@ TF_DEFAULT_BCE_OPS = LossOps(
 
 
 def select_device(requested: str | None) -> str:
-    if requested is not None:
-        name = requested.lower()
-        return "/GPU:0" if name in ("cuda", "gpu") else ("/CPU:0" if name == "cpu" else requested)
-    return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+    if requested is None:
+        return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+    kind, index = parse_device(requested)
+    if kind == "cpu":
+        return "/CPU:0"
+    count = len(tf.config.list_physical_devices("GPU"))
+    if (index or 0) >= count:
+        raise DeviceUnavailable(f"device {requested!r}: tensorflow sees {count} GPU(s)")
+    return f"/GPU:{index or 0}"
 
 
 def describe_device(device: str) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...errors import DeviceUnavailable, parse_device
 from ...losses import LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, check_buffers
 from ...spec import GANSpec, OptimizerSpec
@@ -64,9 +65,16 @@ TORCH_DEFAULT_BCE_OPS = LossOps(
 
 
 def select_device(requested: str | None) -> torch.device:
-    if requested is not None:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, index = parse_device(requested)
+    if kind == "cpu":
+        return torch.device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (index or 0) >= count:
+        build = " (a CPU-only build of torch)" if torch.version.cuda is None else ""
+        raise DeviceUnavailable(f"device {requested!r}: torch sees {count} CUDA device(s){build}")
+    return torch.device("cuda") if index is None else torch.device("cuda", index)
 
 
 def describe_device(device: torch.device) -> str:

@@ -1,0 +1,361 @@
+"""Fault injection: what a hostile or unlucky user does to every command, and the exit-code contract
+(0 done, 1 the answer is "no", 2 bad input, 3 internal error, 130 interrupted) that must hold.
+
+Each case asserts the exit status, a message naming the path, field or problem, and that no file
+was lost or left half-written (the bytes of every input compared before and after). The cases
+run on the float64 NumPy reference and this project's safetensors files where they can: the
+contract is the CLI's, the same whatever framework computes. Signals go to a real process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require_backend
+from typer.testing import CliRunner
+
+from gan_backends.cli import app
+from gan_backends.params import init_params, save_params
+from gan_backends.presets import get_preset
+from gan_backends.train import TrainConfig, load_checkpoint, train
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+RUN_SPEC = "mlp-2d"  # trains on the ring (2-D points)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` with its content hash."""
+    return {str(p.relative_to(folder)): digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def params_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.safetensors"
+    spec = get_preset("tiny")
+    save_params(path, init_params(spec, 0), spec)
+    return path
+
+
+@pytest.fixture
+def finished_run(tmp_path) -> Path:
+    out = tmp_path / "run"
+    train(get_preset(RUN_SPEC), TrainConfig("numpy", "ring", steps=3, batch_size=8), out)
+    return out
+
+
+# -- outputs checked before the work --------------------------------------------------------------
+
+
+def test_port_refuses_to_write_over_its_source(params_file):
+    before = digest(params_file)
+    result = invoke("port", params_file, "--spec", "tiny", "--to", "safetensors", "--out", params_file)
+    assert result.exit_code == 2, result.output
+    assert f"--out {params_file} is the input" in result.output
+    assert digest(params_file) == before
+
+
+def test_port_refuses_an_out_named_for_another_form(tmp_path, params_file):
+    out = tmp_path / "victim.pth"
+    result = invoke("port", params_file, "--spec", "tiny", "--to", "safetensors", "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "a torch file's name, but --to safetensors writes safetensors" in result.output.replace("\n", " ")
+    assert not out.exists()
+
+
+def test_port_replaces_an_existing_out_only_when_asked(tmp_path, params_file):
+    out = tmp_path / "mine.safetensors"
+    out.write_bytes(b"the user's own file")
+    result = invoke("port", params_file, "--spec", "tiny", "--to", "safetensors", "--out", out)
+    assert result.exit_code == 2 and "exists" in result.output and "--overwrite" in result.output
+    assert out.read_bytes() == b"the user's own file"
+    again = invoke("port", params_file, "--spec", "tiny", "--to", "safetensors", "--out", out, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert out.read_bytes() != b"the user's own file"
+
+
+def test_train_refuses_a_folder_that_holds_a_finished_run(finished_run):
+    before = folder_state(finished_run)
+    result = invoke("train", "--backend", "numpy", "--spec", RUN_SPEC, "--data", "ring", "--steps", "2",
+                    "--batch-size", "8", "--out", finished_run)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--resume" in result.output and "--overwrite" in result.output
+    assert folder_state(finished_run) == before
+    fresh = invoke("train", "--backend", "numpy", "--spec", RUN_SPEC, "--data", "ring", "--steps", "2",
+                   "--batch-size", "8", "--out", finished_run, "--overwrite")  # fmt: skip
+    assert fresh.exit_code == 0, fresh.output
+    assert load_checkpoint(finished_run / "last.safetensors").meta["step"] == 2
+    assert not (finished_run / "samples-000003.png").exists()  # the old run's files went with it
+
+
+def test_an_unwritable_report_path_is_refused_before_the_check_runs(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke("check", "--spec", "tiny", "--backends", "numpy", "--json", blocker / "report.json")
+    assert result.exit_code == 2, result.output
+    assert "is a file, not a folder" in result.output
+    assert "PASS" not in result.output  # refused before any work
+
+
+def test_a_write_that_fails_midway_leaves_nothing_behind(tmp_path, params_file, monkeypatch):
+    """A full disk at the rename: exit 2 naming the path; no temporary file, the source intact."""
+    import gan_backends._io as io_module
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr(io_module.os, "replace", full_disk)
+    before = digest(params_file)
+    out = tmp_path / "out.safetensors"
+    result = invoke("port", params_file, "--spec", "tiny", "--to", "safetensors", "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "No space left on device" in result.output and str(out) in result.output.replace("\n", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [params_file.name]
+    assert digest(params_file) == before
+
+
+# -- unreadable input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "empty", "folder"])
+def test_damaged_safetensors_are_bad_input_in_every_reader(tmp_path, params_file, damage):
+    bad = tmp_path / "bad.safetensors"
+    if damage == "truncated":
+        bad.write_bytes(params_file.read_bytes()[:40])
+    elif damage == "random":
+        bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif damage == "empty":
+        bad.write_bytes(b"")
+    else:
+        bad.mkdir()
+    for args in (
+        ("sample", bad, "--backend", "numpy", "--out", tmp_path / "s.npy"),
+        ("port", bad, "--spec", "tiny", "--to", "safetensors", "--out", tmp_path / "p.safetensors"),
+        (
+            "train",
+            "--backend",
+            "numpy",
+            "--spec",
+            RUN_SPEC,
+            "--data",
+            "ring",
+            "--steps",
+            "1",
+            "--resume",
+            bad,
+            "--out",
+            tmp_path / "run",
+        ),  # fmt: skip
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2, (args[0], result.output)
+        assert str(bad) in result.output.replace("\n", ""), result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()  # refused before the run's folder was made
+
+
+def test_spec_files_that_are_not_specs(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    for path, message in ((deep, "nests deeper than"), (binary, "not UTF-8"), (tmp_path, "is a folder")):
+        result = invoke("check", "--spec", path, "--backends", "numpy")
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("check", "--spec", "tiny", "--device", "tpu"), "unknown device 'tpu'"),
+        (("check", "--spec", "tiny", "--mode", "numpy=warp"), "numpy has no mode 'warp'"),
+        (("check", "--spec", "tiny", "--backends", "mxnet"), "unknown backend 'mxnet'"),
+        (("train", "--data", "ring", "--backend", "numpy", "--device", "quantum:0"), "unknown device"),
+    ],
+)
+def test_nonsense_options_are_named(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+# -- resume means the same run ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--seed", "7"), "its run has seed 0, this one 7; pass --seed 0"),
+        (("--batch-size", "16"), "its run has batch_size 8, this one 16; pass --batch-size 8"),
+        (("--data", "grid"), "its run trained on 'ring', this one on 'grid'"),
+    ],
+)
+def test_resume_refuses_another_run(finished_run, change, message):
+    settings = {"--seed": "0", "--batch-size": "8", "--data": "ring", **dict([change])}
+    before = folder_state(finished_run)
+    flat = [x for pair in settings.items() for x in pair]
+    result = invoke("train", "--backend", "numpy", "--spec", RUN_SPEC, "--steps", "5", *flat,
+                    "--out", finished_run, "--resume", finished_run / "last.safetensors")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in result.output.replace("\n", " ")
+    assert folder_state(finished_run) == before
+
+
+def test_resume_refuses_fewer_steps_than_the_checkpoint_holds(finished_run):
+    result = invoke("train", "--backend", "numpy", "--spec", RUN_SPEC, "--data", "ring", "--batch-size", "8",
+                    "--steps", "2", "--out", finished_run, "--resume", finished_run / "last.safetensors")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "it holds step 3" in result.output
+
+
+# -- internal errors ---------------------------------------------------------------------------------
+
+
+def test_an_internal_error_exits_3_with_the_traceback_in_a_log(monkeypatch):
+    import gan_backends.check as check_job
+
+    def broken(*args, **kwargs):
+        return 1 / 0
+
+    require_backend("torch")
+    monkeypatch.setattr(check_job, "run_check", broken)
+    result = invoke("check", "--spec", "tiny", "--backends", "torch,numpy")
+    assert result.exit_code == 3, result.output
+    assert "internal error: ZeroDivisionError" in result.output and "Traceback" not in result.output
+    log = Path(next(w for w in result.output.replace("\n", " ").split() if w.endswith(".log;")).rstrip(";"))
+    assert "ZeroDivisionError" in log.read_text() and "Traceback" in log.read_text()
+    log.unlink()
+
+
+# -- signals -------------------------------------------------------------------------------------------
+
+
+def _train_process(out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    args = [sys.executable, "-m", "gan_backends.cli", "train", "--backend", "numpy", "--spec", RUN_SPEC]
+    args += ["--data", "ring", "--batch-size", "8", "--steps", "1000000", "--out", str(out), *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def _uninterrupted(tmp_path: Path, steps: int) -> dict[str, np.ndarray]:
+    run = train(get_preset(RUN_SPEC), TrainConfig("numpy", "ring", steps=steps, batch_size=8), tmp_path / "straight")
+    return load_checkpoint(run.checkpoint).params
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_keeps_a_checkpoint_of_the_step_and_resume_is_the_uninterrupted_run(tmp_path, sig):
+    out = tmp_path / "run"
+    proc = _train_process(out)
+    _wait_for(out / "last.safetensors", proc)  # step 0 is written before the loop
+    time.sleep(random.Random(sig).uniform(0.3, 1.0))  # some steps in
+    proc.send_signal(sig)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # the signal was not honoured: never leave the run behind
+        raise
+    assert proc.returncode == 130, stderr
+    assert f"interrupted: {sig.name} after step" in stderr and f"--resume {out / 'last.safetensors'}" in stderr
+    ckpt = load_checkpoint(out / "last.safetensors")
+    step = ckpt.meta["step"]
+    assert step >= 1 and (out / "losses.json").exists()
+    resumed = train(get_preset(RUN_SPEC), TrainConfig("numpy", "ring", steps=step + 3, batch_size=8), out,
+                    resume=out / "last.safetensors")  # fmt: skip
+    want = _uninterrupted(tmp_path, step + 3)
+    got = load_checkpoint(resumed.checkpoint).params
+    assert all(np.array_equal(got[name], want[name]) for name in want)
+
+
+def test_sigkill_mid_run_leaves_a_whole_checkpoint(tmp_path):
+    """Killed outright while it checkpoints every step: the file on disk is a whole checkpoint
+    (written to a temporary name, then renamed), and the run resumes from it."""
+    out = tmp_path / "run"
+    proc = _train_process(out, "--checkpoint-every", "1")
+    _wait_for(out / "last.safetensors", proc)
+    time.sleep(random.Random(9).uniform(0.3, 1.0))
+    proc.kill()
+    proc.communicate(timeout=60)
+    step = load_checkpoint(out / "last.safetensors").meta["step"]
+    resumed = train(get_preset(RUN_SPEC), TrainConfig("numpy", "ring", steps=step + 2, batch_size=8), out,
+                    resume=out / "last.safetensors")  # fmt: skip
+    assert resumed.steps_done == step + 2
+
+
+# -- user code at arm's length -------------------------------------------------------------------------
+
+HOSTILE_LOSSES = {
+    "exits": "def d_loss(real, fake):\n    raise SystemExit(0)\n",
+    "exits_hard": "import os\n\ndef d_loss(real, fake):\n    os._exit(0)\n",
+    "hangs": "def d_loss(real, fake):\n    while True:\n        pass\n",
+    "crashes": "import ctypes\n\ndef d_loss(real, fake):\n    return ctypes.string_at(0)\n",
+}
+
+
+@pytest.mark.parametrize(
+    "behaviour, kind, message",
+    [
+        ("exits", "user_code", "your loss raised SystemExit(0)"),
+        ("exits_hard", "exited", "ended the process (exit status 0) during case"),
+        ("hangs", "hang", "did not return within 3 s (case"),
+        ("crashes", "crashed", "died of SIGSEGV during case"),
+    ],
+)
+def test_a_loss_that_exits_hangs_or_crashes_is_reported_as_that(tmp_path, behaviour, kind, message):
+    """Never a pass: SystemExit(0) or os._exit(0) in a loss would otherwise end the command
+    with status 0, a loop would hang it."""
+    require_backend("torch")
+    source = tmp_path / "hostile.py"
+    source.write_text("import torch\n\n" + HOSTILE_LOSSES[behaviour])
+    started = time.monotonic()
+    result = invoke("losscheck", f"{source}:d_loss", "-f", "torch", "--loss", "hinge", "--role", "d",
+                    "--timeout", "3")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"{kind}:" in result.output and message in result.output.replace("\n", " "), result.output
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("def d_loss(real, fake)\n    return 0\n", "SyntaxError: expected ':'"),
+        ("raise SystemExit(0)\n", "failed to load: SystemExit(0)"),
+        (
+            "def d_loss(fake):\n    return fake.mean()\n",
+            "cannot take the call role d makes: fn(real_logits, fake_logits)",
+        ),
+    ],
+    ids=["syntax", "exit-at-import", "arity"],
+)
+def test_a_loss_that_cannot_be_called_is_bad_input(tmp_path, source, message):
+    require_backend("torch")
+    path = tmp_path / "broken.py"
+    path.write_text(source)
+    result = invoke("losscheck", f"{path}:d_loss", "-f", "torch", "--loss", "hinge", "--role", "d")
+    assert result.exit_code == 2, result.output
+    assert message in result.output.replace("\n", " "), result.output
