@@ -29,6 +29,10 @@ class Interrupted(KeyboardInterrupt):
         return self.message
 
 
+class NonFiniteValues(ArithmeticError):
+    """Weights, inputs or outputs hold NaN or Inf: a finding (exit status 1), the tensors named."""
+
+
 def input_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean "the user's input is wrong" (each names what and why)."""
     from .backends import BackendUnavailable

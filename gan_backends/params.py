@@ -167,6 +167,17 @@ def save_params(path: str | Path, tree: ParamTree, spec: GANSpec | None = None) 
     atomic_write_bytes(path, data)
 
 
+def nonfinite_tensors(tree: ParamTree) -> list[str]:
+    """``name (3 NaN, 1 Inf of 256)`` for each tensor of ``tree`` that is not all finite."""
+    found = []
+    for name, value in tree.items():
+        array = np.asarray(value)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+            found.append(f"{name} ({nan} NaN, {inf} Inf of {array.size})")
+    return found
+
+
 def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """The metadata and every tensor of a safetensors file. A file that is missing, a folder,
     truncated or not safetensors at all is a :class:`SpecError` naming it (safetensors' own

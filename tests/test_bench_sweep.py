@@ -151,3 +151,39 @@ def test_every_shipped_sweep_file_loads():
         assert sweep.runs(), path
         for name in sweep.specs:
             load_spec(name, sweep.loss)
+
+
+def test_a_resume_refuses_records_of_another_plan_or_spec_content(tmp_path, fake_worker):
+    """An --out measured with another timing plan, or with another content of a spec file of the
+    same name, is not taken as this sweep's: the new plan would be printed over old numbers."""
+    from dataclasses import replace
+
+    from gan_backends.bench.timing import TimingPlan
+    from gan_backends.presets import get_preset
+
+    worker, log = fake_worker
+    spec_file = tmp_path / "mine.json"
+    spec_file.write_text(get_preset("tiny").to_json())
+    first = [RunConfig("torch", "eager", str(spec_file), 1)]
+    run_sweep(first, tmp_path, timeout_s=5, worker=worker)
+    other_plan = [replace(first[0], plan=TimingPlan(warmup=2))]
+    with pytest.raises(SpecError, match=r"another timing plan \(warmup 5 -> 2\); pass --fresh"):
+        run_sweep(other_plan, tmp_path, timeout_s=5, worker=worker)
+    spec_file.write_text(get_preset("tiny", dtype="float64").to_json())  # edited, same name
+    with pytest.raises(SpecError, match="on another content of spec"):
+        run_sweep(first, tmp_path, timeout_s=5, worker=worker)
+    assert log.read_text().split() == ["1"]  # nothing ran again
+    run_sweep(first, tmp_path, timeout_s=5, worker=worker, resume=False)  # --fresh: measured anew
+    assert log.read_text().split() == ["1", "1"]
+
+
+@pytest.mark.parametrize("option, value", [("--timeout", "0"), ("--min-block", "nan"), ("--timeout", "inf")])
+def test_settings_that_cannot_measure_are_refused_not_recorded(tmp_path, option, value):
+    from typer.testing import CliRunner
+
+    from gan_backends.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--spec", "tiny", "--out", str(tmp_path), option, value])
+    assert result.exit_code == 2, result.output
+    assert "finite" in result.output
+    assert not (tmp_path / RESULTS).exists()

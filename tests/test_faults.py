@@ -359,3 +359,86 @@ def test_a_loss_that_cannot_be_called_is_bad_input(tmp_path, source, message):
     result = invoke("losscheck", f"{path}:d_loss", "-f", "torch", "--loss", "hinge", "--role", "d")
     assert result.exit_code == 2, result.output
     assert message in result.output.replace("\n", " "), result.output
+
+
+# -- non-finite values are findings -------------------------------------------------------------------
+
+
+@pytest.fixture
+def nan_params_file(tmp_path) -> Path:
+    spec = get_preset("tiny")
+    params = init_params(spec, 0)
+    params["generator.0.kernel"][0, :3] = np.nan
+    path = tmp_path / "nan.safetensors"
+    save_params(path, params, spec)
+    return path
+
+
+def test_sample_and_port_report_nan_weights_and_write_nothing(tmp_path, nan_params_file):
+    out = tmp_path / "samples.npy"
+    drawn = invoke("sample", nan_params_file, "--backend", "numpy", "--out", out)
+    assert drawn.exit_code == 1, drawn.output
+    assert "non-finite:" in drawn.output and "generator.0.kernel (3 NaN, 0 Inf" in drawn.output
+    ported = invoke(
+        "port", nan_params_file, "--spec", "tiny", "--to", "safetensors", "--out", tmp_path / "p.safetensors"
+    )
+    assert ported.exit_code == 1, ported.output
+    assert "generator.0.kernel (3 NaN" in ported.output and "not converted" in ported.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [nan_params_file.name]
+
+
+def test_nan_noise_is_bad_input(tmp_path, params_file):
+    noise = tmp_path / "z.npy"
+    np.save(noise, np.full((4, get_preset("tiny").latent_dim), np.nan, np.float32))
+    result = invoke("sample", params_file, "--backend", "numpy", "--noise", noise, "--out", tmp_path / "s.npy")
+    assert result.exit_code == 2, result.output
+    assert "noise" in result.output and "NaN" in result.output
+
+
+def test_a_pickle_that_asks_for_code_is_refused_naming_the_global(tmp_path):
+    """The classic torch.load exploit: os.system in __reduce__. Nothing runs; the global is named."""
+    require_backend("torch")
+    import torch
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "generator.pth"
+    torch.save({"0.weight": Exploit()}, evil)
+    result = invoke("port", evil, "--spec", "tiny", "--to", "safetensors", "--out", tmp_path / "g.safetensors")
+    assert result.exit_code == 2, result.output
+    assert "asks for the Python global posix.system" in result.output.replace("\n", " ")
+    assert "weights_only` set to `False`" not in result.output  # torch's advice is not repeated
+    assert not marker.exists()
+
+
+@pytest.mark.long
+def test_bench_interrupted_writes_what_finished_and_the_same_command_resumes(tmp_path):
+    """bench, Ctrl-C after the first run, re-run: the finished run is in the tables at once, and
+    the re-run measures only what is missing."""
+    require_backend("torch")
+    out = tmp_path / "bench"
+    args = [sys.executable, "-m", "gan_backends.cli", "bench", "--backends", "torch", "--mode", "torch=eager"]
+    args += ["--spec", "tiny", "--batch-sizes", "4,8,16,32", "--device", "cpu", "--threads", "1", "--warmup", "1"]
+    args += ["--repeats", "1", "--min-block", "0.001", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    results = out / "results.jsonl"
+    _wait_for(results, proc)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 130, stderr
+    done = len(results.read_text().splitlines())
+    assert f"interrupted: {done} of 4 runs are in {results}" in stderr.replace("\n", "")
+    assert "the same command resumes" in stderr and (out / "summary.md").exists()
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("already recorded") == done
+    assert len(results.read_text().splitlines()) == 4

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,8 @@ class Sweep:
     def __post_init__(self) -> None:
         if self.device is not None:
             parse_device(self.device)
+        if not (isinstance(self.timeout_s, (int, float)) and math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise SpecError(f"sweep: timeout_s must be a finite number of seconds > 0, got {self.timeout_s!r}")
         if self.peak_size < 1:
             raise SpecError(f"sweep: peak_size must be ≥ 1, got {self.peak_size}")
         for source in self.inputs:

@@ -10,6 +10,7 @@ passes ``timeout_s`` is recorded with its reason and the tail of its output; the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..spec import SpecError
 from .config import RunConfig
 from .worker import SCHEMA, cpu_cores, pinned, process_environment
 
@@ -101,6 +103,38 @@ def run_one(run: RunConfig, timeout_s: float, worker: list[str] | None = None) -
         }
 
 
+def spec_digest(run: RunConfig) -> str | None:
+    """SHA-256 of the spec a run measures, as JSON (its content: an edited spec file of the same
+    name is another spec); None for a GEMM peak run."""
+    if run.is_peak:
+        return None
+    from ..presets import load_spec
+
+    return hashlib.sha256(load_spec(run.spec, run.loss).to_json(indent=None).encode()).hexdigest()
+
+
+def refuse_other_measurement(path: Path, previous: dict[str, Any], run: RunConfig, digest: str | None) -> None:
+    """A recorded result is this run's only if it was measured with this timing plan and this
+    spec content; anything else would print this plan over another one's numbers."""
+    recorded_plan = previous.get("config", {}).get("plan")
+    plan = run.to_dict()["plan"]
+    if recorded_plan != plan:
+        changed = ", ".join(
+            f"{k} {recorded_plan.get(k) if isinstance(recorded_plan, dict) else '?'} -> {v}"
+            for k, v in plan.items()
+            if not isinstance(recorded_plan, dict) or recorded_plan.get(k) != v
+        )
+        why = f"with another timing plan ({changed})"
+    elif previous.get("spec_sha256", digest) != digest:
+        why = f"on another content of spec {run.spec!r} (the file was edited since)"
+    else:
+        return
+    raise SpecError(
+        f"{path}: {run.key} was measured {why}; pass --fresh to start afresh (the old records are kept "
+        "beside), or choose another --out"
+    )
+
+
 def run_sweep(
     runs: list[RunConfig],
     out_dir: Path,
@@ -119,6 +153,10 @@ def run_sweep(
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         path.rename(path.with_name(f"results-{stamp}.jsonl"))
     done = {r["key"]: r for r in read_records(path)}
+    contents = {run.key: spec_digest(run) for run in runs}
+    for run in runs:  # all checked before anything runs
+        if run.key in done:
+            refuse_other_measurement(path, done[run.key], run, contents[run.key])
     records = []
     for run in runs:
         previous = done.get(run.key)
@@ -131,6 +169,7 @@ def run_sweep(
             on_start(run)
         record = run_one(run, timeout_s, worker)
         record.setdefault("finished", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        record["spec_sha256"] = contents[run.key]
         append_record(path, record)
         records.append(record)
         if on_record:

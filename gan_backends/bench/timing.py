@@ -51,7 +51,9 @@ class TimingPlan:
     dispatch_calls: int = 7
 
     def __post_init__(self) -> None:
-        if self.warmup < 1 or self.repeats < 1 or self.min_block_s <= 0 or self.max_steps_per_block < 1:
+        if not math.isfinite(self.min_block_s) or self.min_block_s <= 0:  # NaN compares false to everything
+            raise ValueError(f"the timing plan's min_block_s must be finite seconds > 0, got {self.min_block_s}")
+        if self.warmup < 1 or self.repeats < 1 or self.max_steps_per_block < 1:
             raise ValueError(f"TimingPlan needs warmup ≥ 1, repeats ≥ 1, min_block_s > 0, max_steps ≥ 1: {self}")
         if self.dispatch_calls < 0:
             raise ValueError(f"TimingPlan needs dispatch_calls ≥ 0: {self}")

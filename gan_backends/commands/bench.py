@@ -10,6 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ..backends import canonical_name
+from ..errors import Interrupted
+from ..interrupts import sigterm_as_interrupt
 from ..presets import LOSS_PRESETS, load_spec
 from ..spec import SpecError
 from .common import console, err_console, fail, parse_csv, parse_modes
@@ -63,7 +65,8 @@ def bench(
     """Time the training step of every backend × mode × spec × batch × precision, each run in its
     own process; write a ranked table, JSON, CSV, Markdown and plots. Re-running resumes.
 
-    Exit status: 0 when every run produced a timing, 1 when one failed (recorded), 2 on bad input.
+    Exit status: 0 when every run produced a timing, 1 when one failed (recorded), 2 on bad input,
+    130 interrupted (the tables of what finished written; the same command resumes).
     """
     import sys
 
@@ -113,16 +116,26 @@ def bench(
         def on_record(record: dict, skipped: bool) -> None:
             bar.console.print(progress_line(record, skipped))
             bar.advance(task)
+            finished.append(record)
 
-        records = run_sweep(
-            runs,
-            out,
-            timeout_s=sweep.timeout_s,
-            resume=not fresh,
-            retry_failed=retry_failed,
-            on_start=on_start,
-            on_record=on_record,
-        )
+        finished: list[dict] = []
+        try:
+            with sigterm_as_interrupt():
+                records = run_sweep(
+                    runs,
+                    out,
+                    timeout_s=sweep.timeout_s,
+                    resume=not fresh,
+                    retry_failed=retry_failed,
+                    on_start=on_start,
+                    on_record=on_record,
+                )
+        except KeyboardInterrupt:
+            kept = f"{len(finished)} of {len(runs)} runs are in {out}/results.jsonl"
+            if finished:
+                written = write_outputs(finished, out, results_meta(sweep, sys.argv[1:]))
+                kept += f" and in the tables of what finished ({', '.join(written.files)})"
+            raise Interrupted(f"{kept}; the same command resumes from there") from None
     render(records, console)
     written = write_outputs(records, out, results_meta(sweep, sys.argv[1:]))
     for what, why in written.warnings:

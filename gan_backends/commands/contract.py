@@ -27,7 +27,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from ..errors import Interrupted, input_errors
+from ..errors import Interrupted, NonFiniteValues, input_errors
 from .common import err_console, fail
 
 EXIT_DONE, EXIT_NO, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -63,6 +63,9 @@ def keeps_contract(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]; nothing of this run was written")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except NonFiniteValues as exc:  # a finding: the measured answer is "no"
+            err_console.print(f"[red]non-finite:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(EXIT_NO) from None
         except input_errors() as exc:
             raise fail(str(exc), EXIT_BAD_INPUT) from None
         except OSError as exc:

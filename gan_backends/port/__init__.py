@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._io import check_output
-from ..params import ParamTree
+from ..errors import NonFiniteValues
+from ..params import ParamTree, nonfinite_tensors
 from ..spec import GANSpec
 from .match import from_native_layout, to_canonical, to_native_layout
 from .native import (
@@ -122,6 +123,9 @@ def port(
     check_out_name(src, to, out, overwrite=overwrite)
     ckpt = read_native(src, kind)
     params, buffers = to_canonical(ckpt, spec, networks=networks, mapping=mapping)
+    bad = nonfinite_tensors({**params, **buffers})
+    if bad:
+        raise NonFiniteValues(f"{src}: {', '.join(bad)}; not converted (a port of NaN weights proves nothing)")
     notes = list(ckpt.notes)
     notes += write_native(params, buffers, spec, to, out)
     agreement = verify(spec, params, buffers, ckpt.kind, to, out, batch=batch, seed=seed) if check else []

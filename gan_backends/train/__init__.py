@@ -76,7 +76,7 @@ class TrainConfig:
                 f"(each device trains on batch / devices rows)"
             )
         if self.devices > 1:
-            from .parallel import DATA_PARALLEL_MODES
+            from ..parallel import DATA_PARALLEL_MODES
 
             modes = DATA_PARALLEL_MODES.get(self.backend)
             if modes is None:
@@ -160,7 +160,7 @@ def train(
             return build(spec, params, mode=config.mode, device=config.device)
 
         return _train_on(spec, config, out_dir, resume, progress, make)
-    from .parallel.launch import launch
+    from ..parallel.launch import launch
 
     platform = "cpu" if (config.device or "").startswith("cpu") else None
     job = partial(_train_on, spec, config, out_dir, resume, progress)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import get_backend
-from ..params import ParamTree
+from ..errors import NonFiniteValues
+from ..params import ParamTree, nonfinite_tensors
 from ..spec import GANSpec, SpecError
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
@@ -42,11 +43,20 @@ def sample(
     """``(z, G(z))`` with the checkpoint's generator in inference mode (BatchNorm on its running
     statistics); ``z`` from ``noise`` (``(count, latent_dim)``) or N(0, 1) from ``seed``."""
     spec, params, buffers = load_generator_state(path)
+    bad = nonfinite_tensors({**params, **buffers})
+    if bad:
+        raise NonFiniteValues(f"{path}: {', '.join(bad)}: G(z) would not be finite; nothing drawn")
     if noise is None:
         noise = np.random.default_rng(seed).standard_normal((count, spec.latent_dim), dtype=np.float32)
     noise = np.asarray(noise)
     if noise.ndim != 2 or noise.shape[1] != spec.latent_dim:
         raise SpecError(f"noise: expected shape (count, {spec.latent_dim}) for spec {spec.name!r}, got {noise.shape}")
+    if not np.isfinite(noise).all():
+        raise SpecError(f"noise: {nonfinite_tensors({'noise': noise})[0]}; the noise must be finite")
     model = get_backend(backend)(spec, params, mode=mode, device=device)
     model.set_buffers(buffers)
-    return noise, model.generate(noise)
+    images = model.generate(noise)
+    bad = nonfinite_tensors({f"G(z) on {backend}": images})
+    if bad:
+        raise NonFiniteValues(f"{path}: {bad[0]} from finite weights and noise (an overflow); nothing written")
+    return noise, images

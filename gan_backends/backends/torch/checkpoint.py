@@ -18,6 +18,8 @@ state_dict}``. Layouts: :mod:`gan_backends.layouts` (``torch``).
 from __future__ import annotations
 
 import io
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,12 +93,36 @@ def _torch_tensors(state: Mapping[str, Any], network: str | None, prefix: str = 
     return tensors
 
 
+def load_tensors_only(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers, never code. A
+    pickle that asks for a Python global is refused naming the global (torch's own message
+    suggests ``weights_only=False``, which would run whatever the file says: not repeated)."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise PortError(
+                f"{path}: refused: its pickle asks for the Python global {found.group(1)}, which would run code "
+                "from the file; only tensors are loaded. Save a state_dict of tensors (model.state_dict())"
+            ) from None
+        raise PortError(f"{path}: not a torch tensor file ({_reason(exc)})") from None
+    except (RuntimeError, EOFError, ValueError) as exc:  # not a torch file, truncated
+        raise PortError(
+            f"{path}: not a readable torch file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """torch's unpickling message without its advice (``weights_only=False``, filing an issue)."""
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return next((line for line in lines if not line.startswith(advice)), type(exc).__name__)
+
+
 def read(path: str | Path) -> NativeCheckpoint:
     """A torch ``state_dict`` file (or a dict wrapping state dicts under the usual keys)."""
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, a non-torch file
-        raise PortError(f"{path}: torch.load(weights_only=True) failed: {exc}") from exc
+    obj = load_tensors_only(path)
     if hasattr(obj, "state_dict") and not isinstance(obj, Mapping):
         raise PortError(f"{path}: holds a whole module; save its state_dict() instead")
     notes: list[str] = []
@@ -170,7 +196,7 @@ def run(job: NativeRun) -> dict[str, np.ndarray]:
     strictly from the file (as :func:`write` writes it) or made from the trees."""
     spec, nets = job.spec, job.nets
     if job.path is not None:
-        obj = torch.load(str(job.path), map_location="cpu", weights_only=True)
+        obj = load_tensors_only(job.path)
         states = {nets[0]: obj} if _is_state_dict(obj) else {net: obj[net] for net in nets}
     else:
         states = state_dicts(job.params, job.buffers, spec)
