@@ -86,12 +86,18 @@ def init_params(spec: GANSpec, seed: int = 0) -> ParamTree:
     ``normal``: kernel ~ N(0, std^2), bias 0. ``glorot_uniform`` and ``lecun_normal`` are
     Keras' and Flax's defaults (see :class:`~gan_backends.spec.InitSpec`).
 
+    A spec whose parameters cannot fit in memory is refused first, naming its largest layer
+    (:func:`~gan_backends.sizing.check_fits`).
+
     Fans follow each framework's rule for its own layout, which the canonical layouts share:
     Dense ``(in, out)``; Conv2D HWIO: fan_in = kh·kw·in, fan_out = kh·kw·out; ConvTranspose2D
     ``(kh, kw, out, in)``: fan_in = kh·kw·out, as torch computes it from its ``(in, out, kh,
     kw)`` weight and Keras from its ``(kh, kw, out, in)`` kernel. BatchNorm: scale 1, bias 0;
     under ``normal`` the scale is N(1, std^2) (the PyTorch DCGAN tutorial's ``weights_init``).
     """
+    from .sizing import check_fits
+
+    check_fits(spec)
     rng = np.random.default_rng(seed)
     dtype = np.dtype(spec.numerics.dtype)
     shapes = param_shapes(spec)

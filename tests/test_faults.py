@@ -10,6 +10,7 @@ contract is the CLI's, the same whatever framework computes. Signals go to a rea
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -442,3 +443,35 @@ def test_bench_interrupted_writes_what_finished_and_the_same_command_resumes(tmp
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("already recorded") == done
     assert len(results.read_text().splitlines()) == 4
+
+
+# -- fail fast on size ----------------------------------------------------------------------------------
+
+
+def test_a_spec_too_large_for_memory_is_refused_before_anything_is_allocated(tmp_path, monkeypatch):
+    """A 10⁹-unit Dense is a valid spec that would fail allocating 60 GiB deep in NumPy; it is
+    refused at once, naming the layer."""
+    from gan_backends.sizing import layer_sizes
+
+    data = get_preset("tiny").to_dict()
+    data["generator"][0]["units"] = 10**9
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps(data))
+    monkeypatch.setenv("GAN_BACKENDS_MEMORY_LIMIT", "16G")  # whatever this machine has free
+    started = time.monotonic()
+    result = invoke("check", "--spec", huge, "--backends", "numpy,numpy")
+    assert result.exit_code == 2, result.output
+    assert "more than the 16 GiB of GAN_BACKENDS_MEMORY_LIMIT" in result.output.replace("\n", " ")
+    assert "generator layer 0 Dense(units=1000000000" in result.output.replace("\n", " ")
+    assert time.monotonic() - started < 10
+    # the floor counts parameters from the shapes: tiny by hand, G 8·16+16 + 16·12+12, D 12·10+10 + 10+1
+    assert sum(s.parameters for s in layer_sizes(get_preset("tiny"))) == 144 + 204 + 130 + 11
+
+
+def test_a_memory_limit_is_honoured_and_checked(monkeypatch):
+    monkeypatch.setenv("GAN_BACKENDS_MEMORY_LIMIT", "10M")
+    result = invoke("train", "--backend", "numpy", "--spec", "dcgan", "--data", "ring", "--batch-size", "64")
+    assert result.exit_code == 2 and "GAN_BACKENDS_MEMORY_LIMIT" in result.output
+    monkeypatch.setenv("GAN_BACKENDS_MEMORY_LIMIT", "lots")
+    result = invoke("check", "--spec", "tiny", "--backends", "numpy,numpy")
+    assert result.exit_code == 2 and "GAN_BACKENDS_MEMORY_LIMIT='lots'" in result.output

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from .._io import check_output
 from ..backends import FRAMEWORKS, canonical_name, get_backend
 from ..presets import DEFAULT_PRESET, LOSS_PRESETS, load_spec
+from ..sizing import check_fits, on_host
 from ..spec import SpecError
 from .common import console, err_console, fail, parse_device_option, parse_modes
 
@@ -106,6 +107,7 @@ def check(
         for option, path in (("--json", json_path), ("--markdown", markdown_path), ("--plot", plot_path)):
             if path is not None:
                 check_output(path, what=option, inputs=(spec,))
+        check_fits(gan, batch_size if on_host(device) else None)
         modes = parse_modes(mode)
         requested = None if backends is None else [canonical_name(b) for b in backends.split(",") if b.strip()]
         names, missing = choose_backends(requested)

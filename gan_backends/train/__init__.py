@@ -34,6 +34,7 @@ from ..errors import Interrupted, parse_device
 from ..interrupts import StopRequest, stop_requests
 from ..losses import LOSS_TERMS
 from ..params import ParamTree, init_params
+from ..sizing import check_fits, on_host
 from ..spec import GANSpec, SpecError
 from .checkpoint import CHECKPOINT_FORMAT, Checkpoint, load_checkpoint, save_checkpoint
 from .outputs import plot_losses, read_history, save_sample_image, write_history
@@ -152,6 +153,7 @@ def train(
     SIGINT/SIGTERM stop the loop after its step, with a checkpoint at that step, and raise
     :class:`~gan_backends.errors.Interrupted` (a data-parallel group over several processes
     keeps its last periodic checkpoint)."""
+    check_fits(spec, config.batch_size if on_host(config.device) else None)
     claim_out_dir(Path(out_dir), resumes=resume is not None, overwrite=overwrite)
     if config.devices == 1:
         build = get_backend(config.backend)
