@@ -475,3 +475,32 @@ def test_a_memory_limit_is_honoured_and_checked(monkeypatch):
     monkeypatch.setenv("GAN_BACKENDS_MEMORY_LIMIT", "lots")
     result = invoke("check", "--spec", "tiny", "--backends", "numpy,numpy")
     assert result.exit_code == 2 and "GAN_BACKENDS_MEMORY_LIMIT='lots'" in result.output
+
+
+@pytest.mark.parametrize("name, framework", [("g.pth", "torch"), ("g.msgpack", "jax"), ("g.weights.h5", "tensorflow")])
+@pytest.mark.parametrize("damage", ["random", "truncated"])
+def test_damaged_native_checkpoints_are_bad_input(tmp_path, name, framework, damage):
+    """Every native reader: random bytes or the first bytes of a real header, named, no traceback."""
+    require_backend(framework)
+    heads = {
+        "g.pth": b"PK\x03\x04\x14\x00\x00\x00",
+        "g.msgpack": b"\x82\xa6params",
+        "g.weights.h5": b"\x89HDF\r\n\x1a\n",
+    }
+    bad = tmp_path / name
+    bad.write_bytes(np.random.default_rng(1).bytes(2048) if damage == "random" else heads[name])
+    result = invoke("port", bad, "--spec", "tiny", "--to", "safetensors", "--out", tmp_path / "out.safetensors")
+    assert result.exit_code == 2, result.output
+    assert str(bad) in result.output.replace("\n", "") and "Traceback" not in result.output
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_device_this_machine_lacks_is_bad_input(params_file, tmp_path):
+    require_backend("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    result = invoke("sample", params_file, "--backend", "torch", "--device", "cuda", "--out", tmp_path / "s.npy")
+    assert result.exit_code == 2, result.output
+    assert "device 'cuda': torch sees 0 CUDA device(s)" in result.output
