@@ -176,18 +176,22 @@ def test_linear_layer_backward_by_linearity(layer, rng):
 # BatchNorm.
 
 
-@pytest.mark.parametrize("shape", [(6, 4), (3, 4, 5, 3)])
-def test_batchnorm_train_and_eval_by_hand(shape, rng):
-    layer = BatchNorm(eps=1e-3)
-    x = 1e4 + 0.01 * rng.standard_normal(shape)  # large offset: E[x^2] - E[x]^2 would lose 1e-4
-    c = shape[-1]
-    p = {
+def random_batchnorm(rng: np.random.Generator, c: int) -> dict[str, np.ndarray]:
+    """A BatchNorm's parameters and running statistics, none of them trivial."""
+    return {
         "scale": rng.uniform(0.5, 2, c),
         "bias": rng.standard_normal(c),
         "running_mean": rng.standard_normal(c),
         "running_var": rng.uniform(0.5, 2, c),
     }
-    flat = x.reshape(-1, c)
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (3, 4, 5, 3)])
+def test_batchnorm_train_and_eval_by_hand(shape, rng):
+    layer = BatchNorm(eps=1e-3)
+    x = 1e4 + 0.01 * rng.standard_normal(shape)  # large offset: E[x^2] - E[x]^2 would lose 1e-4
+    p = random_batchnorm(rng, shape[-1])
+    flat = x.reshape(-1, shape[-1])
     mean, var = flat.mean(axis=0), np.var(flat, axis=0)
     y, _ = layer_forward(layer, p, x, training=True)
     np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3) * p["scale"] + p["bias"], rtol=1e-9, atol=1e-9)
@@ -201,13 +205,7 @@ def test_batchnorm_train_and_eval_by_hand(shape, rng):
 def test_batchnorm_backward_against_central_differences(training, shape, rng):
     layer = BatchNorm()
     x = rng.standard_normal(shape) * 2 + 0.5
-    c = shape[-1]
-    p = {
-        "scale": rng.uniform(0.5, 2, c),
-        "bias": rng.standard_normal(c),
-        "running_mean": rng.standard_normal(c),
-        "running_var": rng.uniform(0.5, 2, c),
-    }
+    p = random_batchnorm(rng, shape[-1])
     y, cache = layer_forward(layer, p, x, training=training)
     dy = rng.standard_normal(y.shape)
     dx, grads = layer_backward(layer, p, cache, dy)
@@ -220,7 +218,7 @@ def test_batchnorm_backward_against_central_differences(training, shape, rng):
     fd = (loss(x + h * u, p) - loss(x - h * u, p)) / (2 * h)
     assert vdot(dx, u) == pytest.approx(fd, rel=1e-7, abs=1e-9)
     for name in ("scale", "bias"):
-        du = rng.standard_normal(c)
+        du = rng.standard_normal(shape[-1])
         fd = (loss(x, dict(p, **{name: p[name] + h * du})) - loss(x, dict(p, **{name: p[name] - h * du}))) / (2 * h)
         assert vdot(grads[name], du) == pytest.approx(fd, rel=1e-7), name
 
