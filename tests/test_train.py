@@ -77,7 +77,7 @@ def test_checkpoints_hold_batchnorm_statistics_and_optimizer_state(framework, tm
     spec = get_preset("dcgan-small")  # 16x16x1, BatchNorm in G and D
     images = tmp_path / "images.npy"
     np.save(images, np.random.default_rng(0).integers(0, 256, (40, 16, 16), dtype=np.uint8))
-    result = train(spec, TrainConfig(framework, str(images), steps=2, batch_size=8, samples=4), tmp_path)
+    result = train(spec, TrainConfig(framework, str(images), steps=2, batch_size=8, samples=4), tmp_path / "run")
     ckpt = load_checkpoint(result.checkpoint)
     assert ckpt.buffers and all(k.endswith(("running_mean", "running_var")) for k in ckpt.buffers)
     # Two training steps moved the running means away from their initial zeros.
@@ -108,10 +108,12 @@ def test_cli_trains_on_digits_and_refuses_bad_input(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "samples-000003.png").exists() and (out / "last.safetensors").exists()
-    bad = runner.invoke(app, ["train", "--data", "no-such-data", "--steps", "1", "--out", str(out)])
+    bad = runner.invoke(app, ["train", "--data", "no-such-data", "--steps", "1", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "no-such-data" in bad.output
-    wrong_shape = runner.invoke(app, ["train", "--data", "digits", "--spec", "mlp", "--steps", "1", "--out", str(out)])
+    wrong = ["train", "--data", "digits", "--spec", "mlp", "--steps", "1", "--out", str(tmp_path / "wrong")]
+    wrong_shape = runner.invoke(app, wrong)
     assert wrong_shape.exit_code == 2 and "(784,)" in wrong_shape.output
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "wrong").exists()  # refused before the folder
 
 
 def test_two_backends_draw_the_same_images_from_one_noise_file(tmp_path):

@@ -52,7 +52,7 @@ def train(
     input, 130 interrupted (the checkpoint kept and the way to resume printed).
     """
     from ..data import DataError
-    from ..train import TrainConfig, TrainingDiverged
+    from ..train import TrainConfig, TrainingDiverged, claim_out_dir
     from ..train import train as run_training
 
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun: rank 0 reports, the others train quietly
@@ -73,6 +73,7 @@ def train(
             checkpoint_every=checkpoint_every,
             samples=samples,
         )
+        claim_out_dir(out, resumes=resume is not None, overwrite=overwrite)  # before the progress bar
     except (SpecError, DataError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     with Progress(
