@@ -131,7 +131,9 @@ def test_a_manifest_names_the_modes_its_backend_accepts(name):
         try:
             backend = cls(spec, params, mode=mode, device="cpu")
         except ModeUnavailable:  # e.g. CUDA graphs on a CPU: refused by name, not unknown
+            assert mode in entry.cuda_only_modes  # and the manifest says so, for bench's parent
             continue
+        assert mode not in entry.cuda_only_modes
         assert backend.mode == mode  # built, not run: a compiled mode's first call is a compile
     with pytest.raises(ValueError, match="has no mode"):
         cls(spec, params, mode="no-such-mode")

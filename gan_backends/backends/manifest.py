@@ -81,6 +81,9 @@ class Manifest:
     gemm_peak: str | None = None
     #: The order a default benchmark sweep runs the modes in (None: ``modes``).
     sweep_order: tuple[str, ...] | None = None
+    #: Modes that run on a CUDA device only, with why: a run asking for them on a CPU is
+    #: unavailable, known without starting the framework (the backend raises ModeUnavailable).
+    cuda_only_modes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sweep_modes(self) -> tuple[str, ...]:

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..backends import manifest
+from ..errors import parse_device
 from ..spec import SpecError
 from .config import RunConfig
 from .worker import SCHEMA, cpu_cores, pinned, process_environment
@@ -135,6 +137,17 @@ def refuse_other_measurement(path: Path, previous: dict[str, Any], run: RunConfi
     )
 
 
+def known_unavailable(run: RunConfig) -> dict[str, Any] | None:
+    """The record of a run that cannot happen, known without a process: a CUDA-only mode
+    (the manifest's ``cuda_only_modes``) on a device named as a CPU."""
+    why = manifest(run.backend).cuda_only_modes.get(run.mode) if not run.is_peak else None
+    if why is None or run.device is None or parse_device(run.device)[0] != "cpu":
+        return None
+    reason = f"{run.backend} mode {run.mode!r}: {why}; this run's device is {run.device}"
+    return {"schema": SCHEMA, "key": run.key, "config": run.to_dict(), "status": "unavailable", "reason": reason,
+            "device": run.device}  # fmt: skip
+
+
 def run_sweep(
     runs: list[RunConfig],
     out_dir: Path,
@@ -167,7 +180,7 @@ def run_sweep(
             continue
         if on_start:
             on_start(run)
-        record = run_one(run, timeout_s, worker)
+        record = known_unavailable(run) or run_one(run, timeout_s, worker)
         record.setdefault("finished", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         record["spec_sha256"] = contents[run.key]
         append_record(path, record)

@@ -18,11 +18,14 @@ MANIFEST = Manifest(
     requires=("torch",),
     extra="torch",
     aliases=("pytorch",),
-    # compile-cudagraphs and cuda-graph need a CUDA device (ModeUnavailable elsewhere).
     layer_tables=("layers:LAYER_BUILDERS",),
     modes=("eager", "compile", "compile-cudagraphs", "cuda-graph"),
     # DDP hooks into eager modules.
     data_parallel_modes=("eager",),
+    cuda_only_modes={
+        "compile-cudagraphs": "CUDA graphs need a CUDA device",
+        "cuda-graph": "CUDA graphs need a CUDA device",
+    },
     checkpoint_kinds=(
         CheckpointKind(
             "torch",

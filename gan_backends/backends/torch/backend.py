@@ -109,10 +109,9 @@ class TorchBackend(Backend):
         super().__init__(spec, params, mode=mode, device=device)
         apply_precision(spec)
         self._device = select_device(device)
-        if self.mode in CUDA_GRAPH_MODES and self._device.type != "cuda":
-            raise ModeUnavailable(
-                f"torch mode {self.mode!r}: CUDA graphs need a CUDA device; this run's device is {self._device}"
-            )
+        needs_cuda = MANIFEST.cuda_only_modes.get(self.mode)
+        if needs_cuda and self._device.type != "cuda":
+            raise ModeUnavailable(f"torch mode {self.mode!r}: {needs_cuda}; this run's device is {self._device}")
         self._graphed = cuda_graph.GraphedStep()  # the captured step of "cuda-graph" mode
         self._torch_dtype = getattr(torch, spec.numerics.dtype)
         # G and D are the plain nn.Sequential (state_dict keys = spec indices); the callables
