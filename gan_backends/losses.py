@@ -148,3 +148,25 @@ def discriminator_loss(
 def generator_loss(ops: LossOps, fake_logits: Any, spec: LossSpec) -> Any:
     """``g_loss = mean_i g(l_i)``, ``g`` from :func:`generator_term`."""
     return ops.mean(generator_term(ops, fake_logits, spec))
+
+
+# The plain float64 API on these formulas, for a value without a framework or a spec.
+from .loss_values import Critic, Loss, get, linear_critic  # noqa: E402
+
+__all__ = [
+    "LOSS_TERMS",
+    "NUMPY_OPS",
+    "Critic",
+    "Loss",
+    "LossOps",
+    "discriminator_loss",
+    "fake_term",
+    "generator_loss",
+    "generator_term",
+    "get",
+    "gradient_penalty",
+    "linear_critic",
+    "real_term",
+    "sigmoid",
+    "softplus",
+]
