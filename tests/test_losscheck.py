@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import require_backend
 from typer.testing import CliRunner
 
 from gan_backends.cli import app
@@ -247,3 +248,26 @@ def test_the_tensorflow_tutorial_losses_pass() -> None:
     )
     assert d.passed, d.text()
     assert g.passed, g.text()
+
+
+def test_a_declared_convention_is_not_diagnosed_again():
+    """A per-pixel penalty returned without its weight, with penalty_weight=1 declared: the
+    diagnosis names the norm and no longer says 'declare penalty_weight=1'. Without the
+    declaration it names both."""
+    require_backend("torch")
+    import torch
+
+    def per_pixel_unweighted(critic, real, fake, alpha):
+        x = alpha * real + (1 - alpha) * fake
+        scores = critic(x)
+        (grad,) = torch.autograd.grad(scores, x, torch.ones_like(scores), create_graph=True)
+        return ((grad.norm(2, dim=1) - 1) ** 2).mean()
+
+    plain = check_loss(per_pixel_unweighted, "wgan_gp", role="penalty", framework="torch", dtypes=())
+    assert {f.kind for f in plain.diagnosis.findings} >= {"norm_axes", "penalty_weight"}
+    declared = check_loss(
+        per_pixel_unweighted, "wgan_gp", role="penalty", framework="torch", dtypes=(), conventions={"penalty_weight": 1}
+    )
+    kinds = [f.kind for f in declared.diagnosis.findings]
+    assert not declared.passed and "norm_axes" in kinds and "penalty_weight" not in kinds
+    assert "penalty_weight=1" not in declared.diagnosis.conventions

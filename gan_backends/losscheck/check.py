@@ -261,9 +261,8 @@ def _check_penalty(
     results = [judge_penalty(c, e, form, PENALTY_TOLERANCES[c.dtype]) for c, e in zip(cases, evals)]
     skip_unsupported(results)
     report = LossCheckReport(label, framework, "penalty", spec, declared, "critic", results)
-    if not report.passed:
-        reference = conv.penalty_form(spec, {})
-        report.diagnosis = diagnose_penalty(reference, cases, evals, PENALTY_TOLERANCES)
+    if not report.passed:  # judged against what was declared: a declared convention is no finding
+        report.diagnosis = diagnose_penalty(form, cases, evals, PENALTY_TOLERANCES)
     return report
 
 
