@@ -15,7 +15,7 @@ runner = CliRunner()
 FAST_MODE = {"torch": "eager", "tensorflow": "function", "jax": "jit"}
 #: One batch size each: the sweep over batch sizes (one record and one worker process each,
 #: ranked, interrupted, resumed) is framework-free and runs over three in
-#: tests/test_faults.py::test_bench_interrupted_writes_what_finished_and_the_same_command_resumes;
+#: tests/test_faults_processes.py::test_bench_interrupted_writes_what_finished_and_the_same_command_resumes;
 #: here each framework's worker is checked once.
 BATCHES = {"torch": (8,), "tensorflow": (8,), "jax": (8,)}
 TINY = ["--warmup", "1", "--repeats", "2", "--min-block", "0.01", "--device", "cpu", "--threads", "1"]
