@@ -69,8 +69,6 @@ def losscheck(
     outcome = run_isolated(request, timeout=timeout)
     if outcome.kind == "bad_input":
         raise fail(outcome.message)
-    if outcome.kind == "user_code" and "failed to load" in outcome.message:
-        raise fail(outcome.message)
     if outcome.kind != "done":
         err_console.print(f"[red]{outcome.kind}:[/] {escape(outcome.message)}", soft_wrap=True)
         raise typer.Exit(1)

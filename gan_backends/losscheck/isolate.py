@@ -30,8 +30,8 @@ LOAD_TIMEOUT_S = 300.0
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the child reported. ``kind``: ``done`` (``passed``, ``text``), ``bad_input``,
-    ``user_code`` (the function or its file failed outside the battery's calls), ``hang``,
+    """What the child reported. ``kind``: ``done`` (``passed``, ``text``), ``bad_input`` (the
+    options, or a file that does not load), ``user_code`` (the function raised while checked), ``hang``,
     ``exited``, ``crashed``."""
 
     kind: str
@@ -97,7 +97,7 @@ def _child(conn: Any, request: dict[str, Any]) -> None:
             conn.send(("bad_input", str(exc)))
             return
         except BaseException as exc:  # noqa: BLE001 - the user's file: a syntax error, an exit at import
-            conn.send(("user_code", f"your loss's file failed to load: {_describe(exc)}"))
+            conn.send(("bad_input", f"your loss's file failed to load: {_describe(exc)}"))
             return
         json_out, width, colour = request.pop("json_out"), request.pop("width"), request.pop("colour")
         try:
