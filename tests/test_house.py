@@ -154,3 +154,14 @@ def test_a_manifest_parts_exist_with_the_same_names(name):
         checkpoint = load_part(name, "checkpoint")
         for fn in ("read", "write", "run"):
             assert callable(getattr(checkpoint, fn)), f"{name}.checkpoint has no {fn}()"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """The README's second quick-start command is what ``.ci/run`` runs, word for word."""
+    root = PACKAGE.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2, commands
+    ci = [line for line in (root / ".ci" / "run").read_text(encoding="utf-8").splitlines() if "pytest" in line]
+    assert ci == [commands[1]]
