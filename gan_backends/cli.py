@@ -1,5 +1,5 @@
-"""The ``gan-backends`` command: ``info``, ``specs``, ``check``, ``bench``, ``train``, ``sample``, ``port``,
-``losscheck``.
+"""The ``gan-backends`` command: ``info``, ``specs``, ``check``, ``bench``, ``train``, ``sample``,
+``discriminate``, ``port``, ``losscheck``.
 
 Each command parses its options, calls its job and prints: what a job computes or writes lives in
 the job (:mod:`.check`, :mod:`.bench`, :mod:`.train`, :mod:`.port`, :mod:`.losscheck`).
@@ -27,7 +27,8 @@ from .commands.common import fail as _fail
 from .commands.contract import keeps_contract
 from .commands.losscheck import losscheck
 from .commands.port import port
-from .commands.train import sample, train
+from .commands.sample import discriminate, sample
+from .commands.train import train
 from .environment import backend_status
 from .presets import PRESETS, get_preset
 from .spec import SpecError
@@ -68,7 +69,7 @@ def specs(name: Annotated[Optional[str], typer.Argument(help="Preset to print as
 
 # Registered here, in this order, so that --help lists the commands as the README does; each
 # keeps the exit-code contract.
-for command in (info, specs, check, bench, train, sample, port, losscheck):
+for command in (info, specs, check, bench, train, sample, discriminate, port, losscheck):
     app.command()(keeps_contract(command))
 
 

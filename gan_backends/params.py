@@ -203,11 +203,24 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, np.nda
 
 
 def load_params(path: str | Path) -> tuple[ParamTree, GANSpec | None]:
-    """Read a safetensors parameter file; return the tree (in file order) and its spec if stored."""
+    """Read a safetensors parameter file; return the tree and its spec if stored.
+
+    With a spec, the tree is checked against it for the networks it holds (both, or one as
+    ``port`` writes a published generator), BatchNorm statistics included where present, and
+    put in the spec's order (safetensors sorts keys)."""
     metadata, tree = read_safetensors(path)
     spec = GANSpec.from_json(metadata["spec"]) if "spec" in metadata else None
     if spec is not None:
-        check_tree(spec, tree)
-        # safetensors sorts keys; restore the spec's canonical order.
-        tree = {name: tree[name] for name in param_shapes(spec)}
+        nets = tuple(n for n in NETWORKS if any(name.split(".", 1)[0] == n for name in tree))
+        stats = buffer_shapes(spec, nets)
+        check_tree(spec, {k: v for k, v in tree.items() if k not in stats}, nets or NETWORKS)
+        bad = [
+            f"{k}: expected shape {s}, got {tuple(tree[k].shape)}"
+            for k, s in stats.items()
+            if k in tree and tuple(tree[k].shape) != s
+        ]
+        if bad:
+            raise SpecError(f"{path}: BatchNorm statistics do not fit spec {spec.name!r}: " + "; ".join(bad))
+        order = [*param_shapes(spec, nets), *stats]
+        tree = {name: tree[name] for name in order if name in tree}
     return tree, spec

@@ -139,4 +139,4 @@ def test_two_backends_draw_the_same_images_from_one_noise_file(tmp_path):
         rel = np.linalg.norm(drawn_images - reference) / np.linalg.norm(reference)
         assert rel < 1e-5, (backend, rel)
     bad = runner.invoke(app, ["sample", str(run.checkpoint), "--noise", str(images)])  # images, not noise
-    assert bad.exit_code == 2 and "noise: expected shape (count, 16)" in bad.output
+    assert bad.exit_code == 2 and "noise: expected floats shaped (count, 16) or (count, 16, 1, 1)" in bad.output

@@ -1,4 +1,4 @@
-"""``gan-backends train`` and ``sample``: parse, run the training job (:mod:`gan_backends.train`), print."""
+"""``gan-backends train``: parse, run the training job (:mod:`gan_backends.train`), print."""
 
 from __future__ import annotations
 
@@ -102,49 +102,3 @@ def train(
             f"high-quality samples {m['high_quality_fraction']:.1%}"
         )
     console.print(f"trained {result.steps_done} steps; checkpoint {result.checkpoint}; samples, losses in {out}/")
-
-
-def sample(
-    checkpoint: Annotated[Path, typer.Argument(help="A training checkpoint or a parameter file (safetensors).")],
-    backend: Annotated[str, typer.Option(help="The backend that draws: torch, tensorflow, jax, numpy.")] = "torch",
-    noise: Annotated[
-        Optional[Path], typer.Option(help="Noise (count, latent_dim) as .npy: the same z for any backend.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the noise when no --noise file is given.")] = 0,
-    count: Annotated[int, typer.Option(min=1, help="Samples to draw when no --noise file is given.")] = 64,
-    out: Annotated[Path, typer.Option(help="The samples G(z) as .npy (canonical layout, NHWC images).")] = Path(
-        "samples.npy"
-    ),
-    png: Annotated[Optional[Path], typer.Option(help="Also draw them as a grid (or a 2-D scatter) here.")] = None,
-    save_noise: Annotated[Optional[Path], typer.Option(help="Also write the noise used as .npy here.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="The backend's execution mode.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu or cuda; default: GPU when present.")] = None,
-) -> None:
-    """Draw G(z) from a checkpoint with any backend, from noise in a file or from a seed, so that
-    two backends can draw from the same noise."""
-    import io
-
-    import numpy as np
-
-    from .._io import atomic_write_bytes, check_output
-    from ..train import sample as draw
-
-    try:
-        for option, path in (("--out", out), ("--png", png), ("--save-noise", save_noise)):
-            if path is not None:
-                check_output(path, what=option, inputs=(checkpoint, noise))
-        z = np.load(noise, allow_pickle=False) if noise is not None else None
-        name = installed_backend(backend)
-        z, images = draw(checkpoint, name, noise=z, seed=seed, count=count, mode=mode, device=device)
-    except (SpecError, ValueError, OSError) as exc:
-        raise fail(str(exc)) from None
-    for path, array in ((out, images), (save_noise, z)):
-        if path is not None:
-            buf = io.BytesIO()
-            np.save(buf, array)
-            atomic_write_bytes(path, buf.getvalue())
-    if png is not None:
-        from ..train import save_sample_image
-
-        save_sample_image(images, png, f"{checkpoint.name} on {name}")
-    console.print(f"{len(images)} samples of shape {images.shape[1:]} from {name} written to {out}")

@@ -53,8 +53,21 @@ ROLES: tuple[str, ...] = ("kernel", "bias", "scale", "running_mean", "running_va
 #: The order of a layer's tensors in every framework: weight (kernel or scale), bias, statistics.
 ROLE_ORDER = {role: i for i, role in enumerate(("kernel", "scale", "bias", "running_mean", "running_var", "skip"))}
 
-_G_ALIASES = {"generator", "gen", "g", "netg", "g_net", "gnet", "generator_model", "g_model"}
-_D_ALIASES = {"discriminator", "disc", "d", "netd", "d_net", "dnet", "critic", "discriminator_model", "d_model"}
+# Container names, lower case without separators: ``netG``, ``net_G``, ``G_model``, ``model_g``, ...
+_G_ALIASES = {"generator", "gen", "g", "netg", "gnet", "netgen", "generatormodel", "gmodel", "modelg"}
+_D_ALIASES = {
+    "discriminator",
+    "disc",
+    "d",
+    "netd",
+    "dnet",
+    "netdisc",
+    "critic",
+    "netcritic",
+    "discriminatormodel",
+    "dmodel",
+    "modeld",
+}
 
 
 class PortError(ValueError):
@@ -213,8 +226,10 @@ def write_native(params: ParamTree, buffers: ParamTree | None, spec: GANSpec, ki
 
 
 def network_hint(name: str) -> str | None:
-    """``generator`` or ``discriminator`` where a container's name says so (``netG``, ``D_1``)."""
+    """``generator`` or ``discriminator`` where a container's name says so (``netG``, ``net_G``,
+    ``D_1``, ``generator_state_dict``)."""
     key = re.sub(r"_\d+$", "", name.strip().lower())
+    key = re.sub(r"[_-]?state[_-]?dict$", "", key).replace("_", "").replace("-", "")
     if key in _G_ALIASES:
         return "generator"
     if key in _D_ALIASES:

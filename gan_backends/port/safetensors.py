@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.numpy.network import Network
-from ..params import ParamTree, load_params, param_shapes, read_safetensors, save_params
+from ..params import ParamTree, load_params, read_safetensors, save_params
 from ..spec import GANSpec, SpecError
 from .match import to_canonical
 from .native import ROLES, NativeCheckpoint, NativeRun, NativeTensor, PortError, network_hint
@@ -42,13 +42,13 @@ def read(path: str | Path) -> NativeCheckpoint:
 
 
 def write(params: ParamTree, buffers: ParamTree, spec: GANSpec, path: Path) -> list[str]:
-    """The canonical tree as it is; the spec goes into the metadata only for a whole parameter
-    tree (what :func:`~gan_backends.params.load_params` checks it against)."""
-    tree = {**params, **buffers}
-    full = set(params) == set(param_shapes(spec)) and not buffers
-    save_params(path, tree, spec if full else None)
-    note = "safetensors: canonical names" + ("" if full else " (no spec in the metadata: a partial tree or buffers)")
-    return [note]
+    """The canonical tree as it is, BatchNorm statistics included, with the spec in the
+    metadata (a one-network tree too: :func:`~gan_backends.params.load_params` checks the
+    networks a file holds), so ``sample`` and ``discriminate`` need nothing else."""
+    save_params(path, {**params, **buffers}, spec)
+    held = sorted({name.split(".", 1)[0] for name in params})
+    stats = f", {len(buffers)} BatchNorm statistics" if buffers else ""
+    return [f"safetensors: canonical names, the spec in the metadata ({' and '.join(held)}{stats})"]
 
 
 def run(job: NativeRun) -> dict[str, np.ndarray]:

@@ -39,7 +39,7 @@ from ..spec import GANSpec, SpecError
 from .checkpoint import CHECKPOINT_FORMAT, Checkpoint, load_checkpoint, save_checkpoint
 from .outputs import plot_losses, read_history, save_sample_image, write_history
 from .run_folder import RUN_FILES, check_same_run, claim_out_dir
-from .sampling import load_generator_state, sample
+from .sampling import IMAGE_LAYOUTS, discriminate, load_generator_state, sample
 
 
 class TrainingDiverged(RuntimeError):
@@ -285,6 +285,7 @@ def _train_on(
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "IMAGE_LAYOUTS",
     "RUN_FILES",
     "Checkpoint",
     "TrainConfig",
@@ -292,6 +293,7 @@ __all__ = [
     "TrainingDiverged",
     "check_same_run",
     "claim_out_dir",
+    "discriminate",
     "fixed_noise",
     "load_checkpoint",
     "load_generator_state",

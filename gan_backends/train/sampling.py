@@ -1,4 +1,10 @@
-"""``sample``: G(z) from a checkpoint or parameter file, with any backend."""
+"""``sample`` and ``discriminate``: G(z) and D(x) from any file ``port`` reads or writes, with any backend.
+
+The networks run in inference mode (BatchNorm on its running statistics, as after
+``model.eval()`` in torch, ``training=False`` in Keras, ``use_running_average=True`` in Flax).
+Arrays cross the boundary in the canonical layout, channels last; ``layout="NCHW"`` takes and
+gives torch's channels-first images instead.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +16,55 @@ from ..backends import get_backend
 from ..errors import NonFiniteValues
 from ..params import ParamTree, nonfinite_tensors
 from ..spec import GANSpec, SpecError
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
-# -- sampling --------------------------------------------------------------------------------
+#: The image layouts the commands read and write: the canonical one and torch's.
+IMAGE_LAYOUTS = ("NHWC", "NCHW")
 
 
-def load_generator_state(path: str | Path) -> tuple[GANSpec, ParamTree, ParamTree]:
-    """Spec, parameters and BatchNorm statistics from a training checkpoint or a parameter file
-    (:func:`~gan_backends.params.save_params`, spec in its metadata; no statistics: the initial
-    ones)."""
-    from ..params import init_buffers, load_params, read_safetensors
+def load_generator_state(
+    path: str | Path, *, spec: GANSpec | None = None, kind: str | None = None
+) -> tuple[GANSpec, ParamTree, ParamTree]:
+    """Spec, parameters and BatchNorm statistics to run the generator from ``path``: a training
+    checkpoint, a parameter file (one network or both), or a native file with ``spec`` (see
+    :func:`gan_backends.port.load.load_network`)."""
+    from ..port.load import load_network
 
-    if read_safetensors(path)[0].get("format") == CHECKPOINT_FORMAT:
-        ckpt = load_checkpoint(path)
-        return ckpt.spec, ckpt.params, ckpt.buffers
-    params, spec = load_params(path)
-    if spec is None:
-        raise SpecError(f"{path}: a parameter file without its spec; convert it with `gan-backends port`")
-    return spec, params, init_buffers(spec)
+    state = load_network(path, "generator", spec=spec, kind=kind)
+    return state.spec, state.params, state.buffers
+
+
+def _checked_layout(layout: str) -> str:
+    key = layout.strip().upper()
+    if key not in IMAGE_LAYOUTS:
+        raise SpecError(f"--layout: expected one of {', '.join(IMAGE_LAYOUTS)}, got {layout!r}")
+    return key
+
+
+def _noise(noise: np.ndarray | None, spec: GANSpec, seed: int, count: int) -> np.ndarray:
+    """``(count, latent_dim)`` noise; ``(N, latent_dim, 1, 1)`` as the DCGAN tutorials draw it
+    is the same noise (trailing axes of size 1 are dropped)."""
+    if noise is None:
+        return np.random.default_rng(seed).standard_normal((count, spec.latent_dim), dtype=np.float32)
+    noise = np.asarray(noise)
+    if noise.ndim > 2 and all(n == 1 for n in noise.shape[2:]):
+        noise = noise.reshape(noise.shape[:2])
+    if noise.ndim != 2 or noise.shape[1] != spec.latent_dim or noise.dtype.kind != "f":
+        raise SpecError(
+            f"noise: expected floats shaped (count, {spec.latent_dim}) or (count, {spec.latent_dim}, 1, 1) "
+            f"for spec {spec.name!r}, got {noise.dtype} {noise.shape}"
+        )
+    if not np.isfinite(noise).all():
+        raise SpecError(f"noise: {nonfinite_tensors({'noise': noise})[0]}; the noise must be finite")
+    return noise
+
+
+def _run_model(spec: GANSpec, params: ParamTree, buffers: ParamTree, path: Path, backend: str, **options):
+    bad = nonfinite_tensors({**params, **buffers})
+    if bad:
+        raise NonFiniteValues(f"{path}: {', '.join(bad)}: the outputs would not be finite; nothing computed")
+    model = get_backend(backend)(spec, params, **options)
+    model.set_buffers(buffers)
+    return model
 
 
 def sample(
@@ -37,26 +74,57 @@ def sample(
     noise: np.ndarray | None = None,
     seed: int = 0,
     count: int = 64,
+    spec: GANSpec | None = None,
+    kind: str | None = None,
+    layout: str = "NHWC",
     mode: str | None = None,
     device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(z, G(z))`` with the checkpoint's generator in inference mode (BatchNorm on its running
-    statistics); ``z`` from ``noise`` (``(count, latent_dim)``) or N(0, 1) from ``seed``."""
-    spec, params, buffers = load_generator_state(path)
-    bad = nonfinite_tensors({**params, **buffers})
-    if bad:
-        raise NonFiniteValues(f"{path}: {', '.join(bad)}: G(z) would not be finite; nothing drawn")
-    if noise is None:
-        noise = np.random.default_rng(seed).standard_normal((count, spec.latent_dim), dtype=np.float32)
-    noise = np.asarray(noise)
-    if noise.ndim != 2 or noise.shape[1] != spec.latent_dim:
-        raise SpecError(f"noise: expected shape (count, {spec.latent_dim}) for spec {spec.name!r}, got {noise.shape}")
-    if not np.isfinite(noise).all():
-        raise SpecError(f"noise: {nonfinite_tensors({'noise': noise})[0]}; the noise must be finite")
-    model = get_backend(backend)(spec, params, mode=mode, device=device)
-    model.set_buffers(buffers)
-    images = model.generate(noise)
+    """``(z, G(z))`` with the file's generator in inference mode; ``z`` from ``noise``
+    (``(count, latent_dim)`` or ``(count, latent_dim, 1, 1)``) or N(0, 1) from ``seed``; images
+    in ``layout`` (``NHWC``, or ``NCHW`` as torch gives them)."""
+    layout = _checked_layout(layout)
+    spec, params, buffers = load_generator_state(path, spec=spec, kind=kind)
+    noise = _noise(noise, spec, seed, count)
+    images = _run_model(spec, params, buffers, Path(path), backend, mode=mode, device=device).generate(noise)
     bad = nonfinite_tensors({f"G(z) on {backend}": images})
     if bad:
         raise NonFiniteValues(f"{path}: {bad[0]} from finite weights and noise (an overflow); nothing written")
+    if layout == "NCHW" and images.ndim == 4:
+        images = images.transpose(0, 3, 1, 2)
     return noise, images
+
+
+def discriminate(
+    path: str | Path,
+    backend: str,
+    images: np.ndarray,
+    *,
+    spec: GANSpec | None = None,
+    kind: str | None = None,
+    layout: str = "NHWC",
+    mode: str | None = None,
+    device: str | None = None,
+) -> np.ndarray:
+    """D's logits ``(N, 1)`` on ``images`` (``layout`` ``NHWC`` or ``NCHW``) with the file's
+    discriminator in inference mode: a ported critic is checked like a ported generator."""
+    from ..port.load import load_network
+
+    layout = _checked_layout(layout)
+    state = load_network(path, "discriminator", spec=spec, kind=kind)
+    x = np.asarray(images)
+    if layout == "NCHW" and x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    want = tuple(state.spec.data_shape)
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want or x.dtype.kind != "f":
+        shown = want if layout == "NHWC" or len(want) != 3 else (want[2], want[0], want[1])
+        expected = ", ".join(map(str, shown))
+        raise SpecError(f"--images: expected floats (N, {expected}) ({layout}), got {x.dtype} {np.shape(images)}")
+    if not np.isfinite(x).all():
+        raise SpecError(f"--images: {nonfinite_tensors({'images': x})[0]}; the images must be finite")
+    model = _run_model(state.spec, state.params, state.buffers, Path(path), backend, mode=mode, device=device)
+    logits = model.discriminate(x.astype(state.spec.numerics.dtype, copy=False))
+    bad = nonfinite_tensors({f"D(x) on {backend}": logits})
+    if bad:
+        raise NonFiniteValues(f"{path}: {bad[0]} from finite weights and images (an overflow); nothing written")
+    return logits

@@ -146,7 +146,15 @@ def read(path: str | Path) -> NativeCheckpoint:
             if _is_state_dict(obj.get(key)):
                 found[network] = (key, obj[key])
                 break
+    for key, value in obj.items():  # a training script's names: net_G, G_state_dict, model_d, ...
+        network = network_hint(str(key))
+        if network and network not in found and _is_state_dict(value):
+            found[network] = (str(key), value)
     if found:
+        used = {key for key, _ in found.values()}
+        rest = [str(key) for key in obj if key not in used]
+        if rest:
+            notes.append(f"not read: {', '.join(rest[:8])} (optimiser states, counters: not network weights)")
         tensors = []
         for network, (key, state) in found.items():
             notes.append(f"{network} state_dict read from key {key!r}")
