@@ -120,10 +120,17 @@ class Plan:
 
     def stage_budgets(self) -> dict[str, float]:
         """Each stage's stated budget: the check processes run side by side (the longest one's),
-        the step runs one after the other (their sum)."""
-        out = {"checks": max((g.budget_s for g in self.groups), default=0.0)}
+        the step runs one after the other (their sum); parts that cannot run on the plan's
+        device (CUDA graphs, TF32 on a CPU) cost nothing."""
+        from gan_backends.bench.sweep import known_unavailable
+
+        checks = [
+            g.process_s + sum(c.budget_s for c in g.checks if not check_unavailable(c, self.device))
+            for g in self.groups
+        ]
+        out = {"checks": max(checks, default=0.0)}
         for stage in ("steps", "compile-heavy"):
-            out[stage] = sum(s.budget_s for s in self.steps if s.stage == stage)
+            out[stage] = sum(s.budget_s for s in self.steps if s.stage == stage and not known_unavailable(s.run))
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -167,7 +174,7 @@ class Deadline:
     def skip_reason(self, budget_s: float) -> str:
         return (
             f"deadline: its budget of {budget_s:.0f} s would end past the deadline "
-            f"({self.remaining():.0f} s left of {self.deadline_s:g} s)"
+            f"({max(0.0, self.remaining()):.0f} s left of {self.deadline_s:g} s)"
         )
 
 

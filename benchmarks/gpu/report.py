@@ -8,6 +8,7 @@ its budget. Nothing here runs anything; it reads the rows of ``check.jsonl`` and
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 #: Statuses that make the proof's answer "no" (exit 1): a check that disagreed or could not
@@ -75,11 +76,14 @@ def step_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def reasons(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per distinct reason a part did not pass or run, with how many parts it covers."""
+    """One line per kind of reason a part did not pass or run (its figures left out: "its
+    budget of N s" for every skipped run), with how many parts it covers; the rows of the
+    tables' files hold each part's own."""
     seen: dict[str, int] = {}
     for r in rows:
         if r.get("reason") and r.get("status") not in ("passed", "ok"):
-            why = f"{r['status']}: {r['reason']}"
+            why = re.sub(r" \([^()]*\d[^()]*\)$", "", f"{r['status']}: {r['reason']}")
+            why = re.sub(r"-?\d+(\.\d+)? s\b", "N s", why)
             seen[why] = seen.get(why, 0) + 1
     return [f"- {why}" + (f" (×{n})" if n > 1 else "") for why, n in seen.items()]
 
