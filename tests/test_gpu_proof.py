@@ -97,6 +97,33 @@ def test_a_deadline_that_admits_nothing_skips_every_run_and_exits_cleanly(tmp_pa
     assert json.loads((tmp_path / "env.json").read_text())["proof"]["state"] == "done"
 
 
+def test_a_terminated_proof_stops_its_processes_keeps_its_files_and_exits_130(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.gpu.prove",
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--plan",
+        "tiny",
+    ]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "log.txt"
+    t0 = time.monotonic()
+    while not (log.exists() and "checks of" in log.read_text()) and time.monotonic() - t0 < 20:
+        time.sleep(0.05)
+    proc.terminate()  # SIGTERM, as a scheduler stops it
+    assert proc.wait(timeout=20) == prove.EXIT_INTERRUPTED, proc.stderr.read() if proc.stderr else ""
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["proof"]["state"] == "interrupted" and env["proof"]["exit_code"] == prove.EXIT_INTERRUPTED
+    checks, steps = rows(tmp_path / "check.jsonl"), rows(tmp_path / "steps.jsonl")
+    assert {checks[f"check/{f}/mlp/float32"]["status"] for f in ("torch", "jax")} <= {"passed", "timeout", "skipped"}
+    assert steps and all(r["status"] in ("skipped", "unavailable") for r in steps.values())
+    assert "interrupted" in (tmp_path / "summary.md").read_text()
+
+
 def test_an_earlier_proof_is_never_written_over(tmp_path: Path) -> None:
     (tmp_path / "steps.jsonl").write_text("{}\n")
     assert prove.main(["--out", str(tmp_path), "--device", "cpu", "--plan", "tiny"]) == prove.EXIT_USAGE

@@ -101,7 +101,7 @@ class Proof:
                 "deadline_s": deadline.deadline_s,
                 "started": now_utc(),
                 "state": "running",
-            },  # fmt: skip
+            },
             "machine": machine(),
             "plan": plan.describe(),
             "schedule": planning.schedule(plan, deadline.deadline_s),
@@ -275,6 +275,7 @@ def finish_checks(proof: Proof, r: Running) -> None:
         else:
             status, reason = "crashed", f"its process ended (exit {r.proc.returncode}) without its row"
         proof.add_check(_check_row(proof, check, status, reason))
+    r.tmp.cleanup()
 
 
 # -- stages 2 and 3: the step table, one bench process per run, one at a time --------------------
