@@ -20,7 +20,10 @@ started only if its budget ends before the deadline (:class:`Deadline`), and it 
 the plan out as if every part took exactly its budget: what it admits is what the plan promises
 within the deadline (tests hold the GPU plan to 300 s with it). Parts it does not admit are not
 dropped: they run when the ones before them finish early, as they usually do, since the budgets
-are upper estimates. The module imports no framework.
+are upper estimates. The GPU figures are estimates from the CPU measurements below and the
+frameworks' usual start-up and compile costs, not yet measured on a GPU: every row the proof
+writes holds its seconds beside its budget, so its first run on a device calibrates them.
+The module imports no framework.
 """
 
 from __future__ import annotations
