@@ -25,7 +25,7 @@ from ..backends import manifest
 from ..errors import parse_device
 from ..spec import SpecError
 from .config import RunConfig
-from .worker import SCHEMA, cpu_cores, pinned, process_environment
+from .worker import NO_TF32_ON_CPU, SCHEMA, cpu_cores, pinned, process_environment
 
 RESULTS = "results.jsonl"
 FAILED = ("error", "nan", "timeout", "crashed")
@@ -139,11 +139,17 @@ def refuse_other_measurement(path: Path, previous: dict[str, Any], run: RunConfi
 
 def known_unavailable(run: RunConfig) -> dict[str, Any] | None:
     """The record of a run that cannot happen, known without a process: a CUDA-only mode
-    (the manifest's ``cuda_only_modes``) on a device named as a CPU."""
-    why = manifest(run.backend).cuda_only_modes.get(run.mode) if not run.is_peak else None
-    if why is None or run.device is None or parse_device(run.device)[0] != "cpu":
+    (the manifest's ``cuda_only_modes``), or TF32, on a device named as a CPU (the worker would
+    say the same after starting its framework)."""
+    if run.device is None or parse_device(run.device)[0] != "cpu":
         return None
-    reason = f"{run.backend} mode {run.mode!r}: {why}; this run's device is {run.device}"
+    why = manifest(run.backend).cuda_only_modes.get(run.mode) if not run.is_peak else None
+    if why is not None:
+        reason = f"{run.backend} mode {run.mode!r}: {why}; this run's device is {run.device}"
+    elif run.precision == "tf32" and not run.is_peak:
+        reason = NO_TF32_ON_CPU
+    else:
+        return None
     return {"schema": SCHEMA, "key": run.key, "config": run.to_dict(), "status": "unavailable", "reason": reason,
             "device": run.device}  # fmt: skip
 

@@ -22,6 +22,7 @@ from typing import Any
 from ..startup_logs import DEFAULT_LEVEL, LEVEL_VAR
 
 SCHEMA = "gan-backends/bench-v1"
+NO_TF32_ON_CPU = "no TF32 on a CPU: the run would repeat float32"
 
 
 def process_environment(threads: int | None) -> dict[str, str]:
@@ -120,7 +121,7 @@ def _run_spec(run: Any) -> Any:
 
 def _no_tf32_on_cpu(run: Any, device: str) -> dict[str, Any] | None:
     if run.precision == "tf32" and "cpu" in device.lower():
-        return {"status": "unavailable", "reason": "no TF32 on a CPU: the run would repeat float32", "device": device}
+        return {"status": "unavailable", "reason": NO_TF32_ON_CPU, "device": device}
     return None
 
 
