@@ -82,7 +82,9 @@ class JaxBackend(Backend):
 
     @staticmethod
     def from_numpy(array: np.ndarray):
-        return jnp.asarray(array)
+        # device_put, not jnp.asarray: outside a trace JAX 0.10 stages a NumPy array through a
+        # compiled program per shape and dtype (jit(stage), ~50 ms each on CPU).
+        return jax.device_put(np.asarray(array))
 
     name = MANIFEST.name
     modes = ("jit", "eager")  # what this class implements; the manifest must say the same
@@ -131,7 +133,7 @@ class JaxBackend(Backend):
 
     # -- parameters and buffers ----------------------------------------------------------
     def _put(self, value: np.ndarray) -> jax.Array:
-        return jax.device_put(jnp.asarray(np.asarray(value, dtype=self.dtype)), self._device)
+        return jax.device_put(np.asarray(value, dtype=self.dtype), self._device)  # see from_numpy
 
     def _to_flax(self, params: ParamTree, net: str) -> dict:
         tree: dict[str, dict[str, jax.Array]] = {}
@@ -222,7 +224,7 @@ class JaxBackend(Backend):
 
     def _count(self, opt: Any, field: str, value: int) -> jax.Array:
         dtype = optax.tree_utils.tree_get(opt, field).dtype
-        return jax.device_put(jnp.asarray(value, dtype=dtype), self._device)
+        return jax.device_put(np.asarray(value, dtype=dtype), self._device)
 
     # -- network calls -------------------------------------------------------------------
     def _call(
