@@ -81,9 +81,9 @@ def test_discriminator_must_end_in_one_logit():
     [
         ('{"type": "Conv9D"}', "unknown layer type 'Conv9D'"),
         ('{"type": "Dense", "units": 0}', "Dense.units must be a positive integer"),
-        ('{"type": "Dense", "units": 3, "width": 2}', "bad fields for layer Dense"),
+        ('{"type": "Dense", "units": 3, "width": 2}', "discriminator layer 0 Dense: unknown field 'width'"),
         ('{"type": "LeakyReLU", "slope": 1.5}', r"slope must lie in \[0, 1\)"),
-        ('{"type": "LeakyReLU"}', "bad fields for layer LeakyReLU"),  # slope has no default
+        ('{"type": "LeakyReLU"}', "discriminator layer 0 LeakyReLU: missing field 'slope'"),  # no default
     ],
 )
 def test_bad_layer_json(text, match):
@@ -101,7 +101,7 @@ def test_bad_layer_json(text, match):
         ("g_optimizer", {"lr": 1e-3, "beta1": 0.5, "beta2": 1.0, "eps": 1e-8}, r"betas must lie in \[0, 1\)"),
         ("numerics", {"dtype": "float16"}, "numerics.dtype"),
         ("latent_dim", -1, "latent_dim must be a positive integer"),
-        ("colour", 3, "unknown spec fields: colour"),
+        ("colour", 3, "spec: unknown field 'colour'"),
     ],
 )
 def test_bad_spec_fields(field, value, match):
@@ -127,3 +127,44 @@ def test_core_imports_no_framework():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_problem_is_named_at_once_with_its_place_and_the_field_meant():
+    """Names from torch and Keras where the spec has its own, a misspelt type, a section's typo:
+    one error lists them all, each with the layer's index and class and a "did you mean"."""
+    data = get_preset("dcgan-small").to_dict()
+    data["generator"][1] = {"type": "ConvTranspose2D", "filters": 16, "kernel_size": 4, "strides": 1, "bias": False}
+    data["generator"][2] = {"type": "BatchNorm", "epsilon": 1e-3}
+    data["discriminator"][1] = {"type": "LeakyReLu", "slope": 0.2}
+    data["g_optimizer"]["learning_rate"] = 1e-3
+    with pytest.raises(SpecError) as err:
+        GANSpec.from_dict(data)
+    message = str(err.value)
+    assert message.startswith("4 problems in the spec:")
+    for expected in (
+        "generator layer 1 ConvTranspose2D: unknown field 'kernel_size' (did you mean 'kernel'?)",
+        "unknown field 'strides' (did you mean 'stride'?)",
+        "unknown field 'bias' (did you mean 'use_bias'?); missing field 'kernel' (its fields: filters, kernel",
+        "generator layer 2 BatchNorm: unknown field 'epsilon' (did you mean 'eps'?)",
+        "discriminator layer 1: unknown layer type 'LeakyReLu' (did you mean 'LeakyReLU'?)",
+        "g_optimizer: unknown field 'learning_rate' (did you mean 'lr'?)",
+    ):
+        assert expected in message, message
+
+
+def test_a_keras_batchnorm_momentum_is_refused_unless_its_convention_is_said():
+    """Keras' momentum 0.99 keeps 0.99 of the running value: torch's 0.01. Written as torch's
+    momentum it would make the statistics follow each batch; refused, with both ways out."""
+    data = get_preset("dcgan-small").to_dict()
+    data["generator"][2] = {"type": "BatchNorm", "momentum": 0.99, "eps": 1e-3}
+    with pytest.raises(
+        SpecError, match=r"generator layer 2 BatchNorm: BatchNorm.momentum 0.99 is the weight of the new"
+    ):
+        GANSpec.from_dict(data)
+    data["generator"][2]["momentum_convention"] = "keras"
+    spec = GANSpec.from_dict(data)
+    assert spec.generator[2].momentum == pytest.approx(0.01, abs=1e-15)
+    assert GANSpec.from_json(spec.to_json()) == spec  # stored in torch's form, said so: it reloads
+    data["generator"][2] = {"type": "BatchNorm", "momentum": 0.9, "momentum_convention": "torch"}
+    assert GANSpec.from_dict(data).generator[2].momentum == 0.9
+    assert "momentum_convention" not in get_preset("dcgan-small").to_dict()["generator"][2]  # files unchanged

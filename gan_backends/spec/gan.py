@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Shape, SpecError, _require_positive_int
+from .fields import did_you_mean, field_problems
 from .layers import BatchNorm, Layer, layer_from_dict
 from .training import (
     OPTIMIZER_TYPES,
@@ -22,7 +23,6 @@ from .training import (
     LossSpec,
     Numerics,
     OptimizerSpec,
-    optimizer_from_dict,
 )
 
 NETWORKS: tuple[str, str] = ("generator", "discriminator")
@@ -32,6 +32,13 @@ NETWORKS: tuple[str, str] = ("generator", "discriminator")
 #: anything walks it.
 MAX_SPEC_DEPTH = 32
 _TOO_DEEP = f"spec JSON nests deeper than {MAX_SPEC_DEPTH} levels (a spec needs a few)"
+
+
+def _listed(problems: list[str]) -> str:
+    """One problem as a sentence, several as a list under a count."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems in the spec:\n" + "\n".join(f"- {p}" for p in problems)
 
 
 def _depth(value: Any) -> int:
@@ -150,29 +157,50 @@ class GANSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GANSpec:
+        """The spec described by ``data``; a :class:`SpecError` lists every problem of its layers
+        and sections at once, each with where it is (``discriminator layer 2 BatchNorm``)."""
         if not isinstance(data, dict):
             raise SpecError(f"a spec must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise SpecError(f"unknown spec fields: {', '.join(sorted(unknown))}")
-        kwargs = dict(data)
+        problems = [f"spec: {p}" for p in field_problems(cls, data)]
+        kwargs = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        for net in NETWORKS:
+            if net not in kwargs:
+                continue
+            if not isinstance(kwargs[net], (list, tuple)):
+                problems.append(f"{net}: a list of layers, got {type(kwargs[net]).__name__}")
+                continue
+            layers = []
+            for i, item in enumerate(kwargs[net]):
+                try:
+                    layers.append(layer_from_dict(item, f"{net} layer {i}"))
+                except SpecError as exc:
+                    problems.append(str(exc))
+            kwargs[net] = tuple(layers)
+        sections = [("loss", LossSpec), ("numerics", Numerics), ("init", InitSpec), ("data_parallel", DataParallelSpec)]
+        for key in ("g_optimizer", "d_optimizer"):
+            if isinstance(kwargs.get(key), dict):
+                name = kwargs[key].get("name", "adam")
+                if name not in OPTIMIZER_TYPES:
+                    problems.append(f"{key}: unknown optimiser {name!r}{did_you_mean(str(name), OPTIMIZER_TYPES)}")
+                    continue
+                sections.append((key, OPTIMIZER_TYPES[name]))
+        for key, sub in sections:
+            if key not in kwargs:
+                continue
+            if not isinstance(kwargs[key], dict):
+                problems.append(f"{key}: an object, got {type(kwargs[key]).__name__}")
+                continue
+            found = field_problems(sub, kwargs[key])
+            if found:
+                problems.append(f"{key}: {'; '.join(found)}")
+                continue
+            try:
+                kwargs[key] = sub(**kwargs[key])
+            except (SpecError, TypeError) as exc:  # TypeError: a value of the wrong kind (a list for a number)
+                problems.append(f"{key}: {exc}")
+        if problems:
+            raise SpecError(_listed(problems))
         try:
-            for net in NETWORKS:
-                if net in kwargs:
-                    kwargs[net] = tuple(layer_from_dict(item) for item in kwargs[net])
-            sections = (
-                ("loss", LossSpec),
-                ("numerics", Numerics),
-                ("init", InitSpec),
-                ("data_parallel", DataParallelSpec),
-            )
-            for key, sub in sections:
-                if key in kwargs:
-                    kwargs[key] = sub(**kwargs[key])
-            for key in ("g_optimizer", "d_optimizer"):
-                if key in kwargs:
-                    kwargs[key] = optimizer_from_dict(kwargs[key])
             return cls(**kwargs)
         except TypeError as exc:
             raise SpecError(f"bad spec: {exc}") from None

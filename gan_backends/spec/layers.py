@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .base import Shape, SpecError, _require_bool, _require_positive_int
+from .fields import did_you_mean, field_problems
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,13 +37,16 @@ class Layer:
         return {}
 
     def describe(self) -> str:
-        fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+        shown = [f for f in dataclasses.fields(self) if not (getattr(self, f.name) is None and f.default is None)]
+        fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in shown)
         return f"{self.type_name}({fields})"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type_name}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if value is None and f.default is None:  # an unset option: absent, as in the files before it
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -315,7 +319,11 @@ class BatchNorm(Layer):
         eval:  y = (x - running_mean) / sqrt(running_var + eps) * scale + bias
 
     ``momentum`` is the weight of the NEW batch statistic (torch 0.1); Keras and Flax call
-    ``1 - momentum`` their momentum (0.99). ``running_var='unbiased'`` stores var_B·n/(n−1) as
+    ``1 - momentum`` their momentum (0.99). A momentum above 0.5 is almost surely Keras' or
+    Flax's number written where torch's is meant (their 0.99 is torch's 0.01: running statistics
+    that hardly move), so it is refused unless ``momentum_convention`` says which is meant:
+    ``"keras"`` (also Flax's: the weight of the running value; stored as ``1 - momentum``) or
+    ``"torch"`` (the number as given). ``running_var='unbiased'`` stores var_B·n/(n−1) as
     torch does; ``'biased'`` stores var_B as Keras and Flax do. Parameters ``scale`` (gamma) and
     ``bias`` (beta), shape ``(C,)``; buffers ``running_mean`` (starts 0) and ``running_var``
     (starts 1). Every network call in training updates the running statistics once.
@@ -325,6 +333,7 @@ class BatchNorm(Layer):
     momentum: float = 0.1
     eps: float = 1e-5
     running_var: RunningVariance = "unbiased"
+    momentum_convention: Literal["torch", "keras"] | None = None
 
     def __post_init__(self) -> None:
         for fname in ("momentum", "eps"):
@@ -335,6 +344,21 @@ class BatchNorm(Layer):
         if not (0.0 <= self.momentum <= 1.0):
             raise SpecError(
                 f"BatchNorm.momentum (weight of the new batch statistic) must lie in [0, 1], got {self.momentum}"
+            )
+        if self.momentum_convention not in (None, "torch", "keras"):
+            raise SpecError(
+                f"BatchNorm.momentum_convention must be 'torch' or 'keras', got {self.momentum_convention!r}"
+            )
+        if self.momentum_convention == "keras":  # stored in torch's form, said so explicitly
+            object.__setattr__(self, "momentum", 1.0 - self.momentum)
+            object.__setattr__(self, "momentum_convention", "torch")
+        elif self.momentum > 0.5 and self.momentum_convention is None:
+            raise SpecError(
+                f"BatchNorm.momentum {self.momentum:g} is the weight of the new batch statistic here (torch's "
+                f"convention, default 0.1); {self.momentum:g} looks like Keras'/Flax's momentum, the weight of the "
+                f"running value, which is {1.0 - self.momentum:.6g} here. Write {1.0 - self.momentum:.6g}, or add "
+                '"momentum_convention": "keras" to keep Keras\' number, or "momentum_convention": "torch" if '
+                f"{self.momentum:g} is meant"
             )
         if self.eps <= 0:
             raise SpecError(f"BatchNorm.eps must be positive, got {self.eps}")
@@ -382,15 +406,22 @@ LAYER_TYPES: dict[str, type[Layer]] = {
 }
 
 
-def layer_from_dict(data: dict[str, Any]) -> Layer:
+def layer_from_dict(data: dict[str, Any], where: str = "layer") -> Layer:
+    """The layer described by ``data`` (``{"type": "Dense", "units": 8}``); a :class:`SpecError`
+    names ``where`` it is (``generator layer 3``), its type, and every unknown or missing field
+    with the field meant."""
     if not isinstance(data, dict) or "type" not in data:
-        raise SpecError(f"a layer must be an object with a 'type' field, got {data!r}")
+        raise SpecError(f"{where}: a layer must be an object with a 'type' field, got {data!r}")
     kwargs = dict(data)
     type_name = kwargs.pop("type")
     cls = LAYER_TYPES.get(type_name)
     if cls is None:
-        raise SpecError(f"unknown layer type {type_name!r}; known: {', '.join(LAYER_TYPES)}")
+        hint = did_you_mean(str(type_name), LAYER_TYPES)
+        raise SpecError(f"{where}: unknown layer type {type_name!r}{hint}; known: {', '.join(LAYER_TYPES)}")
+    problems = field_problems(cls, kwargs)
+    if problems:
+        raise SpecError(f"{where} {type_name}: {'; '.join(problems)}")
     try:
         return cls(**kwargs)
-    except TypeError as exc:
-        raise SpecError(f"bad fields for layer {type_name}: {exc}") from None
+    except SpecError as exc:
+        raise SpecError(f"{where} {type_name}: {exc}") from None
