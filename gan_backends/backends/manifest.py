@@ -84,6 +84,11 @@ class Manifest:
     #: Modes that run on a CUDA device only, with why: a run asking for them on a CPU is
     #: unavailable, known without starting the framework (the backend raises ModeUnavailable).
     cuda_only_modes: Mapping[str, str] = field(default_factory=dict)
+    #: Top-level modules whose model objects (an ``nn.Module``, a Keras model, a Flax module)
+    #: the package's ``introspect`` part reads into spec layers (``layers_of``), and the
+    #: extensions of whole saved models it loads (``load_model``: Keras' ``.keras``).
+    model_modules: tuple[str, ...] = ()
+    model_files: tuple[str, ...] = ()
 
     @property
     def sweep_modes(self) -> tuple[str, ...]:

@@ -55,4 +55,5 @@ MANIFEST = Manifest(
         "bce": "logits",
     },
     before_start=before_start,
+    model_modules=("flax",),
 )

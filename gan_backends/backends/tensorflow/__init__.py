@@ -51,4 +51,6 @@ MANIFEST = Manifest(
     },
     default_bce_ops="backend:TF_DEFAULT_BCE_OPS",
     before_start=before_start,
+    model_modules=("keras", "tf_keras", "tensorflow"),
+    model_files=(".keras",),
 )

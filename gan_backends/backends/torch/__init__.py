@@ -44,4 +44,5 @@ MANIFEST = Manifest(
     },
     default_bce_ops="backend:TORCH_DEFAULT_BCE_OPS",
     gemm_peak="gemm:measure_gemm",
+    model_modules=("torch",),
 )
