@@ -1,5 +1,5 @@
 """The ``gan-backends`` command: ``info``, ``specs``, ``check``, ``bench``, ``train``, ``sample``,
-``discriminate``, ``port``, ``losscheck``.
+``discriminate``, ``spec-from``, ``port``, ``losscheck``.
 
 Each command parses its options, calls its job and prints: what a job computes or writes lives in
 the job (:mod:`.check`, :mod:`.bench`, :mod:`.train`, :mod:`.port`, :mod:`.losscheck`).
@@ -28,6 +28,7 @@ from .commands.contract import keeps_contract
 from .commands.losscheck import losscheck
 from .commands.port import port
 from .commands.sample import discriminate, sample
+from .commands.spec_from import spec_from
 from .commands.train import train
 from .environment import backend_status
 from .presets import PRESETS, get_preset
@@ -69,8 +70,8 @@ def specs(name: Annotated[Optional[str], typer.Argument(help="Preset to print as
 
 # Registered here, in this order, so that --help lists the commands as the README does; each
 # keeps the exit-code contract.
-for command in (info, specs, check, bench, train, sample, discriminate, port, losscheck):
-    app.command()(keeps_contract(command))
+for command in (info, specs, check, bench, train, sample, discriminate, spec_from, port, losscheck):
+    app.command(name=command.__name__.replace("_", "-"))(keeps_contract(command))
 
 
 def main() -> None:  # console-script entry point

@@ -22,8 +22,9 @@ imports a framework and reaches those modules through
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .._io import check_output
 from ..errors import NonFiniteValues
@@ -47,6 +48,7 @@ from .native import (
 )
 from .safetensors import read as read_safetensors
 from .verify import Agreement, native_outputs, verify
+from .verify_model import verify_against_models
 
 #: The largest ``max |source - target| / max |source|`` a port passes with. Both sides compute
 #: the same float32 network in different frameworks, so they differ by rounding only (summation
@@ -66,6 +68,10 @@ class PortResult:
     networks: tuple[str, ...]
     notes: list[str]
     agreement: list[Agreement]
+    #: Where the converted model first parts from the user's own model (one line per network).
+    divergences: list[str] = field(default_factory=list)
+    #: Whether the user's own model ran (then the spec is verified too, not only the conversion).
+    against_model: bool = False
 
     @property
     def worst(self) -> float:
@@ -76,12 +82,20 @@ class PortResult:
     @property
     def passed(self) -> bool:
         """Every verified network agrees within :data:`AGREEMENT_TOLERANCE` of its outputs' scale."""
-        return self.worst <= AGREEMENT_TOLERANCE
+        return self.worst <= AGREEMENT_TOLERANCE and not self.divergences
 
     def summary(self) -> str:
         lines = [f"networks: {', '.join(self.networks)}; {len(self.params)} parameters, {len(self.buffers)} buffers"]
         lines += [f"note: {n}" for n in self.notes]
         lines += [f"agreement: {a}" for a in self.agreement]
+        lines += [f"first difference: {d}" for d in self.divergences]
+        if self.agreement and not self.against_model:
+            lines.append(
+                "verified: the conversion (the spec's network holding the source's weights, in both frameworks); "
+                "not the spec itself: give --model to run your own model against it"
+            )
+        elif self.against_model:
+            lines.append("verified: the conversion and the spec, against your own model")
         return "\n".join(lines)
 
 
@@ -112,6 +126,7 @@ def port(
     batch: int = 8,
     seed: int = 0,
     overwrite: bool = False,
+    models: Mapping[str, Any] | None = None,
 ) -> PortResult:
     """Read ``src`` (its ``kind`` detected from the name when ``None``), convert it to the
     canonical trees, write it as ``to`` at ``out`` and, with ``check``, run it in the source's
@@ -119,7 +134,11 @@ def port(
 
     ``out`` is checked before anything is read: never the source, named as a ``to`` file (a
     ``.pth`` holding msgpack would mislead every later reader), writable, and not an existing
-    file unless ``overwrite``."""
+    file unless ``overwrite``.
+
+    ``models`` (``{"generator": model, ...}``, the user's own model objects): each also runs with
+    the source's weights against the converted model, and where they part the first layer
+    that differs is named (:func:`~gan_backends.port.verify_model.verify_against_models`)."""
     check_out_name(src, to, out, overwrite=overwrite)
     ckpt = read_native(src, kind)
     params, buffers = to_canonical(ckpt, spec, networks=networks, mapping=mapping)
@@ -129,7 +148,14 @@ def port(
     notes = list(ckpt.notes)
     notes += write_native(params, buffers, spec, to, out)
     agreement = verify(spec, params, buffers, ckpt.kind, to, out, batch=batch, seed=seed) if check else []
-    return PortResult(params, buffers, networks_of(params), notes, agreement)
+    divergences: list[str] = []
+    mine = {net: model for net, model in (models or {}).items() if net in networks_of(params)}
+    if check and mine:
+        theirs, divergences = verify_against_models(
+            spec, params, buffers, mine, src, to, out, tolerance=AGREEMENT_TOLERANCE, batch=batch, seed=seed
+        )
+        agreement += theirs
+    return PortResult(params, buffers, networks_of(params), notes, agreement, divergences, bool(check and mine))
 
 
 __all__ = [

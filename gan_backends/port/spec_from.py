@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import REGISTRY, load_part
-from ..spec import Dense, Flatten, GANSpec, Layer, Shape, SpecError
+from ..spec import Dense, Flatten, GANSpec, Layer, Shape, Sigmoid, SpecError
 from .native import PortError
 
 
@@ -136,8 +136,8 @@ def spec_from_models(
             raise SpecError(f"the generator is a {framework} model and the discriminator a {d_framework} one")
         if d.input_shape != g.output_shape:
             raise SpecError(f"the discriminator takes {d.input_shape}, the generator makes {g.output_shape}")
-        d_layers = d.layers
-        notes += [f"discriminator: {note}" for note in d.notes]
+        d_layers, d_notes = _as_logit_head(d.layers, d.output_shape)
+        notes += [f"discriminator: {note}" for note in d.notes + d_notes]
     if len(g.input_shape) != 1:
         raise SpecError(f"the generator takes {g.input_shape} per sample; a spec's generator takes (latent_dim,)")
     spec = base.replace(
@@ -148,3 +148,20 @@ def spec_from_models(
         discriminator=d_layers,
     )
     return ReadSpec(spec, framework, notes)
+
+
+def _as_logit_head(layers: tuple[Layer, ...], output_shape: Shape) -> tuple[tuple[Layer, ...], list[str]]:
+    """A discriminator as the spec has it: one logit per sample. The tutorials end D in a
+    ``Sigmoid`` (their loss takes probabilities) and a ``(1, 1, 1)`` map (``.view(-1)`` after):
+    the sigmoid is left to the loss (the same model, in the stable logit form) and the map is
+    flattened; anything else that is not one value per sample is refused."""
+    notes = []
+    if layers and isinstance(layers[-1], Sigmoid):
+        layers = layers[:-1]
+        notes.append("its final Sigmoid is left to the loss: the spec's D gives logits (discriminate prints logits)")
+    if output_shape != (1,):
+        if tuple(output_shape) != (1, 1, 1):
+            raise SpecError(f"the discriminator gives {output_shape} per sample; the spec's gives one logit, (1,)")
+        layers = (*layers, Flatten())
+        notes.append("its (1, 1, 1) output is flattened to one logit per sample, as the tutorials' .view(-1)")
+    return layers, notes

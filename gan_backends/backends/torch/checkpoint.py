@@ -120,6 +120,22 @@ def _reason(exc: BaseException) -> str:
     return next((line for line in lines if not line.startswith(advice)), type(exc).__name__)
 
 
+def network_states(obj: Mapping) -> dict[str, tuple[str, Mapping]]:
+    """``{network: (key, state_dict)}`` of a dict holding each network's state_dict under its
+    name: the usual keys first, then a training script's (``net_G``, ``G_state_dict``, ...)."""
+    found: dict[str, tuple[str, Mapping]] = {}
+    for network, keys in (("generator", TORCH_G_KEYS), ("discriminator", TORCH_D_KEYS)):
+        for key in keys:
+            if _is_state_dict(obj.get(key)):
+                found[network] = (key, obj[key])
+                break
+    for key, value in obj.items():
+        network = network_hint(str(key))
+        if network and network not in found and _is_state_dict(value):
+            found[network] = (str(key), value)
+    return found
+
+
 def read(path: str | Path) -> NativeCheckpoint:
     """A torch ``state_dict`` file (or a dict wrapping state dicts under the usual keys)."""
     obj = load_tensors_only(path)
@@ -140,16 +156,7 @@ def read(path: str | Path) -> NativeCheckpoint:
         return NativeCheckpoint("torch", str(path), _torch_tensors(obj, None), notes)
     if not isinstance(obj, Mapping):
         raise PortError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
-    found: dict[str, tuple[str, Mapping]] = {}
-    for network, keys in (("generator", TORCH_G_KEYS), ("discriminator", TORCH_D_KEYS)):
-        for key in keys:
-            if _is_state_dict(obj.get(key)):
-                found[network] = (key, obj[key])
-                break
-    for key, value in obj.items():  # a training script's names: net_G, G_state_dict, model_d, ...
-        network = network_hint(str(key))
-        if network and network not in found and _is_state_dict(value):
-            found[network] = (str(key), value)
+    found = network_states(obj)
     if found:
         used = {key for key, _ in found.values()}
         rest = [str(key) for key in obj if key not in used]

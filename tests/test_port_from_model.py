@@ -1,0 +1,128 @@
+"""``spec-from``, ``port --model``, then ``sample``: a user's own torch GAN ported with no spec
+written by hand, verified against the user's model, and a wrong spec caught at its layer.
+
+The user's code is the PyTorch DCGAN tutorial's ``Generator`` class in a file of its own, with
+trained-looking BatchNorm statistics, saved with ``torch.save(netG.state_dict())``; every
+expected value is that model's own output in eval mode. Commands run as the README tells them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import require_backend
+from typer.testing import CliRunner
+
+from gan_backends.cli import app
+
+runner = CliRunner()
+
+USER_CODE = '''
+import numpy as np
+import torch
+from torch import nn
+
+nz, ngf = 16, 4
+
+
+class Generator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 2, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ngf * 2),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False),
+            nn.Tanh(),
+        )
+
+    def forward(self, input):
+        return self.main(input)
+
+
+def trained():
+    """A generator as training leaves it: BatchNorm statistics far from (0, 1)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    netG = Generator()
+    with torch.no_grad():
+        for m in netG.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c).astype(np.float32)))
+                m.running_mean.copy_(torch.from_numpy(rng.normal(0, 0.5, c).astype(np.float32)))
+                m.running_var.copy_(torch.from_numpy(rng.uniform(0.05, 0.2, c).astype(np.float32)))
+    return netG.eval()
+'''
+
+
+def _invoke(*args) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory) -> dict:
+    require_backend("torch")
+    import importlib.util
+
+    import torch
+
+    folder = tmp_path_factory.mktemp("user")
+    (folder / "models.py").write_text(USER_CODE)
+    spec = importlib.util.spec_from_file_location("user_models_for_test", folder / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    netG = module.trained()
+    torch.save(netG.state_dict(), folder / "netG.pth")
+    z = np.random.default_rng(1).standard_normal((5, 16, 1, 1)).astype(np.float32)
+    np.save(folder / "z.npy", z)
+    with torch.no_grad():
+        images = netG(torch.from_numpy(z)).permute(0, 2, 3, 1).numpy()
+    return {"folder": folder, "images": images, "model": f"{folder / 'models.py'}:trained"}
+
+
+def test_spec_from_then_port_with_the_model_then_sample_is_the_users_generator(user, tmp_path):
+    require_backend("jax")
+    folder = user["folder"]
+    text = _invoke("spec-from", user["model"], "--out", tmp_path / "spec.json")
+    assert "input (N, 16, 1, 1) as the DCGAN tutorial draws it" in text and "discriminator: none given" in text
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    assert spec["generator"][2] == {"type": "BatchNorm", "momentum": 0.1, "eps": 1e-05, "running_var": "unbiased"}
+
+    out = _invoke("port", folder / "netG.pth", "--model", user["model"], "--to", "jax", "--out", tmp_path / "g.msgpack")
+    assert "max |your torch model - flax|" in out and "verified: the conversion and the spec" in out
+    samples = tmp_path / "x.npy"
+    _invoke("sample", tmp_path / "g.msgpack", "--spec", tmp_path / "spec.json", "--backend", "jax",
+            "--noise", folder / "z.npy", "--out", samples)  # fmt: skip
+    np.testing.assert_allclose(np.load(samples), user["images"], rtol=0, atol=1e-5)
+
+
+def test_a_wrong_spec_passes_the_conversion_check_but_not_the_users_model(user, tmp_path):
+    """BatchNorm eps 1e-3 (Keras') written for torch's 1e-5: the conversion alone agrees with
+    itself; the user's model names generator layer 2."""
+    folder = user["folder"]
+    _invoke("spec-from", user["model"], "--out", tmp_path / "spec.json")
+    data = json.loads((tmp_path / "spec.json").read_text())
+    data["generator"][2]["eps"] = 1e-3
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(data))
+    blind = _invoke(
+        "port", folder / "netG.pth", "--spec", wrong, "--to", "safetensors", "--out", tmp_path / "a.safetensors"
+    )
+    assert "not the spec itself: give --model" in blind
+    result = runner.invoke(
+        app,
+        ["port", str(folder / "netG.pth"), "--spec", str(wrong), "--model", user["model"], "--to", "safetensors",
+         "--out", str(tmp_path / "b.safetensors")],
+    )  # fmt: skip
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, text
+    assert "first difference: generator layer 2 BatchNorm(momentum=0.1, eps=0.001" in text, text
+    assert "is the first to differ from your model" in text and "(the layers before agree)" in text
