@@ -286,7 +286,8 @@ def run_model(model: nn.Module, source: str | Path, net: str, x: np.ndarray) -> 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, node: torch.fx.Node) -> Any:
             out = super().run_node(node)
-            seen[node.name] = out
+            # a copy: the next node may work in place (the tutorials' nn.ReLU(True))
+            seen[node.name] = out.clone() if isinstance(out, torch.Tensor) else out
             return out
 
     inputs = torch.from_numpy(np.ascontiguousarray(x, np.float32))
