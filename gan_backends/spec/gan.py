@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Shape, SpecError, _require_positive_int
-from .layers import BatchNorm, Layer, layer_from_dict
+from .layers import BatchNorm, Flatten, Layer, Reshape, layer_from_dict
 from .training import (
     OPTIMIZER_TYPES,
     DataParallelSpec,
@@ -105,6 +105,26 @@ class GANSpec:
                         "per sample, and BatchNorm mixes the batch; drop it from the critic (Gulrajani et al. "
                         "2017, section 4) or use no penalty"
                     )
+
+        if self.loss.relativistic:
+            self._check_no_output_bias()
+
+    def _check_no_output_bias(self) -> None:
+        """A relativistic loss sees D only through differences of logits (``C_r - C_f``, or a
+        logit minus the other batch's mean), and ∇ₓD does not see a constant: a bias added at
+        D's output cancels from every term. Its gradient is then rounding noise, which Adam
+        turns into ±lr steps (the bias-before-BatchNorm trap), so the spec refuses it."""
+        for i in range(len(self.discriminator) - 1, -1, -1):
+            layer = self.discriminator[i]
+            if isinstance(layer, (Flatten, Reshape)):
+                continue  # shape only: the layer before it is D's output layer
+            if getattr(layer, "use_bias", False):
+                raise SpecError(
+                    f"discriminator layer {i} {layer.describe()}: with the relativistic loss {self.loss.name!r} "
+                    "the bias of D's output layer cancels from every loss term (only logit differences count), "
+                    "so its gradient is rounding noise that Adam turns into ±lr steps; set use_bias=false"
+                )
+            return
 
     def input_shape(self, net: str) -> Shape:
         return (self.latent_dim,) if net == "generator" else self.data_shape

@@ -15,10 +15,18 @@ from typing import Any, Literal
 
 from .base import SpecError, _require_bool
 
-LossName = Literal["minimax", "non_saturating", "least_squares", "hinge", "wasserstein"]
+LossName = Literal[
+    "minimax", "non_saturating", "least_squares", "hinge", "wasserstein", "rasgan", "ralsgan", "rahinge", "rpgan"
+]
+#: The losses whose every term is a function of one logit (G's of ``D(G(z))`` alone): what
+#: losscheck judges a user's ``d(real, fake)`` / ``g(fake)`` against.
 LOSS_NAMES: tuple[str, ...] = ("minimax", "non_saturating", "least_squares", "hinge", "wasserstein")
-PenaltyName = Literal["none", "wgan_gp", "r1"]
-PENALTIES: tuple[str, ...] = ("none", "wgan_gp", "r1")
+#: The relativistic losses (Jolicoeur-Martineau 2018): D and G compare real and fake logits, so
+#: G's loss needs ``D(x_real)`` too (``generator_loss(..., real_logits=...)``).
+RELATIVISTIC_LOSSES: tuple[str, ...] = ("rasgan", "ralsgan", "rahinge", "rpgan")
+ALL_LOSS_NAMES: tuple[str, ...] = LOSS_NAMES + RELATIVISTIC_LOSSES
+PenaltyName = Literal["none", "wgan_gp", "r1", "r2", "r1_r2"]
+PENALTIES: tuple[str, ...] = ("none", "wgan_gp", "r1", "r2", "r1_r2")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,16 +39,25 @@ class LossSpec:
     ``a`` and reals to ``b``, G pushes fakes to ``c``; the default ``(0, 1, 1)`` is the paper's
     eq. 9 (``(-1, 1, 0)`` is its eq. 8). Other losses ignore them.
 
+    ``g_scale`` multiplies the generator loss the same way (1.0 in the papers; 0.5 with
+    ``d_scale`` 0.5 is the RaLSGAN author's code, which halves both of the paper's losses).
+
+    The relativistic losses ``rasgan``, ``ralsgan``, ``rahinge`` (relativistic average GAN in
+    its cross-entropy, least-squares and hinge forms) and ``rpgan`` (relativistic pairing GAN)
+    are Jolicoeur-Martineau 2018's; their G loss also reads D's logits on the real batch.
+
     ``penalty`` adds a gradient penalty to D's loss, weighted by ``penalty_weight`` (λ of
-    WGAN-GP, γ of R1), not by ``d_scale``: ``wgan_gp`` (Gulrajani et al. 2017) on interpolates
+    WGAN-GP, γ of R1/R2), not by ``d_scale``: ``wgan_gp`` (Gulrajani et al. 2017) on interpolates
     whose coefficients are drawn in NumPy, with the norm ``sqrt(sum g^2 + norm_eps)`` so its
-    gradient is finite at 0; ``r1`` (Mescheder et al. 2018) on real data. ``clip_value`` clips
-    every D parameter to ``[-c, c]`` after each D update (the original WGAN, Arjovsky et al.
-    2017, c = 0.01).
+    gradient is finite at 0; ``r1`` (Mescheder et al. 2018, eq. 9) on real data; ``r2`` (the
+    same paper's eq. 10) on the generated batch of the D update; ``r1_r2`` both, ``γ/2·(R1 +
+    R2)``, the R3GAN baseline's (Huang et al. 2025). ``clip_value`` clips every D parameter to
+    ``[-c, c]`` after each D update (the original WGAN, Arjovsky et al. 2017, c = 0.01).
     """
 
     name: LossName = "non_saturating"
     d_scale: float = 1.0
+    g_scale: float = 1.0
     a: float = 0.0
     b: float = 1.0
     c: float = 1.0
@@ -50,11 +67,11 @@ class LossSpec:
     clip_value: float | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in LOSS_NAMES:
-            raise SpecError(f"unknown loss {self.name!r}; known: {', '.join(LOSS_NAMES)}")
+        if self.name not in ALL_LOSS_NAMES:
+            raise SpecError(f"unknown loss {self.name!r}; known: {', '.join(ALL_LOSS_NAMES)}")
         if self.penalty not in PENALTIES:
             raise SpecError(f"unknown gradient penalty {self.penalty!r}; known: {', '.join(PENALTIES)}")
-        for fname in ("d_scale", "penalty_weight"):
+        for fname in ("d_scale", "g_scale", "penalty_weight"):
             value = getattr(self, fname)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise SpecError(f"loss.{fname} must be a positive number, got {value!r}")
@@ -72,6 +89,11 @@ class LossSpec:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise SpecError(f"loss.clip_value must be a positive number or null, got {value!r}")
             object.__setattr__(self, "clip_value", float(value))
+
+    @property
+    def relativistic(self) -> bool:
+        """Whether G's loss reads D's logits on real data (so G's step calls ``D(real)``)."""
+        return self.name in RELATIVISTIC_LOSSES
 
 
 @dataclass(frozen=True, kw_only=True)
