@@ -56,7 +56,9 @@ def _per_logit(spec: LossSpec) -> None:
 def real_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
     """D's per-sample loss on real data, ``r(l)``:
 
-    - ``minimax``, ``non_saturating`` (Goodfellow et al. 2014, eq. 1): ``softplus(-l) = -log D(x)``
+    - ``minimax``, ``non_saturating`` (Goodfellow et al. 2014, eq. 1): ``softplus(-l) = -log D(x)``;
+      with a smoothed real target ``t`` (``LossSpec.real_target``) the cross-entropy
+      ``t·softplus(-l) + (1 - t)·softplus(l) = -t log D(x) - (1 - t) log(1 - D(x))``
     - ``least_squares`` (Mao et al. 2017, eq. 2, D's target for real data ``b``): ``(l - b)^2 / 2``
     - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018, eq. 17): ``relu(1 - l)``
     - ``wasserstein`` (Arjovsky et al. 2017, eq. 3, the critic maximises the real score): ``-l``
@@ -70,6 +72,9 @@ def real_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
         return 0.5 * (logits - spec.b) * (logits - spec.b)
     if spec.name == "hinge":
         return ops.relu(1.0 - logits)
+    t = spec.real_target
+    if t != 1.0:
+        return t * ops.softplus(-logits) + (1.0 - t) * ops.softplus(logits)
     return ops.softplus(-logits)
 
 
@@ -132,7 +137,10 @@ def gradient_penalty(ops: LossOps, sq_norms: Any, spec: LossSpec, fake_sq_norms:
     - ``wgan_gp`` (Gulrajani et al. 2017, eq. 3), at ``x̂_i = α_i x_i + (1 - α_i) G(z_i)`` with
       ``α_i ~ U[0, 1]`` drawn in NumPy: ``λ · mean_i (sqrt(s_i + norm_eps) - 1)²``. The
       ``norm_eps`` keeps the gradient finite where ``s_i = 0`` (``tf.norm``/``jnp.linalg.norm``
-      give NaN there, ``torch.norm`` 0).
+      give NaN there, ``torch.norm`` 0). With a norm target γ (``penalty_target``; Karras et
+      al. 2017): ``λ · mean_i (n_i - γ)² / γ²``, ``n_i = sqrt(s_i + norm_eps)``; one-sided
+      (``penalty_one_sided``; Gulrajani et al.'s appendix, Petzka et al. 2018):
+      ``λ · mean_i max(0, n_i - γ)² / γ²``.
     - ``r1`` (Mescheder et al. 2018, eq. 9), at real data: ``γ/2 · mean_i s_i``.
     - ``r2`` (the same paper, eq. 10), at the generated batch ``G(z_i)`` (a constant of D's
       update): ``γ/2 · mean_i s_i``.
@@ -140,8 +148,12 @@ def gradient_penalty(ops: LossOps, sq_norms: Any, spec: LossSpec, fake_sq_norms:
       ``fake_sq_norms`` at the generated batch: ``γ/2 · (mean_i s_i + mean_i s̃_i)``.
     """
     if spec.penalty == "wgan_gp":
-        norm = ops.sqrt(sq_norms + spec.norm_eps)
-        return spec.penalty_weight * ops.mean((norm - 1.0) * (norm - 1.0))
+        target = spec.penalty_target
+        dev = ops.sqrt(sq_norms + spec.norm_eps) - target
+        if spec.penalty_one_sided:
+            dev = ops.relu(dev)
+        value = spec.penalty_weight * ops.mean(dev * dev)
+        return value if target == 1.0 else value / (target * target)
     if spec.penalty in ("r1", "r2"):
         return 0.5 * spec.penalty_weight * ops.mean(sq_norms)
     if spec.penalty == "r1_r2":

@@ -52,8 +52,10 @@ class GANSpec:
     """A whole GAN: shapes, the two networks, the loss, the optimisers and the numerics.
 
     ``data_shape`` is one sample (e.g. ``(784,)`` or ``(28, 28, 1)``); the generator maps
-    ``(latent_dim,)`` to it, the discriminator maps it to one logit ``(1,)``. One training step
-    is ``n_critic`` discriminator updates followed by one generator update.
+    ``(latent_dim,)`` to it, the discriminator maps it to one logit ``(1,)`` or to a PatchGAN
+    map of logits ``(H, W, 1)`` (Isola et al. 2017), every loss a mean over all of a batch's
+    logits and a penalty's ∇ₓ that of their sum per sample. One training step is ``n_critic``
+    discriminator updates followed by one generator update.
     """
 
     name: str
@@ -90,8 +92,11 @@ class GANSpec:
         if g_out != self.data_shape:
             raise SpecError(f"generator output shape {g_out} does not match data_shape {self.data_shape}")
         d_out = self.layer_shapes("discriminator")[-1][1]
-        if d_out != (1,):
-            raise SpecError(f"discriminator must end in one logit per sample, shape (1,), got {d_out}")
+        if d_out != (1,) and not (len(d_out) == 3 and d_out[2] == 1):
+            raise SpecError(
+                "discriminator must end in one logit per sample, shape (1,), or a PatchGAN map of one logit "
+                f"per patch, (H, W, 1); got {d_out}"
+            )
         for key in ("g_optimizer", "d_optimizer"):
             if not isinstance(getattr(self, key), tuple(OPTIMIZER_TYPES.values())):
                 raise SpecError(

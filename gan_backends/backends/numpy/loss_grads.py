@@ -30,7 +30,10 @@ def loss_term_grads(spec: LossSpec) -> tuple[Callable, Callable, Callable]:
         return (lambda x: x - spec.b), (lambda x: x - spec.a), (lambda x: x - spec.c)
     if spec.name == "hinge":
         return (lambda x: -_step(1.0 - x)), (lambda x: _step(1.0 + x)), (lambda x: -np.ones_like(x))
-    real, fake = (lambda x: -sigmoid(-x)), sigmoid
+    # r = t·softplus(-l) + (1 - t)·softplus(l): r' = σ(l) - t; at t = 1 written -σ(-l), exact in the tail
+    t = spec.real_target
+    real = (lambda x: -sigmoid(-x)) if t == 1.0 else (lambda x: sigmoid(x) - t)
+    fake = sigmoid
     if spec.name == "minimax":
         return real, fake, (lambda x: -sigmoid(x))
     return real, fake, (lambda x: -sigmoid(-x))  # non_saturating
@@ -80,12 +83,15 @@ def g_logit_grad(spec: LossSpec, fake: np.ndarray, real: np.ndarray | None) -> n
 
 def penalty_grad_wrt_g(g: np.ndarray, spec: LossSpec) -> np.ndarray:
     """``∂ penalty / ∂ g`` per sample at one site, from :func:`gan_backends.losses.gradient_penalty`:
-    wgan_gp ``λ·2(n−1)/n · g / N`` with ``n = sqrt(s + norm_eps)``; r1, r2 and each site of
-    r1_r2 (``γ/2 · mean s``) ``γ·g / N``."""
+    wgan_gp ``λ·2(n−γ)/(γ² n) · g / N`` with ``n = sqrt(s + norm_eps)``, ``γ`` the norm target
+    (``max(0, n − γ)`` in place of ``n − γ`` when one-sided); r1, r2 and each site of r1_r2
+    (``γ/2 · mean s``) ``γ·g / N``."""
     n_samples = g.shape[0]
     if spec.penalty in ("r1", "r2", "r1_r2"):
         return spec.penalty_weight * g / n_samples
     s = (g * g).reshape(n_samples, -1).sum(axis=1)
     norm = np.sqrt(s + spec.norm_eps)
-    coef = spec.penalty_weight * 2.0 * (norm - 1.0) / norm / n_samples
+    target = spec.penalty_target
+    dev = np.maximum(norm - target, 0.0) if spec.penalty_one_sided else norm - target
+    coef = spec.penalty_weight * 2.0 * dev / norm / n_samples / (target * target)
     return coef.reshape(-1, *([1] * (g.ndim - 1))) * g

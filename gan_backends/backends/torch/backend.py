@@ -119,7 +119,9 @@ class TorchBackend(Backend):
         self.G = build_network(spec, "generator").to(self._device, self._torch_dtype)
         self.D = build_network(spec, "discriminator").to(self._device, self._torch_dtype)
         self._G_eager = CanonicalIO(self.G, False, is_image(spec.data_shape))
-        self._D_eager = CanonicalIO(self.D, is_image(spec.data_shape), False)
+        # A PatchGAN D's (H, W, 1) logit map comes back NHWC, as every backend gives it.
+        d_out = spec.layer_shapes("discriminator")[-1][1]
+        self._D_eager = CanonicalIO(self.D, is_image(spec.data_shape), is_image(d_out))
         self._G, self._D = self._G_eager, self._D_eager
         if self.mode in cuda_graph.COMPILE_MODES:
             self._G, self._D = cuda_graph.compile_networks(self._G_eager, self._D_eager, self.mode)
