@@ -210,3 +210,21 @@ def test_check_agrees_on_a_conv_critic_with_r1_and_r2():
     """r3gan on dcgan-small (its critic without BatchNorm): R1 + R2's second-order gradients
     through convolutions against the reference (torch; TF and JAX run r3gan on the MLP above)."""
     _check("torch", "dcgan-small", "r3gan", batch_size=8)
+
+
+def test_per_device_reference_folds_the_g_steps_d_real_call():
+    """The data-parallel per-device reference assembles a step from gradients and folded running
+    statistics; for a relativistic loss it folds G's D(real) call too, so on one device it is the
+    reference's own train_step (float64: to rounding)."""
+    from gan_backends.backends import get_backend
+    from gan_backends.parallel.agreement import draw_inputs
+    from gan_backends.parallel.reference import global_step, max_relative_error, per_device_step
+    from gan_backends.spec import Numerics
+
+    spec = get_preset("dcgan-small", loss="rpgan").replace(numerics=Numerics(dtype="float64"))
+    params, batch = draw_inputs(spec, 4, seed=1)
+    cls = get_backend("numpy")
+    assembled = per_device_step(cls(spec, params), batch, devices=1)
+    own = global_step(cls(spec, params), batch)
+    assert max_relative_error(assembled.buffers, own.buffers)[0] < 1e-12
+    assert max_relative_error(assembled.params, own.params)[0] < 1e-12
