@@ -170,11 +170,11 @@ def relativistic_forms(ops: LossOps, spec: LossSpec) -> tuple[Callable[[Any], An
     """``(ρ, φ)``: a relativistic average loss's term for "looks more real than the average of
     the other kind" and for "looks less real", on a relativistic logit ``t``:
 
-    - ``rasgan`` (RaSGAN, the paper's eq. 11-12 with BCE): ``ρ(t) = softplus(-t) = -log σ(t)``,
+    - ``rasgan`` (RaSGAN, the relativistic average loss with BCE): ``ρ(t) = softplus(-t) = -log σ(t)``,
       ``φ(t) = softplus(t) = -log(1 - σ(t))``
-    - ``ralsgan`` (RaLSGAN, its section 4.3): ``ρ(t) = (t - 1)²``, ``φ(t) = (t + 1)²``
+    - ``ralsgan`` (RaLSGAN): ``ρ(t) = (t - 1)²``, ``φ(t) = (t + 1)²``
       (the paper's form; the author's code halves both losses: ``d_scale = g_scale = 0.5``)
-    - ``rahinge`` (RaHingeGAN, the same section): ``ρ(t) = relu(1 - t)``, ``φ(t) = relu(1 + t)``
+    - ``rahinge`` (RaHingeGAN): ``ρ(t) = relu(1 - t)``, ``φ(t) = relu(1 + t)``
     """
     if spec.name == "rasgan":
         return (lambda t: ops.softplus(-t)), ops.softplus
@@ -192,9 +192,9 @@ def relativistic_terms(ops: LossOps, real_logits: Any, fake_logits: Any, spec: L
 
     - relativistic average (RaGAN), ``u = C_r - mean C_f`` and ``v = C_f - mean C_r``:
       D's terms ``(ρ(u), φ(v))``, G's ``(φ(u), ρ(v))`` (G wants fakes to look more real than
-      the average real, and reals less real than the average fake; the paper's eq. 11-12)
-    - ``rpgan`` (relativistic pairing, RpGAN; Jolicoeur-Martineau 2018's RSGAN, the R3GAN
-      paper's eq. 2), pairing ``C_r[i]`` with ``C_f[i]`` (real and fake batches of one size):
+      the average real, and reals less real than the average fake)
+    - ``rpgan`` (relativistic pairing, RpGAN; Jolicoeur-Martineau 2018's RSGAN, and R3GAN's
+      adversarial loss, Huang et al. 2025), pairing ``C_r[i]`` with ``C_f[i]`` (real and fake batches of one size):
       D's ``softplus(-(C_r - C_f))``, G's ``softplus(-(C_f - C_r))``, the whole per pair on
       the real side; the fake side is 0 (there is no per-kind split of a pair's term).
     """
