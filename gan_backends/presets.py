@@ -56,7 +56,11 @@ class LossPreset:
 #: ``--loss`` names. The Wasserstein ones use their papers' optimisers: RMSprop(5e-5) and
 #: n_critic 5 with clipping at 0.01 (Arjovsky et al. 2017, Algorithm 1); Adam(1e-4, 0, 0.9),
 #: n_critic 5, λ 10 for WGAN-GP (Gulrajani et al. 2017, Algorithm 1). R1 (γ 10) goes with the
-#: non-saturating loss as in Mescheder et al. 2018 and StyleGAN.
+#: non-saturating loss as in Mescheder et al. 2018 and StyleGAN. The relativistic losses
+#: (Jolicoeur-Martineau 2018) keep the preset's optimisers, as that paper's DCGAN runs use the
+#: DCGAN Adam. ``r3gan`` is the R3GAN baseline's loss (Huang et al. 2025): RpGAN + γ/2·(R1 + R2);
+#: γ = 10 as the r1 preset (the paper tunes γ per data set: set ``penalty_weight``), optimisers
+#: the preset's own.
 LOSS_PRESETS: dict[str, LossPreset] = {
     "non_saturating": LossPreset(LossSpec(name="non_saturating")),
     "minimax": LossPreset(LossSpec(name="minimax")),
@@ -71,6 +75,11 @@ LOSS_PRESETS: dict[str, LossPreset] = {
         n_critic=5,
     ),
     "r1": LossPreset(LossSpec(name="non_saturating", penalty="r1", penalty_weight=10.0)),
+    "rasgan": LossPreset(LossSpec(name="rasgan")),
+    "ralsgan": LossPreset(LossSpec(name="ralsgan")),
+    "rahinge": LossPreset(LossSpec(name="rahinge")),
+    "rpgan": LossPreset(LossSpec(name="rpgan")),
+    "r3gan": LossPreset(LossSpec(name="rpgan", penalty="r1_r2", penalty_weight=10.0)),
 }
 
 
@@ -158,7 +167,8 @@ def mlp(
         discriminator.append(Flatten())
     for width in d_hidden:
         discriminator += [Dense(units=width), LeakyReLU(slope=slope)]
-    discriminator.append(Dense(units=1))
+    # A relativistic loss only sees logit differences: an output bias would get no gradient.
+    discriminator.append(Dense(units=1, use_bias=not loss_preset(loss).loss.relativistic))
     return _tutorial_gan(name, data_shape, latent_dim, generator, discriminator, dtype, loss, d_scale, n_critic)
 
 
@@ -244,7 +254,9 @@ def dcgan(
         width *= 2
         discriminator.append(Conv2D(filters=width, kernel=4, stride=2, padding=1, use_bias=not d_batchnorm))
         discriminator += [bn(), LeakyReLU(slope=slope)] if d_batchnorm else [LeakyReLU(slope=slope)]
-    discriminator += [Conv2D(filters=1, kernel=start, stride=1, padding="valid", use_bias=not d_batchnorm), Flatten()]
+    # A relativistic loss only sees logit differences: an output bias would get no gradient.
+    out_bias = not d_batchnorm and not loss_preset(loss).loss.relativistic
+    discriminator += [Conv2D(filters=1, kernel=start, stride=1, padding="valid", use_bias=out_bias), Flatten()]
     shape, init = (image_size, image_size, channels), InitSpec(scheme="normal", std=0.02)
     return _tutorial_gan(name, shape, latent_dim, generator, discriminator, dtype, loss, d_scale, n_critic, init=init)
 

@@ -240,3 +240,28 @@ def test_batch_scaling(preset):
     per_sample = s2.elementwise - s1.elementwise
     assert s3.elementwise - s2.elementwise == per_sample > 0
     assert s64.elementwise == s1.elementwise + 63 * per_sample
+
+
+@pytest.mark.parametrize("loss", ["rasgan", "ralsgan", "rahinge", "rpgan"])
+def test_relativistic_g_step_adds_one_d_forward_by_hand(loss):
+    # G's step also runs D on the real batch, forward only (its logits are a constant of G's
+    # update). The relativistic presets drop D's output bias: D forward is D_FWD - 1 there.
+    batch = 8
+    rel = get_preset("mlp", loss=loss)
+    plain = rel.replace(loss=dataclasses.replace(rel.loss, name="non_saturating"))
+    a, b = step_flops(plain, batch), step_flops(rel, batch)
+    assert b.matmul - a.matmul == batch * (D_FWD - 1)
+    assert b.elementwise - a.elementwise == batch * 2 * (512 + 256)  # LeakyReLU forward, 2 per element
+
+
+def test_r2_and_r1_r2_penalties_by_hand():
+    # R2 costs what R1 does (one penalised batch); R1 + R2 twice that.
+    batch = 8
+    r3 = get_preset("mlp", loss="r3gan")  # rpgan + γ/2 (R1 + R2), D without its output bias
+    none, r1, r2 = (r3.replace(loss=dataclasses.replace(r3.loss, penalty=p)) for p in ("none", "r1", "r2"))
+    one_matmul = batch * 3 * (D_FWD - 1 + D_DX_ALL)
+    one_elementwise = batch * (3 * (2 + 2) * (512 + 256) + 4 * 784)
+    flops = {name: step_flops(spec, batch) for name, spec in [("none", none), ("r1", r1), ("r2", r2), ("r3", r3)]}
+    for name, sites in [("r1", 1), ("r2", 1), ("r3", 2)]:
+        assert flops[name].matmul - flops["none"].matmul == sites * one_matmul, name
+        assert flops[name].elementwise - flops["none"].elementwise == sites * one_elementwise, name

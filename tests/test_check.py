@@ -219,8 +219,13 @@ def test_update_floor_by_hand():
 #: machinery is the non-saturating one's (one D update, Adam, formulas on logits) are left to
 #: the formula checks of every framework (tests/test_losscheck.py runs the zoo's minimax, least
 #: squares and hinge in each backend's own ops) and to torch here; clipping, n_critic and the
-#: second-order penalties run in all three.
-PRESET_LOSSES = [("dcgan-small", loss) for loss in LOSS_PRESETS] + [("mlp", "non_saturating")]
+#: second-order penalties run in all three. The relativistic presets (and r3gan's R1 + R2)
+#: have their own matrix in tests/test_relativistic.py (rpgan on dcgan-small in every stack,
+#: r3gan on dcgan-small in torch, each form on the 2-D MLP).
+RELATIVISTIC_PRESETS = ("rasgan", "ralsgan", "rahinge", "rpgan", "r3gan")
+PRESET_LOSSES = [("dcgan-small", loss) for loss in LOSS_PRESETS if loss not in RELATIVISTIC_PRESETS] + [
+    ("mlp", "non_saturating")
+]
 FORMULA_ONLY_LOSSES = ("minimax", "least_squares", "hinge")
 FRAMEWORK_PRESET_LOSSES = [
     (name, preset, loss)

@@ -122,6 +122,10 @@ def test_bad_input_is_named() -> None:
         check_loss(lambda f: f, "hinge", role="penalty", framework="torch")
     with pytest.raises(SpecError, match="unknown loss parameter"):
         check_loss(lambda f: f, "hinge", role="g", framework="torch", loss_params={"margin": 2.0})
+    with pytest.raises(SpecError, match="relativistic loss 'rpgan'"):
+        check_loss(lambda f: f, "r3gan", role="g", framework="torch")
+    with pytest.raises(SpecError, match="r1_r2 penalty"):
+        check_loss(lambda f: f, "r3gan", role="penalty", framework="torch")
     with pytest.raises(SpecError, match="MODULE:FUNCTION"):
         load_function("no_colon_here")
     with pytest.raises(SpecError, match="no attribute"):

@@ -44,15 +44,20 @@ something needs ∂/∂input. With ``F`` = forward, ``B(w, i)`` = backward of a 
 
     D update (× n_critic):  F_G  +  2 · F_D  +  2 · B_D(weights, not to input)  [+ penalty]
     G update:               F_G  +  F_D  +  B_D(no weights, to input)  +  B_G(weights, not to input)
+                            [+ F_D: a relativistic loss's D(real), a constant of G's update, no backward]
 
-Gradient penalty (``wgan_gp`` at interpolates, ``r1`` at the real batch; one more batch of
-``batch_size`` samples through D per D update). Computing ``∇ₓD(x̂)`` costs ``F_D + B_D(no weights,
-to input)``; reverse mode through that double pass, to get D's weight gradient, costs about twice
-it (each product of the pass has an input-side and a weight-side adjoint). The model counted::
+Gradient penalty (``wgan_gp`` at interpolates, ``r1`` at the real batch, ``r2`` at the fake
+batch: one more batch of ``batch_size`` samples through D per D update; ``r1_r2`` two). Computing
+``∇ₓD(x̂)`` costs ``F_D + B_D(no weights, to input)``; reverse mode through that double pass, to
+get D's weight gradient, costs about twice it (each product of the pass has an input-side and a
+weight-side adjoint). The model counted, per penalised batch (``PENALTY_SITES``)::
 
     penalty = 3 · (F_D + B_D(no weights, to input))          matmul and elementwise alike
             + PENALTY_NORM_PER_ELEMENT · data elements        (Σ g², and its derivative: 2 + 2)
             + INTERPOLATE_PER_ELEMENT · data elements         (wgan_gp only: α·x + (1 − α)·x̃)
+
+(R1 and R2 reuse no work of the loss's D(real) / D(fake) calls in the backends: each takes its
+input gradient through a call of its own.)
 
 Optimiser updates are included in the elementwise count, once per update, independent of the
 batch size (so ``elementwise`` is affine, not linear, in the batch size; ``matmul`` is linear).
@@ -74,6 +79,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gan_backends.losses import PENALTY_SITES
 from gan_backends.spec import (
     NETWORKS,
     AdamSpec,
@@ -257,13 +263,15 @@ def step_flops(spec: GANSpec, batch_size: int) -> StepFlops:
 
     d_update = total(g_fwd, d_fwd, d_fwd, d_bwd_weights, d_bwd_weights)
     penalty = spec.loss.penalty
-    if penalty != "none":
-        data_elems = math.prod(spec.data_shape)
-        per_element = PENALTY_NORM_PER_ELEMENT + (INTERPOLATE_PER_ELEMENT if penalty == "wgan_gp" else 0)
-        grad_matmul, grad_elementwise = total(d_fwd, d_bwd_input)
+    data_elems = math.prod(spec.data_shape)
+    grad_matmul, grad_elementwise = total(d_fwd, d_bwd_input)
+    for site in PENALTY_SITES[penalty]:
+        per_element = PENALTY_NORM_PER_ELEMENT + (INTERPOLATE_PER_ELEMENT if site == "interpolates" else 0)
         extra = (PENALTY_PASSES * grad_matmul, PENALTY_PASSES * grad_elementwise + per_element * data_elems)
         d_update = total(d_update, extra)
     g_update = total(g_fwd, d_fwd, d_bwd_input, g_bwd_weights)
+    if spec.loss.relativistic:  # G's step also runs D on the real batch (forward only)
+        g_update = total(g_update, d_fwd)
     per_sample = total(*([d_update] * spec.n_critic), g_update)
 
     d_opt = optimizer_flops_per_param(spec.d_optimizer) + (2 if spec.loss.clip_value is not None else 0)

@@ -125,6 +125,12 @@ def resolve_loss(loss: str | LossSpec, role: str, params: Mapping[str, float] | 
         spec = LossSpec(**{**vars(spec), **params})
     if role not in ROLES:
         raise SpecError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    # losscheck's judge calls a user's d(real, fake) / g(fake) and its own penalty model (R1 and
+    # WGAN-GP): a relativistic G loss (it reads D(real) too) and R2 are not judged yet.
+    if spec.relativistic and role != "penalty":
+        raise SpecError(f"losscheck does not judge the relativistic loss {spec.name!r} yet (its G loss reads D(real))")
+    if role == "penalty" and spec.penalty in ("r2", "r1_r2"):
+        raise SpecError(f"losscheck does not judge the {spec.penalty} penalty yet; wgan_gp and r1 it does")
     if role == "penalty" and spec.penalty == "none":
         raise SpecError(f"role penalty needs a loss with a gradient penalty (wgan_gp, r1), got {spec.name!r}")
     return spec

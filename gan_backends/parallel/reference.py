@@ -129,6 +129,8 @@ def per_device_step(backend: Backend, batch: TrainBatch, devices: int) -> StepRe
     terms["g_loss"] = float(np.mean([t["g_loss"] for t, _ in results]))
     z0 = batch.z_g[rows[0]]
     fold_running_stats(spec, backend, buffers, "generator", z0)
+    if spec.loss.relativistic:  # G's step calls D(real[-1]) before D(G(z_g)) for these losses
+        fold_running_stats(spec, backend, buffers, "discriminator", batch.real[-1][rows[0]])
     fold_running_stats(spec, backend, buffers, "discriminator", backend.activations("generator", z0, training=True)[-1])
     grads = _mean_trees([g for _, g in results], g_names)
     new_g = adam_update(spec.g_optimizer, {n: params[n] for n in g_names}, grads, slots["g"], step=1)

@@ -40,11 +40,13 @@ from .layers import (
     layer_from_dict,
 )
 from .training import (
+    ALL_LOSS_NAMES,
     CROSS_DEVICE_BATCHNORM,
     INIT_SCHEMES,
     LOSS_NAMES,
     OPTIMIZER_TYPES,
     PENALTIES,
+    RELATIVISTIC_LOSSES,
     AdamSpec,
     DataParallelSpec,
     DType,
@@ -62,6 +64,7 @@ from .training import (
 )
 
 __all__ = [
+    "ALL_LOSS_NAMES",
     "CROSS_DEVICE_BATCHNORM",
     "INIT_SCHEMES",
     "LAYER_TYPES",
@@ -69,6 +72,7 @@ __all__ = [
     "NETWORKS",
     "OPTIMIZER_TYPES",
     "PENALTIES",
+    "RELATIVISTIC_LOSSES",
     "AdamSpec",
     "BatchNorm",
     "Conv2D",

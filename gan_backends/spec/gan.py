@@ -15,7 +15,7 @@ from typing import Any
 
 from .base import Shape, SpecError, _require_positive_int
 from .fields import did_you_mean, field_problems
-from .layers import BatchNorm, Layer, layer_from_dict
+from .layers import BatchNorm, Flatten, Layer, Reshape, layer_from_dict
 from .training import (
     OPTIMIZER_TYPES,
     DataParallelSpec,
@@ -59,8 +59,10 @@ class GANSpec:
     """A whole GAN: shapes, the two networks, the loss, the optimisers and the numerics.
 
     ``data_shape`` is one sample (e.g. ``(784,)`` or ``(28, 28, 1)``); the generator maps
-    ``(latent_dim,)`` to it, the discriminator maps it to one logit ``(1,)``. One training step
-    is ``n_critic`` discriminator updates followed by one generator update.
+    ``(latent_dim,)`` to it, the discriminator maps it to one logit ``(1,)`` or to a PatchGAN
+    map of logits ``(H, W, 1)`` (Isola et al. 2017), every loss a mean over all of a batch's
+    logits and a penalty's ∇ₓ that of their sum per sample. One training step is ``n_critic``
+    discriminator updates followed by one generator update.
     """
 
     name: str
@@ -97,8 +99,11 @@ class GANSpec:
         if g_out != self.data_shape:
             raise SpecError(f"generator output shape {g_out} does not match data_shape {self.data_shape}")
         d_out = self.layer_shapes("discriminator")[-1][1]
-        if d_out != (1,):
-            raise SpecError(f"discriminator must end in one logit per sample, shape (1,), got {d_out}")
+        if d_out != (1,) and not (len(d_out) == 3 and d_out[2] == 1):
+            raise SpecError(
+                "discriminator must end in one logit per sample, shape (1,), or a PatchGAN map of one logit "
+                f"per patch, (H, W, 1); got {d_out}"
+            )
         for key in ("g_optimizer", "d_optimizer"):
             if not isinstance(getattr(self, key), tuple(OPTIMIZER_TYPES.values())):
                 raise SpecError(
@@ -112,6 +117,26 @@ class GANSpec:
                         "per sample, and BatchNorm mixes the batch; drop it from the critic (Gulrajani et al. "
                         "2017, section 4) or use no penalty"
                     )
+
+        if self.loss.relativistic:
+            self._check_no_output_bias()
+
+    def _check_no_output_bias(self) -> None:
+        """A relativistic loss sees D only through differences of logits (``C_r - C_f``, or a
+        logit minus the other batch's mean), and ∇ₓD does not see a constant: a bias added at
+        D's output cancels from every term. Its gradient is then rounding noise, which Adam
+        turns into ±lr steps (the bias-before-BatchNorm trap), so the spec refuses it."""
+        for i in range(len(self.discriminator) - 1, -1, -1):
+            layer = self.discriminator[i]
+            if isinstance(layer, (Flatten, Reshape)):
+                continue  # shape only: the layer before it is D's output layer
+            if getattr(layer, "use_bias", False):
+                raise SpecError(
+                    f"discriminator layer {i} {layer.describe()}: with the relativistic loss {self.loss.name!r} "
+                    "the bias of D's output layer cancels from every loss term (only logit differences count), "
+                    "so its gradient is rounding noise that Adam turns into ±lr steps; set use_bias=false"
+                )
+            return
 
     def input_shape(self, net: str) -> Shape:
         return (self.latent_dim,) if net == "generator" else self.data_shape

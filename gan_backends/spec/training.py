@@ -15,10 +15,18 @@ from typing import Any, Literal
 
 from .base import SpecError, _require_bool
 
-LossName = Literal["minimax", "non_saturating", "least_squares", "hinge", "wasserstein"]
+LossName = Literal[
+    "minimax", "non_saturating", "least_squares", "hinge", "wasserstein", "rasgan", "ralsgan", "rahinge", "rpgan"
+]
+#: The losses whose every term is a function of one logit (G's of ``D(G(z))`` alone): what
+#: losscheck judges a user's ``d(real, fake)`` / ``g(fake)`` against.
 LOSS_NAMES: tuple[str, ...] = ("minimax", "non_saturating", "least_squares", "hinge", "wasserstein")
-PenaltyName = Literal["none", "wgan_gp", "r1"]
-PENALTIES: tuple[str, ...] = ("none", "wgan_gp", "r1")
+#: The relativistic losses (Jolicoeur-Martineau 2018): D and G compare real and fake logits, so
+#: G's loss needs ``D(x_real)`` too (``generator_loss(..., real_logits=...)``).
+RELATIVISTIC_LOSSES: tuple[str, ...] = ("rasgan", "ralsgan", "rahinge", "rpgan")
+ALL_LOSS_NAMES: tuple[str, ...] = LOSS_NAMES + RELATIVISTIC_LOSSES
+PenaltyName = Literal["none", "wgan_gp", "r1", "r2", "r1_r2"]
+PENALTIES: tuple[str, ...] = ("none", "wgan_gp", "r1", "r2", "r1_r2")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,16 +39,39 @@ class LossSpec:
     ``a`` and reals to ``b``, G pushes fakes to ``c``; the default ``(0, 1, 1)`` is the paper's
     eq. 9 (``(-1, 1, 0)`` is its eq. 8). Other losses ignore them.
 
+    ``g_scale`` multiplies the generator loss the same way (1.0 in the papers; 0.5 with
+    ``d_scale`` 0.5 is the RaLSGAN author's code, which halves both of the paper's losses).
+
+    The relativistic losses ``rasgan``, ``ralsgan``, ``rahinge`` (relativistic average GAN in
+    its cross-entropy, least-squares and hinge forms) and ``rpgan`` (relativistic pairing GAN)
+    are Jolicoeur-Martineau 2018's; their G loss also reads D's logits on the real batch.
+
     ``penalty`` adds a gradient penalty to D's loss, weighted by ``penalty_weight`` (λ of
-    WGAN-GP, γ of R1), not by ``d_scale``: ``wgan_gp`` (Gulrajani et al. 2017) on interpolates
+    WGAN-GP, γ of R1/R2), not by ``d_scale``: ``wgan_gp`` (Gulrajani et al. 2017) on interpolates
     whose coefficients are drawn in NumPy, with the norm ``sqrt(sum g^2 + norm_eps)`` so its
-    gradient is finite at 0; ``r1`` (Mescheder et al. 2018) on real data. ``clip_value`` clips
-    every D parameter to ``[-c, c]`` after each D update (the original WGAN, Arjovsky et al.
-    2017, c = 0.01).
+    gradient is finite at 0; ``r1`` (Mescheder et al. 2018, eq. 9) on real data; ``r2`` (the
+    same paper's eq. 10) on the generated batch of the D update; ``r1_r2`` both, ``γ/2·(R1 +
+    R2)``, the R3GAN baseline's (Huang et al. 2025). ``clip_value`` clips every D parameter to
+    ``[-c, c]`` after each D update (the original WGAN, Arjovsky et al. 2017, c = 0.01).
+
+    Label smoothing of D's real target ``t`` (``minimax`` and ``non_saturating``; D's real term
+    becomes the cross-entropy ``t·softplus(-l) + (1 - t)·softplus(l)``, fakes keep target 0, G's
+    loss is unchanged), in its two published meanings, at most one of them non-zero:
+    ``one_sided_label_smoothing`` s: ``t = 1 - s`` (Salimans et al. 2016, section 3.4: s = 0.1
+    gives 0.9); ``label_smoothing`` s: toward ½, ``t = 1 - s/2``, which is what TF-GAN's
+    ``label_smoothing`` and ``tf.losses.sigmoid_cross_entropy`` do (labels·(1 - s) + s/2; note
+    TF-GAN's D losses default to s = 0.25).
+
+    WGAN-GP's norm target and one-sided form (``wgan_gp`` only): ``penalty_target`` γ makes the
+    penalty ``λ·mean((‖g‖ - γ)²)/γ²`` (Karras et al. 2017, progressive GAN, γ = 750 on CIFAR-10;
+    γ = 1 is Gulrajani et al.'s); ``penalty_one_sided`` penalises only norms above the target,
+    ``λ·mean(max(0, ‖g‖ - γ)²)/γ²`` (Gulrajani et al. 2017's appendix; Petzka et al. 2018,
+    WGAN-LP).
     """
 
     name: LossName = "non_saturating"
     d_scale: float = 1.0
+    g_scale: float = 1.0
     a: float = 0.0
     b: float = 1.0
     c: float = 1.0
@@ -48,13 +79,17 @@ class LossSpec:
     penalty_weight: float = 10.0
     norm_eps: float = 1e-12
     clip_value: float | None = None
+    label_smoothing: float = 0.0
+    one_sided_label_smoothing: float = 0.0
+    penalty_target: float = 1.0
+    penalty_one_sided: bool = False
 
     def __post_init__(self) -> None:
-        if self.name not in LOSS_NAMES:
-            raise SpecError(f"unknown loss {self.name!r}; known: {', '.join(LOSS_NAMES)}")
+        if self.name not in ALL_LOSS_NAMES:
+            raise SpecError(f"unknown loss {self.name!r}; known: {', '.join(ALL_LOSS_NAMES)}")
         if self.penalty not in PENALTIES:
             raise SpecError(f"unknown gradient penalty {self.penalty!r}; known: {', '.join(PENALTIES)}")
-        for fname in ("d_scale", "penalty_weight"):
+        for fname in ("d_scale", "g_scale", "penalty_weight"):
             value = getattr(self, fname)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise SpecError(f"loss.{fname} must be a positive number, got {value!r}")
@@ -72,6 +107,43 @@ class LossSpec:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise SpecError(f"loss.clip_value must be a positive number or null, got {value!r}")
             object.__setattr__(self, "clip_value", float(value))
+
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """The label-smoothing and penalty-shape options: ranges, and the losses they apply to."""
+        for fname in ("label_smoothing", "one_sided_label_smoothing"):
+            value = getattr(self, fname)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise SpecError(f"loss.{fname} must be a number in [0, 1), got {value!r}")
+            object.__setattr__(self, fname, float(value))
+            if value and self.name not in ("minimax", "non_saturating"):
+                raise SpecError(
+                    f"loss.{fname} smooths a cross-entropy target: minimax or non_saturating, not {self.name!r}"
+                )
+        if self.label_smoothing and self.one_sided_label_smoothing:
+            raise SpecError(
+                "loss.label_smoothing (TF-GAN's, target 1 - s/2) and loss.one_sided_label_smoothing "
+                "(Salimans et al.'s, target 1 - s) are two meanings of one option: set one"
+            )
+        value = self.penalty_target
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise SpecError(f"loss.penalty_target must be a positive number, got {value!r}")
+        object.__setattr__(self, "penalty_target", float(value))
+        _require_bool("loss.penalty_one_sided", self.penalty_one_sided)
+        for fname, default in (("penalty_target", 1.0), ("penalty_one_sided", False)):
+            if getattr(self, fname) != default and self.penalty != "wgan_gp":
+                raise SpecError(f"loss.{fname} shapes the wgan_gp penalty, not penalty {self.penalty!r}")
+
+    @property
+    def real_target(self) -> float:
+        """D's cross-entropy target for real data: 1, or 1 - s (one-sided), or 1 - s/2 (TF-GAN)."""
+        return 1.0 - self.one_sided_label_smoothing - 0.5 * self.label_smoothing
+
+    @property
+    def relativistic(self) -> bool:
+        """Whether G's loss reads D's logits on real data (so G's step calls ``D(real)``)."""
+        return self.name in RELATIVISTIC_LOSSES
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from ...errors import DeviceUnavailable, parse_device
-from ...losses import LossOps, discriminator_loss, generator_loss, gradient_penalty
+from ...losses import PENALTY_SITES, LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, buffer_shapes, check_buffers, init_buffers
 from ...spec import NETWORKS, GANSpec, OptimizerSpec
 from ..base import Backend, OptimizerState, TrainBatch
@@ -273,16 +273,19 @@ class JaxBackend(Backend):
         loss = self.spec.loss
         if loss.penalty == "none":
             return jnp.zeros((), self._jnp_dtype)
-        if loss.penalty == "wgan_gp":
-            a = alpha.reshape(-1, *([1] * (real.ndim - 1)))
-            x = a * real + (1.0 - a) * fake
-        else:  # r1, at the real data
-            x = real
 
         def d_sum(inputs: jax.Array) -> jax.Array:
             return jnp.sum(self._call("discriminator", d_params, d_stats, inputs, True)[0])
 
-        return gradient_penalty(self.loss_ops, sq_norms(jax.grad(d_sum)(x)), loss)
+        norms = []
+        for site in PENALTY_SITES[loss.penalty]:
+            if site == "interpolates":
+                a = alpha.reshape(-1, *([1] * (real.ndim - 1)))
+                x = a * real + (1.0 - a) * fake
+            else:  # r1 at the real data, r2 at the fake batch
+                x = real if site == "real" else fake
+            norms.append(sq_norms(jax.grad(d_sum)(x)))
+        return gradient_penalty(self.loss_ops, norms[0], loss, *norms[1:])
 
     def _d_loss(self, d_params, d_stats, real, fake, alpha, update: bool):
         """D's loss on a fixed fake batch: ``D(real)`` then ``D(fake)``, then the penalty."""
@@ -292,10 +295,15 @@ class JaxBackend(Backend):
         terms = discriminator_loss(self.loss_ops, l_real, l_fake, self.spec.loss, penalty)
         return terms["d_loss"], (terms, d_stats)
 
-    def _g_loss(self, g_params, g_stats, d_params, d_stats, z, update: bool):
+    def _g_loss(self, g_params, g_stats, d_params, d_stats, z, update: bool, real=None):
+        """G's loss: ``G(z)``, for a relativistic loss ``D(real)`` (a constant of G's update:
+        it does not depend on ``g_params``), then ``D(G(z))``."""
         fake, g_stats = self._call("generator", g_params, g_stats, z, True, update)
+        real_logits = None
+        if self.spec.loss.relativistic:
+            real_logits, d_stats = self._call("discriminator", d_params, d_stats, real, True, update)
         logits, d_stats = self._call("discriminator", d_params, d_stats, fake, True, update)
-        return generator_loss(self.loss_ops, logits, self.spec.loss), (g_stats, d_stats)
+        return generator_loss(self.loss_ops, logits, self.spec.loss, real_logits), (g_stats, d_stats)
 
     def _fake(self, g_params, g_stats, z, update: bool):
         fake, g_stats = self._call("generator", g_params, g_stats, z, True, update)
@@ -306,13 +314,13 @@ class JaxBackend(Backend):
         d_grad = jax.value_and_grad(self._d_loss, has_aux=True)
         (_, (terms, _)), d_grads = d_grad(state.d_params, state.d_stats, real, fake, alpha, False)
         g_grad = jax.value_and_grad(self._g_loss, has_aux=True)
-        (g_loss, _), g_grads = g_grad(state.g_params, state.g_stats, state.d_params, state.d_stats, z, False)
+        (g_loss, _), g_grads = g_grad(state.g_params, state.g_stats, state.d_params, state.d_stats, z, False, real)
         return {**terms, "g_loss": g_loss}, g_grads, d_grads
 
     def _loss_terms_impl(self, state: TrainState, real, z, alpha):
         fake, _ = self._fake(state.g_params, state.g_stats, z, False)
         _, (terms, _) = self._d_loss(state.d_params, state.d_stats, real, fake, alpha, False)
-        g_loss, _ = self._g_loss(state.g_params, state.g_stats, state.d_params, state.d_stats, z, False)
+        g_loss, _ = self._g_loss(state.g_params, state.g_stats, state.d_params, state.d_stats, z, False, real)
         return {**terms, "g_loss": g_loss}
 
     def _alpha(self, alpha: np.ndarray | None, batch: int) -> jax.Array | None:
@@ -341,7 +349,8 @@ class JaxBackend(Backend):
         jits, and what a data-parallel engine compiles over a device mesh
         (:mod:`gan_backends.backends.jax.parallel`). The documented call order (docs/conv-gans.md):
         per D update G(z_d[i]), D(real[i]), D(fake), penalty, D step, clipping; then G(z_g),
-        D(G(z_g)), G step. Every call but the penalty's updates its running statistics once."""
+        (relativistic losses) D(real[-1]), D(G(z_g)), G step. Every call but the penalty's
+        updates its running statistics once."""
         g_stats, d_params, d_stats, d_opt = state.g_stats, state.d_params, state.d_stats, state.d_opt
         d_grad = jax.value_and_grad(self._d_loss, has_aux=True)
         for i in range(self.spec.n_critic):  # unrolled: n_critic is static
@@ -351,7 +360,8 @@ class JaxBackend(Backend):
             updates, d_opt = self.d_tx.update(grads, d_opt, d_params)
             d_params = self._clip(optax.apply_updates(d_params, updates))
         g_grad = jax.value_and_grad(self._g_loss, has_aux=True)
-        (g_loss, (g_stats, d_stats)), grads = g_grad(state.g_params, g_stats, d_params, d_stats, z_g, True)
+        # A relativistic G loss reads D on the last D update's real batch, through the updated D.
+        (g_loss, (g_stats, d_stats)), grads = g_grad(state.g_params, g_stats, d_params, d_stats, z_g, True, real[-1])
         updates, g_opt = self.g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
         return TrainState(g_params, d_params, g_opt, d_opt, g_stats, d_stats), {**terms, "g_loss": g_loss}

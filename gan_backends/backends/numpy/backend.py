@@ -21,46 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from ...losses import NUMPY_OPS, discriminator_loss, generator_loss, gradient_penalty, sigmoid
+from ...losses import NUMPY_OPS, PENALTY_SITES, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, buffer_shapes, check_buffers, init_buffers, split_tree
-from ...spec import GANSpec, LossSpec
+from ...spec import GANSpec
 from ..base import Backend, OptimizerState, TrainBatch
 from . import MANIFEST
 from .layers import F64
+from .loss_grads import d_logit_grads, g_logit_grad, penalty_grad_wrt_g
 from .network import Network
 from .optim import Optimizer, make_optimizer
-
-
-def _step(x: np.ndarray) -> np.ndarray:
-    """relu'(x): 0 at 0, as torch, TensorFlow and JAX define it."""
-    return (x > 0).astype(F64)
-
-
-def loss_term_grads(spec: LossSpec) -> tuple[Callable, Callable, Callable]:
-    """The derivatives ``r'``, ``f'``, ``g'`` of :mod:`gan_backends.losses`' per-logit terms,
-    derived by hand (softplus' = sigmoid, relu' = step)."""
-    if spec.name == "wasserstein":  # r = -l, f = l, g = -l
-        return (lambda x: -np.ones_like(x)), np.ones_like, (lambda x: -np.ones_like(x))
-    if spec.name == "least_squares":
-        return (lambda x: x - spec.b), (lambda x: x - spec.a), (lambda x: x - spec.c)
-    if spec.name == "hinge":
-        return (lambda x: -_step(1.0 - x)), (lambda x: _step(1.0 + x)), (lambda x: -np.ones_like(x))
-    real, fake = (lambda x: -sigmoid(-x)), sigmoid
-    if spec.name == "minimax":
-        return real, fake, (lambda x: -sigmoid(x))
-    return real, fake, (lambda x: -sigmoid(-x))  # non_saturating
-
-
-def penalty_grad_wrt_g(g: np.ndarray, spec: LossSpec) -> np.ndarray:
-    """``∂ penalty / ∂ g`` per sample, from :func:`gan_backends.losses.gradient_penalty`:
-    wgan_gp ``λ·2(n−1)/n · g / N`` with ``n = sqrt(s + norm_eps)``; r1 ``γ·g / N``."""
-    n_samples = g.shape[0]
-    if spec.penalty == "r1":
-        return spec.penalty_weight * g / n_samples
-    s = (g * g).reshape(n_samples, -1).sum(axis=1)
-    norm = np.sqrt(s + spec.norm_eps)
-    coef = spec.penalty_weight * 2.0 * (norm - 1.0) / norm / n_samples
-    return coef.reshape(-1, *([1] * (g.ndim - 1))) * g
 
 
 class NumpyReference(Backend):
@@ -164,53 +133,61 @@ class NumpyReference(Backend):
         real: np.ndarray,
         fake: np.ndarray,
         alpha: np.ndarray | None,
-        real_cache: list[Any],
+        caches: dict[str, list[Any]],
         *,
         grads: bool,
         update: bool,
     ) -> tuple[float, ParamTree]:
         """The penalty value and (``grads``) its exact gradient w.r.t. D's parameters; ``fake``
-        is a constant here."""
+        is a constant here. ``caches``: the calls ``D(real)`` and ``D(fake)`` already made, which
+        R1 and R2 take their input gradients through."""
         loss = self.spec.loss
         if loss.penalty == "none":
             return 0.0, {}
-        if loss.penalty == "wgan_gp":
-            a = alpha.reshape(-1, *([1] * (real.ndim - 1)))
-            _, cache = self._call(self.d_net, a * real + (1.0 - a) * fake, update)
-        else:  # r1 at the real batch: D(real[i]) is the call already made
-            cache = real_cache
-        deltas: list[Any] = [None] * len(self.d_net.layers)
         tree = self._tree()
-        g, _ = self.d_net.backward(tree, cache, np.ones((real.shape[0], 1), F64), deltas)
-        value = gradient_penalty(NUMPY_OPS, (g * g).reshape(g.shape[0], -1).sum(axis=1), loss)
-        if not grads:
-            return float(value), {}
-        return float(value), self.d_net.penalty_param_grads(tree, cache, deltas, penalty_grad_wrt_g(g, loss))
+        sq_norms, p_grads = [], {}
+        for site in PENALTY_SITES[loss.penalty]:
+            if site == "interpolates":
+                a = alpha.reshape(-1, *([1] * (real.ndim - 1)))
+                _, cache = self._call(self.d_net, a * real + (1.0 - a) * fake, update)
+            else:
+                cache = caches[site]
+            deltas: list[Any] = [None] * len(self.d_net.layers)
+            ones = np.ones((real.shape[0], *self.spec.layer_shapes("discriminator")[-1][1]), F64)
+            g, _ = self.d_net.backward(tree, cache, ones, deltas)
+            sq_norms.append((g * g).reshape(g.shape[0], -1).sum(axis=1))
+            if grads:
+                site_grads = self.d_net.penalty_param_grads(tree, cache, deltas, penalty_grad_wrt_g(g, loss))
+                p_grads = {k: p_grads.get(k, 0.0) + v for k, v in site_grads.items()}
+        value = gradient_penalty(NUMPY_OPS, sq_norms[0], loss, *sq_norms[1:])
+        return float(value), p_grads
 
     def _d_grads(
         self, real: np.ndarray, fake: np.ndarray, alpha: np.ndarray | None, update: bool
-    ) -> tuple[dict[str, float], ParamTree, np.ndarray, list[Any]]:
+    ) -> tuple[dict[str, float], ParamTree, np.ndarray, list[Any], np.ndarray]:
         """One D update's terms and gradient (``fake`` given: G's call is the caller's); also
-        ``D(fake)``'s logits and caches, which the G gradient can reuse."""
+        ``D(fake)``'s logits and caches, which the G gradient can reuse, and ``D(real)``'s logits."""
         tree = self._tree()
         real_logits, real_cache = self._call(self.d_net, real, update)
         fake_logits, fake_cache = self._call(self.d_net, fake, update)
-        penalty, p_grads = self._penalty(real, fake, alpha, real_cache, grads=True, update=update)
+        caches = {"real": real_cache, "fake": fake_cache}
+        penalty, p_grads = self._penalty(real, fake, alpha, caches, grads=True, update=update)
         loss = self.spec.loss
         terms = discriminator_loss(NUMPY_OPS, real_logits, fake_logits, loss, penalty)
-        real_grad, fake_grad, _ = loss_term_grads(loss)
-        d_real_logits = loss.d_scale * real_grad(real_logits) / real_logits.size
-        d_fake_logits = loss.d_scale * fake_grad(fake_logits) / fake_logits.size
+        d_real_logits, d_fake_logits = d_logit_grads(loss, real_logits, fake_logits)
         _, g_real = self.d_net.backward(tree, real_cache, d_real_logits)
         _, g_fake = self.d_net.backward(tree, fake_cache, d_fake_logits)
         grads = {k: g_real[k] + g_fake[k] + (p_grads[k] if k in p_grads else 0.0) for k in g_real}
-        return {k: float(v) for k, v in terms.items()}, grads, fake_logits, fake_cache
+        return {k: float(v) for k, v in terms.items()}, grads, fake_logits, fake_cache, real_logits
 
-    def _g_grads(self, g_cache: list[Any], logits: np.ndarray, d_cache: list[Any]) -> tuple[float, ParamTree]:
-        """G's loss and gradient from the calls ``fake = G(z)`` (``g_cache``) and ``D(fake)``."""
+    def _g_grads(
+        self, g_cache: list[Any], logits: np.ndarray, d_cache: list[Any], real_logits: np.ndarray | None
+    ) -> tuple[float, ParamTree]:
+        """G's loss and gradient from the calls ``fake = G(z)`` (``g_cache``) and ``D(fake)``;
+        ``real_logits`` (D on the real batch) for the relativistic losses, a constant for G."""
         tree = self._tree()
-        g_loss = generator_loss(NUMPY_OPS, logits, self.spec.loss)
-        d_logits = loss_term_grads(self.spec.loss)[2](logits) / logits.size
+        g_loss = generator_loss(NUMPY_OPS, logits, self.spec.loss, real_logits)
+        d_logits = g_logit_grad(self.spec.loss, logits, real_logits)
         d_fake, _ = self.d_net.backward(tree, d_cache, d_logits)
         _, grads = self.g_net.backward(tree, g_cache, d_fake)
         return float(g_loss), grads
@@ -222,10 +199,11 @@ class NumpyReference(Backend):
         alpha = self.checked_alpha(alpha, real.shape[0])
         fake, _ = self._call(self.g_net, z, False)
         real_logits, real_cache = self._call(self.d_net, real, False)
-        fake_logits, _ = self._call(self.d_net, fake, False)
-        penalty, _ = self._penalty(real, fake, alpha, real_cache, grads=False, update=False)
+        fake_logits, fake_cache = self._call(self.d_net, fake, False)
+        caches = {"real": real_cache, "fake": fake_cache}
+        penalty, _ = self._penalty(real, fake, alpha, caches, grads=False, update=False)
         terms = discriminator_loss(NUMPY_OPS, real_logits, fake_logits, self.spec.loss, penalty)
-        terms["g_loss"] = generator_loss(NUMPY_OPS, fake_logits, self.spec.loss)
+        terms["g_loss"] = generator_loss(NUMPY_OPS, fake_logits, self.spec.loss, real_logits)
         return {k: float(v) for k, v in terms.items()}
 
     def gradients(
@@ -235,8 +213,9 @@ class NumpyReference(Backend):
         real, z = self._as_input(real), self._as_input(z)
         alpha = self.checked_alpha(alpha, real.shape[0])
         fake, g_cache = self._call(self.g_net, z, False)
-        terms, d_grads, fake_logits, fake_cache = self._d_grads(real, fake, alpha, False)
-        terms["g_loss"], g_grads = self._g_grads(g_cache, fake_logits, fake_cache)
+        terms, d_grads, fake_logits, fake_cache, real_logits = self._d_grads(real, fake, alpha, False)
+        # At fixed parameters D(real) of G's loss is the D update's call.
+        terms["g_loss"], g_grads = self._g_grads(g_cache, fake_logits, fake_cache, real_logits)
         grads = {**g_grads, **d_grads}
         return terms, {name: grads[name] for name in self.params}
 
@@ -248,8 +227,9 @@ class NumpyReference(Backend):
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         """The documented order: per D update ``G(z_d[i])``, ``D(real[i])``, ``D(fake)``, the
-        penalty's call, the D step, clipping; then ``G(z_g)``, ``D(G(z_g))``, the G step. Each
-        call updates its BatchNorm running statistics once."""
+        penalty's call, the D step, clipping; then ``G(z_g)``, (relativistic losses only)
+        ``D(real[-1])`` with the updated D, ``D(G(z_g))``, the G step. Each call updates its
+        BatchNorm running statistics once."""
         batch.validate(self.spec)
         self._check_penalty_differentiable()
         terms: dict[str, float] = {}
@@ -257,12 +237,15 @@ class NumpyReference(Backend):
             real = self._as_input(batch.real[i])
             alpha = self.checked_alpha(None if batch.alpha is None else batch.alpha[i], real.shape[0])
             fake, _ = self._call(self.g_net, self._as_input(batch.z_d[i]), True)
-            terms, d_grads, _, _ = self._d_grads(real, fake, alpha, True)
+            terms, d_grads, *_ = self._d_grads(real, fake, alpha, True)
             self.d_opt.update(self.params, d_grads)
             self._clip()
         fake, g_cache = self._call(self.g_net, self._as_input(batch.z_g), True)
+        real_logits = None
+        if self.spec.loss.relativistic:  # the last D update's real batch, through the updated D
+            real_logits, _ = self._call(self.d_net, self._as_input(batch.real[-1]), True)
         logits, d_cache = self._call(self.d_net, fake, True)
-        terms["g_loss"], g_grads = self._g_grads(g_cache, logits, d_cache)
+        terms["g_loss"], g_grads = self._g_grads(g_cache, logits, d_cache, real_logits)
         self.g_opt.update(self.params, g_grads)
         return terms
 

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ...errors import DeviceUnavailable, parse_device
-from ...losses import LossOps, discriminator_loss, generator_loss, gradient_penalty
+from ...losses import PENALTY_SITES, LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, check_buffers, init_buffers
 from ...spec import GANSpec
 from ..base import Backend, OptimizerState, TrainBatch
@@ -211,17 +211,19 @@ class TensorFlowBackend(Backend):
         loss = self.spec.loss
         if loss.penalty == "none":
             return tf.zeros((), self._tf_dtype)
-        if loss.penalty == "wgan_gp":
-            a = tf.reshape(alpha, [-1] + [1] * (real.shape.rank - 1))  # one α per sample
-            x = a * real + (1.0 - a) * fake
-        else:  # r1: at the real data
-            x = real
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(x)
-            total = tf.reduce_sum(self.D(x, training=True, update_stats=update))
-        g = tape.gradient(total, x)
-        sq_norms = tf.reduce_sum(tf.square(g), axis=list(range(1, g.shape.rank)))
-        return gradient_penalty(self.loss_ops, sq_norms, loss)
+        sq_norms = []
+        for site in PENALTY_SITES[loss.penalty]:
+            if site == "interpolates":
+                a = tf.reshape(alpha, [-1] + [1] * (real.shape.rank - 1))  # one α per sample
+                x = a * real + (1.0 - a) * fake
+            else:  # r1 at the real data, r2 at the fake batch
+                x = real if site == "real" else fake
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(x)
+                total = tf.reduce_sum(self.D(x, training=True, update_stats=update))
+            g = tape.gradient(total, x)
+            sq_norms.append(tf.reduce_sum(tf.square(g), axis=list(range(1, g.shape.rank))))
+        return gradient_penalty(self.loss_ops, sq_norms[0], loss, *sq_norms[1:])
 
     def _d_terms(
         self, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor | None, update: bool
@@ -236,12 +238,21 @@ class TensorFlowBackend(Backend):
             terms = discriminator_loss(self.loss_ops, real_logits, fake_logits, self.spec.loss, penalty)
         return terms, tape.gradient(terms["d_loss"], self.d_vars)
 
-    def _g_terms(self, z: tf.Tensor, update: bool) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    def _real_logits(self, real: tf.Tensor | None, update: bool) -> tf.Tensor | None:
+        """D on the real batch for a relativistic G loss (None otherwise), in training mode:
+        a constant of G's update (no gradient reaches G through it)."""
+        if not self.spec.loss.relativistic:
+            return None
+        return tf.stop_gradient(self.D(real, training=True, update_stats=update))
+
+    def _g_terms(self, z: tf.Tensor, real: tf.Tensor | None, update: bool) -> tuple[tf.Tensor, list[tf.Tensor]]:
         # Only G's variables are watched: D is held fixed, no weight gradients computed for it.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.g_vars)
             fake = self.G(z, training=True, update_stats=update)
-            g_loss = generator_loss(self.loss_ops, self.D(fake, training=True, update_stats=update), self.spec.loss)
+            real_logits = self._real_logits(real, update)  # after G(z), before D(fake): the documented order
+            fake_logits = self.D(fake, training=True, update_stats=update)
+            g_loss = generator_loss(self.loss_ops, fake_logits, self.spec.loss, real_logits)
         return g_loss, tape.gradient(g_loss, self.g_vars)
 
     def _loss_and_grads_impl(self, real: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor | None):
@@ -249,18 +260,20 @@ class TensorFlowBackend(Backend):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.g_vars)
             fake = self.G(z, training=True)
-            g_loss = generator_loss(self.loss_ops, self.D(fake, training=True), self.spec.loss)
+            real_logits = self._real_logits(real, update=False)
+            g_loss = generator_loss(self.loss_ops, self.D(fake, training=True), self.spec.loss, real_logits)
         g_grads = tape.gradient(g_loss, self.g_vars)
         terms, d_grads = self._d_terms(real, tf.stop_gradient(fake), alpha, update=False)
         return {**terms, "g_loss": g_loss}, g_grads, d_grads
 
     def _loss_terms_impl(self, real: tf.Tensor, z: tf.Tensor, alpha: tf.Tensor | None) -> dict[str, tf.Tensor]:
         fake = self.G(z, training=True)
-        real_logits = self.D(real, training=True)
+        real_logits = self.D(real, training=True)  # = D(real) of a relativistic G loss: no update
         fake_logits = self.D(fake, training=True)  # = D(G(z)) of the G loss: same batch, no update
         penalty = self._penalty(real, fake, alpha, update=False)
         terms = discriminator_loss(self.loss_ops, real_logits, fake_logits, self.spec.loss, penalty)
-        return {**terms, "g_loss": generator_loss(self.loss_ops, fake_logits, self.spec.loss)}
+        g_real = real_logits if self.spec.loss.relativistic else None
+        return {**terms, "g_loss": generator_loss(self.loss_ops, fake_logits, self.spec.loss, g_real)}
 
     def loss_terms(self, real: np.ndarray, z: np.ndarray, alpha: np.ndarray | None = None) -> dict[str, float]:
         a = self._alpha(alpha, np.shape(real)[0])
@@ -295,7 +308,8 @@ class TensorFlowBackend(Backend):
             terms, d_grads = self._d_terms(real[i], fake, None if alpha is None else alpha[i], update=True)
             self.d_opt.apply(d_grads)
             self._clip_d()
-        g_loss, g_grads = self._g_terms(z_g, update=True)
+        # A relativistic G loss reads D on the last D update's real batch, through the updated D.
+        g_loss, g_grads = self._g_terms(z_g, real[-1], update=True)
         self.g_opt.apply(g_grads)
         return {**terms, "g_loss": g_loss}
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ...errors import DeviceUnavailable, parse_device
-from ...losses import LossOps, discriminator_loss, generator_loss, gradient_penalty
+from ...losses import PENALTY_SITES, LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, check_buffers
 from ...spec import GANSpec, OptimizerSpec
 from ..base import Backend, ModeUnavailable, OptimizerState, TrainBatch
@@ -119,7 +119,9 @@ class TorchBackend(Backend):
         self.G = build_network(spec, "generator").to(self._device, self._torch_dtype)
         self.D = build_network(spec, "discriminator").to(self._device, self._torch_dtype)
         self._G_eager = CanonicalIO(self.G, False, is_image(spec.data_shape))
-        self._D_eager = CanonicalIO(self.D, is_image(spec.data_shape), False)
+        # A PatchGAN D's (H, W, 1) logit map comes back NHWC, as every backend gives it.
+        d_out = spec.layer_shapes("discriminator")[-1][1]
+        self._D_eager = CanonicalIO(self.D, is_image(spec.data_shape), is_image(d_out))
         self._G, self._D = self._G_eager, self._D_eager
         if self.mode in cuda_graph.COMPILE_MODES:
             self._G, self._D = cuda_graph.compile_networks(self._G_eager, self._D_eager, self.mode)
@@ -248,21 +250,24 @@ class TorchBackend(Backend):
         return None if checked is None else self._tensor(checked)
 
     def _penalty(self, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None, create_graph: bool):
-        """The gradient penalty at x̂ (WGAN-GP) or at the real batch (R1), with the graph kept
-        when ``create_graph`` so that d_loss.backward() differentiates through ∇_x D."""
-        if self.spec.loss.penalty == "wgan_gp":
-            a = alpha.reshape(-1, *([1] * (real.ndim - 1)))
-            x = a * real + (1 - a) * fake
-        else:
-            x = real
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            # torch.compile has no double backward: the penalty's D call is always the eager
-            # module (same parameters; the spec forbids BatchNorm here, so no running stats).
-            self.D.train(True)
-            (grad,) = torch.autograd.grad(self._D_eager(x).sum(), x, create_graph=create_graph)
-        sq_norms = grad.square().sum(dim=tuple(range(1, grad.ndim)))
-        return gradient_penalty(self.loss_ops, sq_norms, self.spec.loss)
+        """The gradient penalty at x̂ (WGAN-GP), the real batch (R1), the fake batch (R2) or
+        both (R1 + R2), with the graph kept when ``create_graph`` so that d_loss.backward()
+        differentiates through ∇_x D."""
+        sq_norms = []
+        for site in PENALTY_SITES[self.spec.loss.penalty]:
+            if site == "interpolates":
+                a = alpha.reshape(-1, *([1] * (real.ndim - 1)))
+                x = a * real + (1 - a) * fake
+            else:
+                x = real if site == "real" else fake
+            x = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                # torch.compile has no double backward: the penalty's D call is always the eager
+                # module (same parameters; the spec forbids BatchNorm here, so no running stats).
+                self.D.train(True)
+                (grad,) = torch.autograd.grad(self._D_eager(x).sum(), x, create_graph=create_graph)
+            sq_norms.append(grad.square().sum(dim=tuple(range(1, grad.ndim))))
+        return gradient_penalty(self.loss_ops, sq_norms[0], self.spec.loss, *sq_norms[1:])
 
     def _d_terms(
         self, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None, create_graph: bool = True
@@ -276,11 +281,22 @@ class TorchBackend(Backend):
             penalty = self._penalty(real, fake, alpha, create_graph)
         return discriminator_loss(self.loss_ops, l_real, l_fake, self.spec.loss, penalty)
 
-    def _g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+    def _real_logits(self, real: torch.Tensor | None) -> torch.Tensor | None:
+        """D on the real batch for a relativistic G loss (None otherwise): a training-mode call
+        (its running statistics advance, as every training call's), without a graph: the real
+        logits are a constant of G's update."""
+        if not self.spec.loss.relativistic:
+            return None
+        with torch.no_grad():
+            return self._call("discriminator", real, training=True)
+
+    def _g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         # D is held fixed: no weight gradients are computed for it during the G update.
+        real_logits = self._real_logits(real)  # before D(fake): the documented call order
         self.D.requires_grad_(False)
         try:
-            return generator_loss(self.loss_ops, self._call("discriminator", fake, training=True), self.spec.loss)
+            fake_logits = self._call("discriminator", fake, training=True)
+            return generator_loss(self.loss_ops, fake_logits, self.spec.loss, real_logits)
         finally:
             self.D.requires_grad_(True)
 
@@ -289,9 +305,7 @@ class TorchBackend(Backend):
         with self._buffers_kept(), torch.no_grad():
             fake = self._call("generator", z_t, training=True)
             terms = self._d_terms(real_t, fake, alpha_t, create_graph=False)
-            terms["g_loss"] = generator_loss(
-                self.loss_ops, self._call("discriminator", fake, training=True), self.spec.loss
-            )
+            terms["g_loss"] = self._g_loss(fake, real_t)
         return {k: float(v) for k, v in terms.items()}
 
     def gradients(
@@ -305,7 +319,7 @@ class TorchBackend(Backend):
             fake = self._call("generator", z_t, training=True)  # once: detached for D, kept for G
             terms = self._d_terms(real_t, fake.detach(), alpha_t)
             d_grads = torch.autograd.grad(terms["d_loss"], [named[n] for n in d_names])
-            terms["g_loss"] = self._g_loss(fake)
+            terms["g_loss"] = self._g_loss(fake, real_t)
             g_grads = torch.autograd.grad(terms["g_loss"], [named[n] for n in g_names])
         grads = canonical_tree(dict(zip([*g_names, *d_names], [*g_grads, *d_grads])))
         return {k: float(v.detach()) for k, v in terms.items()}, {n: grads[n] for n in named}
@@ -373,8 +387,9 @@ class TorchBackend(Backend):
     def _train_step(
         self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor, alpha: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        """The tutorial loop: n_critic D updates on detached fakes, then one G update, every
-        network call in training mode (running statistics update once per call)."""
+        """The tutorial loop: n_critic D updates on detached fakes, then one G update (G(z_g),
+        for a relativistic loss D(real[-1]), D(G(z_g))), every network call in training mode
+        (running statistics update once per call)."""
         if self.mode == "compile-cudagraphs":
             # A new iteration for the CUDA-graph trees: outputs of the previous step's replays
             # may be overwritten from here (torch.compiler docs, training loops).
@@ -392,7 +407,8 @@ class TorchBackend(Backend):
                 with torch.no_grad():
                     for p in self.D.parameters():
                         p.clamp_(-clip, clip)
-        g_loss = self._g_loss(self._call("generator", z_g, training=True))
+        # A relativistic G loss reads D on the last D update's real batch, through the updated D.
+        g_loss = self._g_loss(self._call("generator", z_g, training=True), real[-1])
         self.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_opt.step()
