@@ -154,14 +154,12 @@ def _as_logit_head(layers: tuple[Layer, ...], output_shape: Shape) -> tuple[tupl
     """A discriminator as the spec has it: one logit per sample. The tutorials end D in a
     ``Sigmoid`` (their loss takes probabilities) and a ``(1, 1, 1)`` map (``.view(-1)`` after):
     the sigmoid is left to the loss (the same model, in the stable logit form) and the map is
-    flattened; anything else that is not one value per sample is refused."""
+    flattened (a PatchGAN's ``(H, W, 1)`` map stays: the spec takes it as it is)."""
     notes = []
     if layers and isinstance(layers[-1], Sigmoid):
         layers = layers[:-1]
         notes.append("its final Sigmoid is left to the loss: the spec's D gives logits (discriminate prints logits)")
-    if output_shape != (1,):
-        if tuple(output_shape) != (1, 1, 1):
-            raise SpecError(f"the discriminator gives {output_shape} per sample; the spec's gives one logit, (1,)")
+    if tuple(output_shape) == (1, 1, 1):
         layers = (*layers, Flatten())
         notes.append("its (1, 1, 1) output is flattened to one logit per sample, as the tutorials' .view(-1)")
     return layers, notes
