@@ -27,6 +27,7 @@ is not read here.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
@@ -317,13 +319,19 @@ _REFERENCE: dict[type[Layer], Callable[[Any, np.ndarray], np.ndarray]] = {
 }
 
 
+@functools.cache
+def _debug_info() -> Any:
+    """The debug info of a one-argument, one-result jaxpr (jax deprecates a jaxpr without one)."""
+    return jax.make_jaxpr(lambda x: x)(0.0).jaxpr.debug_info
+
+
 def _evaluate(eqn: Any, fill: float | np.ndarray) -> np.ndarray:
     """The equation applied to a probe of its input's shape (literal operands as they are)."""
     aval = eqn.invars[0].aval
     probe = np.broadcast_to(np.asarray(fill, aval.dtype), aval.shape)
     # the one equation as a jaxpr of its own (binding a custom_jvp_call by hand needs its
     # internal function arguments); literal operands stay inside it
-    single = jax.extend.core.Jaxpr([], [eqn.invars[0]], list(eqn.outvars), [eqn], eqn.effects)
+    single = jax.extend.core.Jaxpr([], [eqn.invars[0]], list(eqn.outvars), [eqn], eqn.effects, _debug_info())
     return np.asarray(jax.core.eval_jaxpr(single, [], probe)[0])
 
 
