@@ -273,3 +273,69 @@ def test_flax_ops_the_spec_cannot_express_are_named(flax_modules, body, where):
     nn, _ = flax_modules
     with pytest.raises(NotExpressible, match=f"^flax module {where}"):
         spec_from_models(_refused(nn, body), latent_dim=LATENT)
+
+
+# -- Flax NNX ----------------------------------------------------------------------------------
+
+
+def test_flax_nnx_module_is_read_without_touching_it(flax_modules, tmp_path: Path, rng):
+    nn, _ = flax_modules
+    import jax.numpy as jnp
+    from flax import nnx, serialization
+
+    class Generator(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            self.fc = nnx.Linear(LATENT, 4 * 4 * 8, use_bias=False, rngs=rngs)
+            self.bn = nnx.BatchNorm(4 * 4 * 8, rngs=rngs)
+            self.up = nnx.ConvTranspose(8, 1, (5, 5), strides=(2, 2), padding="SAME", rngs=rngs)
+
+        def __call__(self, z):
+            x = nnx.leaky_relu(self.bn(self.fc(z)))
+            return jnp.tanh(self.up(x.reshape(x.shape[0], 4, 4, 8)))
+
+    model = Generator(nnx.Rngs(0))
+    call_before = nnx.Linear.__call__
+    read = spec_from_models(model, latent_dim=LATENT)
+    assert read.spec.generator == (
+        Dense(units=128, use_bias=False),
+        BatchNorm(momentum=0.01, eps=1e-5, running_var="biased"),
+        LeakyReLU(slope=0.01),  # jax.nn.leaky_relu's default
+        Reshape(shape=(4, 4, 8)),
+        ConvTranspose2D(filters=1, kernel=5, stride=2, padding="same"),
+        Tanh(),
+    )
+    assert model.bn.use_running_average is False and nnx.Linear.__call__ is call_before  # the user's, as it was
+    assert "leaky_relu slope 0.01 (Flax's default)" in "\n".join(read.notes)
+
+    c = 4 * 4 * 8
+    model.bn.mean[...] = jnp.asarray(rng.normal(0, 0.5, c), jnp.float32)
+    model.bn.var[...] = jnp.asarray(rng.uniform(0.3, 2.0, c), jnp.float32)
+    model.bn.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, c), jnp.float32)
+    # the port reads linen's collections and auto names: NNX's state filed under them
+    bn = {"scale": model.bn.scale[...], "bias": model.bn.bias[...]}
+    up = {"kernel": model.up.kernel[...], "bias": model.up.bias[...]}
+    variables = {
+        "params": {"Dense_0": {"kernel": model.fc.kernel[...]}, "BatchNorm_0": bn, "ConvTranspose_0": up},
+        "batch_stats": {"BatchNorm_0": {"mean": model.bn.mean[...], "var": model.bn.var[...]}},
+    }
+    path = tmp_path / "g.msgpack"
+    path.write_bytes(serialization.msgpack_serialize(variables))
+    params, buffers = to_canonical(read_native(path), read.spec, networks="generator")
+    z = rng.normal(size=(3, LATENT)).astype(np.float32)
+    model.eval()
+    np.testing.assert_allclose(_reference(read.spec, params, buffers, z), np.asarray(model(z)), rtol=0, atol=1e-5)
+
+
+def test_flax_nnx_dropout_is_refused(flax_modules):
+    from flax import nnx
+
+    class Critic(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            self.fc = nnx.Linear(4, 4, rngs=rngs)
+            self.drop = nnx.Dropout(0.3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.drop(nnx.relu(self.fc(x)))
+
+    with pytest.raises(NotExpressible, match=r"^flax module layer 2 \(nnx.Dropout\): the spec has no Dropout"):
+        spec_from_models(Critic(nnx.Rngs(0)), latent_dim=4)

@@ -1,4 +1,4 @@
-"""The spec read from a Flax linen module: its submodule calls and the jax ops between them.
+"""The spec read from a Flax module (linen or NNX): its submodule calls and the jax ops between.
 
 A linen module does not know its input shape, so it is initialised with
 ``jax.random.PRNGKey(0)`` on zeros of the given per-sample shape (batch 2, so that a reshape
@@ -21,13 +21,16 @@ that keeps the batch axis can be told from one that does not), in inference mode
   with its position and name. Each equation must take the previous one's output: a graph that
   is not one chain is refused.
 
-Limits: activations written out by hand must use Flax's functions to be read; an NNX module
-is not read here.
+An NNX module is traced the same way, its leaf calls recorded by :mod:`.introspect_nnx`
+(``nnx.Linear`` is the spec's Dense). The jax ops are read by :mod:`.introspect_ops`.
+
+Limits: activations written out by hand (``jnp.where(x > 0, x, 0.2 * x)``) are refused, not
+read: they must be Flax's or jax.nn's functions. The trace runs on float32 zeros; a module
+whose structure depends on the values (Python control flow on data) is read as that one call.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ import flax.linen as nn
 import jax
 import jax.extend
 import jax.numpy as jnp
-import numpy as np
+from flax import nnx
 
 from ...port.native import PortError
 from ...port.spec_from import NotExpressible, ReadNetwork, not_expressible
@@ -49,15 +52,13 @@ from ...spec import (
     Flatten,
     Layer,
     LeakyReLU,
-    ReLU,
     Reshape,
     Shape,
-    Sigmoid,
     SpecError,
-    Tanh,
     conv_pads,
     conv_transpose_crops,
 )
+from .introspect_ops import ACTIVATIONS, computes, op_name
 
 WHERE = "flax module"
 BATCH = 2
@@ -77,11 +78,17 @@ _marker = jax.jit(_mark_out)
 
 @dataclass
 class _Call:
-    """One leaf submodule call: the module (bound clone) and its per-sample shapes."""
+    """One leaf submodule call: the module (bound clone), its per-sample input shape, its
+    keyword arguments (``use_running_average`` may come with the call)."""
 
     module: nn.Module
     in_shape: Shape
-    out_shape: Shape
+    kwargs: dict[str, Any]
+
+
+def _features(module: Any) -> int:
+    """Output features: linen's ``features``, NNX's ``out_features``."""
+    return int(module.features if isinstance(module, nn.Module) else module.out_features)
 
 
 def _pair(reader: _Reader, value: Any, what: str) -> int:
@@ -115,12 +122,14 @@ class _Reader:
 
     def leaf(self, call: _Call) -> None:
         module = call.module
-        self.where = (f"{module.name}: " if module.name else "", f"nn.{type(module).__name__}")
+        name = module.name if isinstance(module, nn.Module) else None  # NNX modules have no name
+        prefix = "nnx" if isinstance(module, nnx.Module) else "nn"
+        self.where = (f"{name}: " if name else "", f"{prefix}.{type(module).__name__}")
         self.index = len(self.layers)
         reader = _LEAVES.get(type(module))
         if reader is None:
             raise self.fail(
-                f"the spec has no {type(module).__name__}; it reads {', '.join(t.__name__ for t in _LEAVES)}"
+                f"the spec has no {type(module).__name__}; it reads Dense/Linear, Conv, ConvTranspose, BatchNorm"
             )
         reader(self, call)
 
@@ -129,7 +138,7 @@ class _Reader:
             raise self.fail(
                 f"applied to {call.in_shape} per sample: the spec's Dense takes a flat input (flatten first)"
             )
-        self.add(Dense(units=int(call.module.features), use_bias=bool(call.module.use_bias)))
+        self.add(Dense(units=_features(call.module), use_bias=bool(call.module.use_bias)))
 
     def _conv_common(self, module: nn.Module, call: _Call) -> tuple[int, int]:
         if len(call.in_shape) != 3:
@@ -173,7 +182,7 @@ class _Reader:
                 raise self.fail(f"padding={pads}: the spec pads both sides alike, or 'same'")
         self.add(
             Conv2D(
-                filters=int(module.features),
+                filters=_features(module),
                 kernel=kernel,
                 stride=stride,
                 padding=padding,
@@ -187,7 +196,7 @@ class _Reader:
         module = call.module
         kernel, stride = self._conv_common(module, call)
         pads = self._pads(module.padding)
-        filters, use_bias = int(module.features), bool(module.use_bias)
+        filters, use_bias = _features(module), bool(module.use_bias)
         if isinstance(pads, str):
             # lax.conv_transpose's 'SAME'/'VALID' crop the full output as the spec's 'same'/'valid'
             # do, k < s included (jax/_src/lax/convolution.py, _conv_transpose_padding)
@@ -254,6 +263,11 @@ class _Reader:
                 momentum_convention="torch" if momentum > 0.5 else None,
             )
         )
+        if call.kwargs.get("use_running_average", module.use_running_average) is False:
+            self.note(
+                "ran on batch statistics in the call read (no train/training/deterministic flag set it to "
+                "inference); the spec's inference uses the running averages"
+            )
         defaults = " (Flax's defaults)" if (flax_momentum, eps) == (0.99, 1e-5) else ""
         self.note(
             f"momentum {flax_momentum:g}, epsilon {eps:g}{defaults} -> BatchNorm(momentum={momentum:g}, eps={eps:g}); "
@@ -263,7 +277,7 @@ class _Reader:
     # -- jax ops between the leaves --------------------------------------------------------
 
     def op(self, eqn: Any, in_shape: Shape) -> None:
-        name = _op_name(eqn)
+        name = op_name(eqn)
         self.where, self.index = ("", f"jax op {name}"), len(self.layers)
         if eqn.primitive.name == "reshape":
             new = tuple(int(d) for d in eqn.params["new_sizes"])
@@ -271,77 +285,17 @@ class _Reader:
                 raise self.fail(f"reshape to {new} mixes the batch axis in; the spec reshapes each sample")
             self.add(Flatten() if len(new) == 2 and len(in_shape) > 1 else Reshape(shape=new[1:]))
             return
-        make = _ACTIVATIONS.get(name)
+        make = ACTIVATIONS.get(name)
         if make is None:
             raise self.fail(
-                f"the spec has no layer for it; between modules it reads {', '.join(sorted(_ACTIVATIONS))} and reshape"
+                f"the spec has no layer for it; between modules it reads {', '.join(sorted(ACTIVATIONS))} and reshape"
             )
         layer = make(eqn)
-        _check_probe(self, eqn, layer)
+        if not computes(eqn, layer):
+            raise self.fail(f"named like the spec's {layer.describe()} but computes something else on a probe")
         self.add(layer)
         if isinstance(layer, LeakyReLU) and len(eqn.invars) == 1:
             self.note(f"leaky_relu slope {layer.slope:g}" + (" (Flax's default)" if layer.slope == 0.01 else ""))
-
-
-def _op_name(eqn: Any) -> str:
-    """The function an equation is: a jit's or a custom_jvp's name (``relu``), else the primitive."""
-    if eqn.primitive.name in ("jit", "pjit") and "name" in eqn.params:
-        return str(eqn.params["name"])
-    if eqn.primitive.name == "custom_jvp_call":
-        inner = eqn.params["call_jaxpr"].jaxpr.eqns
-        if len(inner) == 1:
-            return _op_name(inner[0])
-    return eqn.primitive.name
-
-
-def _float32(value: float) -> float:
-    """A float32 number as the decimal it was written as (0.2, not 0.20000000298)."""
-    return float(str(np.float32(value)))
-
-
-def _slope(eqn: Any) -> LeakyReLU:
-    probe = _evaluate(eqn, -1.0)
-    return LeakyReLU(slope=_float32(-float(probe.ravel()[0])))
-
-
-_ACTIVATIONS: dict[str, Callable[[Any], Layer]] = {
-    "relu": lambda eqn: ReLU(),
-    "leaky_relu": _slope,
-    "tanh": lambda eqn: Tanh(),
-    "logistic": lambda eqn: Sigmoid(),
-    "sigmoid": lambda eqn: Sigmoid(),
-}
-_REFERENCE: dict[type[Layer], Callable[[Any, np.ndarray], np.ndarray]] = {
-    ReLU: lambda layer, x: np.maximum(x, 0.0),
-    LeakyReLU: lambda layer, x: np.where(x > 0, x, layer.slope * x),
-    Tanh: lambda layer, x: np.tanh(x),
-    Sigmoid: lambda layer, x: 1.0 / (1.0 + np.exp(-x)),
-}
-
-
-@functools.cache
-def _debug_info() -> Any:
-    """The debug info of a one-argument, one-result jaxpr (jax deprecates a jaxpr without one)."""
-    return jax.make_jaxpr(lambda x: x)(0.0).jaxpr.debug_info
-
-
-def _evaluate(eqn: Any, fill: float | np.ndarray) -> np.ndarray:
-    """The equation applied to a probe of its input's shape (literal operands as they are)."""
-    aval = eqn.invars[0].aval
-    probe = np.broadcast_to(np.asarray(fill, aval.dtype), aval.shape)
-    # the one equation as a jaxpr of its own (binding a custom_jvp_call by hand needs its
-    # internal function arguments); literal operands stay inside it
-    single = jax.extend.core.Jaxpr([], [eqn.invars[0]], list(eqn.outvars), [eqn], eqn.effects, _debug_info())
-    return np.asarray(jax.core.eval_jaxpr(single, [], probe)[0])
-
-
-def _check_probe(reader: _Reader, eqn: Any, layer: Layer) -> None:
-    """A function read by its name must compute what the spec layer does, on -3..3."""
-    aval = eqn.invars[0].aval
-    x = np.linspace(-3.0, 3.0, int(np.prod(aval.shape))).reshape(aval.shape).astype(aval.dtype)
-    got, want = _evaluate(eqn, x), _REFERENCE[type(layer)](layer, x.astype(np.float64))
-    if not np.allclose(got, want, rtol=1e-5, atol=1e-6):
-        raise reader.fail(f"named like the spec's {layer.describe()} but computes something else on a probe")
 
 
 _LEAVES: dict[type, Callable[[_Reader, _Call], None]] = {
@@ -349,6 +303,10 @@ _LEAVES: dict[type, Callable[[_Reader, _Call], None]] = {
     nn.Conv: _Reader.conv,
     nn.ConvTranspose: _Reader.conv_transpose,
     nn.BatchNorm: _Reader.batchnorm,
+    nnx.Linear: _Reader.dense,
+    nnx.Conv: _Reader.conv,
+    nnx.ConvTranspose: _Reader.conv_transpose,
+    nnx.BatchNorm: _Reader.batchnorm,
 }
 
 
@@ -381,11 +339,7 @@ def _trace(module: nn.Module, shape: Shape) -> tuple[Any, list[_Call], Shape, di
         target = context.module
         if context.method_name != "__call__" or _is_container(target):
             return next_fun(*args, **kw)
-        with jax.named_scope(f"{_SCOPE}{len(calls)}"):
-            calls.append(_Call(target, tuple(args[0].shape[1:]), ()))
-            y = next_fun(*args, **kw)
-        calls[-1].out_shape = tuple(y.shape[1:]) if hasattr(y, "shape") else ()
-        return _marker(y) if isinstance(y, jax.Array) else y
+        return record_leaf(calls, target, next_fun, args, kw)
 
     def run(x: jax.Array) -> jax.Array:
         with nn.intercept_methods(interceptor):
@@ -395,6 +349,14 @@ def _trace(module: nn.Module, shape: Shape) -> tuple[Any, list[_Call], Shape, di
     closed = jax.make_jaxpr(run)(x)
     out = closed.jaxpr.outvars[0].aval.shape
     return closed, calls, tuple(out[1:]), kwargs
+
+
+def record_leaf(calls: list[_Call], module: Any, call: Callable[..., Any], args: Any, kw: Any) -> Any:
+    """One leaf call, in a named scope of its own, its output through the marker."""
+    with jax.named_scope(f"{_SCOPE}{len(calls)}"):
+        calls.append(_Call(module, tuple(args[0].shape[1:]), dict(kw)))
+        y = call(*args, **kw)
+    return _marker(y) if isinstance(y, jax.Array) else y
 
 
 def _leaf_of(eqn: Any) -> int | None:
@@ -417,10 +379,15 @@ def layers_of(module: nn.Module, input_shape: Shape | None = None) -> ReadNetwor
             f"{type(module).__name__}: a Flax module does not know its input shape; give it (the latent size)"
         )
     shape = tuple(int(d) for d in input_shape)
-    closed, calls, out_shape, kwargs = _trace(module, shape)
     reader = _Reader()
-    if kwargs:
-        reader.notes.append(f"called with {kwargs} (inference: BatchNorm on its running averages)")
+    if isinstance(module, nnx.Module):
+        from .introspect_nnx import trace  # NNX modules are called, not applied: a trace of their own
+
+        closed, calls, out_shape, reader.notes = trace(module, shape)
+    else:
+        closed, calls, out_shape, kwargs = _trace(module, shape)
+        if kwargs:
+            reader.notes.append(f"called with {kwargs} (inference: BatchNorm on its running averages)")
     jaxpr = closed.jaxpr
     current = jaxpr.invars[0]
     spec_shape: Shape = shape
@@ -432,12 +399,12 @@ def layers_of(module: nn.Module, input_shape: Shape | None = None) -> ReadNetwor
             leaf_eqns.setdefault(j, []).append(eqn)
             continue
         done = len(reader.layers)
-        if _op_name(eqn) == _MARK:
+        if op_name(eqn) == _MARK:
             current = _finish_leaf(reader, calls[marks], leaf_eqns.get(marks, []), current, eqn, jaxpr, spec_shape)
             marks += 1
         else:
             inputs = [v for v in eqn.invars if not hasattr(v, "val")]
-            reader.where, reader.index = ("", f"jax op {_op_name(eqn)}"), len(reader.layers)
+            reader.where, reader.index = ("", f"jax op {op_name(eqn)}"), len(reader.layers)
             if inputs != [current] or len(eqn.outvars) != 1:
                 raise reader.fail("does not take the previous layer's output alone: the spec is one chain of layers")
             reader.op(eqn, _shape(current))
