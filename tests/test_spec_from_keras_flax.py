@@ -156,6 +156,21 @@ def test_keras_layers_the_spec_cannot_express_are_named(keras, make, where):
         spec_from_models(model)
 
 
+def test_keras_functional_chain_with_a_nested_model_is_read(keras):
+    layers = keras.layers
+    x = keras.Input((4,))
+    block = keras.Sequential([layers.Dense(6, activation="leaky_relu"), layers.BatchNormalization(momentum=0.9)])
+    y = layers.Dense(1)(block(layers.Dense(5, use_bias=False)(x)))
+    read = spec_from_models(keras.Model(x, y))
+    assert read.spec.generator == (
+        Dense(units=5, use_bias=False),
+        Dense(units=6),
+        LeakyReLU(slope=0.2),  # keras.activations.leaky_relu's default, not the layer's 0.3
+        BatchNorm(momentum=0.1, eps=1e-3, running_var="biased"),
+        Dense(units=1),
+    )
+
+
 def test_keras_branching_graph_is_refused(keras):
     x = keras.Input((4,))
     y = keras.layers.Dense(4)(x)
@@ -263,6 +278,9 @@ def relu(x):
         (lambda nn, x: x + nn.Dense(16)(x), r"layer 2 \(jax op add\): does not take the previous layer's output"),
         (lambda nn, x: x * 2.0, r"layer 1 \(jax op mul\): the spec has no layer for it"),
         (lambda nn, x: nn.LayerNorm()(x), r"layer 1 \(nn.LayerNorm\)"),
+        (lambda nn, x: nn.Dropout(0.3, deterministic=False)(x), r"layer 1 \(nn.Dropout\)"),
+        (lambda nn, x: x.reshape(-1), r"layer 1 \(jax op reshape\): reshape to \(32,\) mixes the batch axis in"),
+        (lambda nn, x: nn.Dense(1)(x).reshape(-1), r"layer 2 \(jax op reshape\): reshape to \(batch,\) drops"),
         (
             lambda nn, x: __import__("jax").jit(relu)(x),
             r"layer 1 \(jax op relu\): named like the spec's ReLU\(\) but computes something else",

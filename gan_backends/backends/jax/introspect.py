@@ -283,6 +283,8 @@ class _Reader:
             new = tuple(int(d) for d in eqn.params["new_sizes"])
             if eqn.params.get("dimensions") is not None or not new or new[0] != BATCH:
                 raise self.fail(f"reshape to {new} mixes the batch axis in; the spec reshapes each sample")
+            if len(new) == 1:
+                raise self.fail("reshape to (batch,) drops the per-sample axis; a spec network keeps (1,)")
             self.add(Flatten() if len(new) == 2 and len(in_shape) > 1 else Reshape(shape=new[1:]))
             return
         make = ACTIVATIONS.get(name)
@@ -326,9 +328,10 @@ def _inference_kwargs(module: nn.Module) -> dict[str, Any]:
 def _trace(module: nn.Module, shape: Shape) -> tuple[Any, list[_Call], Shape, dict[str, Any]]:
     """``(closed jaxpr, leaf calls, per-sample output shape, call kwargs)`` of one inference call."""
     kwargs = _inference_kwargs(module)
-    x = jnp.zeros((BATCH, *shape), jnp.float32)
+    x, key = jnp.zeros((BATCH, *shape), jnp.float32), jax.random.PRNGKey(0)
     try:
-        variables = module.init(jax.random.PRNGKey(0), x, **kwargs)
+        # a dropout rng too, so that an nn.Dropout is read (and refused by name), not an init error
+        variables = module.init({"params": key, "dropout": key}, x, **kwargs)
     except Exception as exc:  # the user's own code: any error is theirs to see, with the shape tried
         raise PortError(
             f"{type(module).__name__}.init on zeros of shape {x.shape}: {type(exc).__name__}: {exc}"
@@ -343,7 +346,7 @@ def _trace(module: nn.Module, shape: Shape) -> tuple[Any, list[_Call], Shape, di
 
     def run(x: jax.Array) -> jax.Array:
         with nn.intercept_methods(interceptor):
-            y, _ = module.apply(variables, x, mutable=["batch_stats"], **kwargs)
+            y, _ = module.apply(variables, x, mutable=["batch_stats"], rngs={"dropout": key}, **kwargs)
         return y
 
     closed = jax.make_jaxpr(run)(x)

@@ -276,9 +276,11 @@ _SUPPORTED = [k for k in _READERS if k not in ("InputLayer", "Dropout", "Spatial
 def _chain(model: keras.Model) -> list[Any]:
     """The model's layers in call order, nested models opened; a graph that is not one chain
     (a branch, a skip connection, several inputs) or a subclassed model is refused."""
-    if isinstance(model, keras.Sequential):
+    # by class name, not isinstance: a Keras 2 (tf_keras) model is read by the same configs
+    kinds = {cls.__name__ for cls in type(model).__mro__}
+    if "Sequential" in kinds:
         layers = list(model.layers)
-    elif type(model).__name__ == "Functional" or getattr(model, "_is_graph_network", False):
+    elif "Functional" in kinds or getattr(model, "_is_graph_network", False):
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise PortError(
                 f"{model.name}: {len(model.inputs)} inputs, {len(model.outputs)} outputs; a spec net has one of each"
@@ -300,8 +302,13 @@ def _chain(model: keras.Model) -> list[Any]:
         )
     out: list[Any] = []
     for layer in layers:
-        out += _chain(layer) if isinstance(layer, keras.Model) else [layer]
+        out += _chain(layer) if _is_model(layer) else [layer]
     return out
+
+
+def _is_model(layer: Any) -> bool:
+    """A nested model (Keras 3's or Keras 2's), read in place."""
+    return any(cls.__name__ == "Model" for cls in type(layer).__mro__)
 
 
 def _model_input_shape(model: keras.Model, input_shape: Shape | None) -> Shape:
