@@ -3,8 +3,9 @@
 The package's modules: ``layers`` (spec layer → Flax module builder table), ``optim``
 (optax chains in torch's form), ``backend`` (:class:`JaxBackend`), ``parallel`` (``jax.jit``
 over a device ``Mesh``), ``checkpoint`` (Flax msgpack and orbax files; Flax modules for port
-verification), ``losscheck`` (a user's loss under ``jax.grad``). This file imports no
-framework: it holds the manifest the rest of the suite reads.
+verification), ``losscheck`` (a user's loss under ``jax.grad``), ``introspect`` (the spec
+read from a user's Flax linen or NNX module, with ``introspect_nnx`` and ``introspect_ops``).
+This file imports no framework: it holds the manifest the rest of the suite reads.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The package's modules: ``layers`` (spec layer → ``tf.Module`` builder table), ``optim``
 (optimisers in torch's form), ``backend`` (:class:`TensorFlowBackend`), ``parallel``
 (``tf.distribute.MirroredStrategy``), ``checkpoint`` (Keras ``.weights.h5`` files; Keras
-models for port verification), ``losscheck`` (a user's loss under ``tf.GradientTape``). This
-file imports no framework: it holds the manifest the rest of the suite reads.
+models for port verification), ``losscheck`` (a user's loss under ``tf.GradientTape``),
+``introspect`` (the spec read from a user's Keras model, from its layer configs). This file
+imports no framework: it holds the manifest the rest of the suite reads.
 """
 
 from __future__ import annotations
