@@ -131,3 +131,32 @@ def test_a_wrong_spec_passes_the_conversion_check_but_not_the_users_model(user, 
     error = float(text.split("differ from your model: ")[1].split(" ")[0])
     assert 1e-3 <= error <= 2e-2, error
     assert "the converted model is not your model" in text
+
+
+def test_a_keras_sequential_ports_to_torch_and_jax_and_samples_as_itself(tmp_path):
+    """The TensorFlow DCGAN tutorial's generator (16×16), default arguments, saved with
+    ``model.save('g.keras')`` and ``save_weights``: one command per target with no spec written
+    by hand, and ``sample`` there draws the Keras model's own images (training=False)."""
+    require_backend("tensorflow")
+    require_backend("jax")
+    import keras
+    from test_spec_from_keras_flax import LATENT, _keras_statistics, tutorial_generator
+
+    model = tutorial_generator(keras)
+    _keras_statistics(keras, model, np.random.default_rng(4))
+    model.save(tmp_path / "g.keras")
+    model.save_weights(tmp_path / "g.weights.h5")
+    z = np.random.default_rng(5).standard_normal((4, LATENT)).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    expected = np.asarray(model(z, training=False))
+
+    text = _invoke("spec-from", tmp_path / "g.keras", "--out", tmp_path / "spec.json")
+    assert "(Keras' defaults)" in text
+    for to, name in (("torch", "g.pth"), ("jax", "g.msgpack")):
+        out = _invoke("port", tmp_path / "g.weights.h5", "--model", tmp_path / "g.keras", "--to", to,
+                      "--out", tmp_path / name)  # fmt: skip
+        assert "agreement: generator" in out
+        samples = tmp_path / f"{to}.npy"
+        _invoke("sample", tmp_path / name, "--spec", tmp_path / "spec.json", "--backend", to,
+                "--noise", tmp_path / "z.npy", "--out", samples)  # fmt: skip
+        np.testing.assert_allclose(np.load(samples), expected, rtol=0, atol=1e-5)

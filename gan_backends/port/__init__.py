@@ -159,11 +159,13 @@ def port(
     divergences: list[str] = []
     mine = {net: model for net, model in (models or {}).items() if net in networks_of(params)}
     if check and mine:
-        theirs, divergences = verify_against_models(
+        theirs, divergences, model_notes = verify_against_models(
             spec, params, buffers, mine, src, to, out, tolerance=MODEL_TOLERANCE, batch=batch, seed=seed
         )
         agreement += theirs
-    return PortResult(params, buffers, networks_of(params), notes, agreement, divergences, bool(check and mine))
+        notes += model_notes
+    ran = any(a.source.startswith("your ") for a in agreement)
+    return PortResult(params, buffers, networks_of(params), notes, agreement, divergences, ran)
 
 
 __all__ = [

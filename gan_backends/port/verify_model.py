@@ -72,8 +72,8 @@ def verify_against_models(
     tolerance: float,
     batch: int = 8,
     seed: int = 0,
-) -> tuple[list[Agreement], list[str]]:
-    """``(agreement, divergences)``: each network given in ``models`` (``{net: model}``) run as
+) -> tuple[list[Agreement], list[str], list[str]]:
+    """``(agreement, divergences, notes)``: each network given in ``models`` (``{net: model}``) run as
     the user's model with the source's weights and as the converted model in the target, on
     the inputs :func:`~gan_backends.port.verify.verify` draws; for each that parts by more than
     ``tolerance`` of its outputs' scale, where it first parts."""
@@ -84,12 +84,18 @@ def verify_against_models(
         "discriminator": rng.uniform(-1.0, 1.0, (batch, *spec.data_shape)).astype(dtype),
     }
     target_kind = canonical_kind(target_kind)
-    agreement, divergences = [], []
+    agreement: list[Agreement] = []
+    divergences: list[str] = []
+    notes: list[str] = []
     for net, model in models.items():
         x = draws[net]
         framework = framework_of(model)
+        part = load_part(framework, "introspect")
+        if not hasattr(part, "run_model"):
+            notes.append(f"{net}: your {framework} model is not run beside the port (torch models only, so far)")
+            continue
         _, read = read_network(model, spec.input_shape(net))
-        theirs = load_part(framework, "introspect").run_model(model, source, net, x)
+        theirs = part.run_model(model, source, net, x)
         theirs = _aligned(theirs, read.layers, len(spec.layers(net)))
         target = native_outputs(target_kind, spec, {net: x}, path=target_path)[net]
         a, b = np.asarray(theirs[-1], np.float64), np.asarray(target, np.float64)
@@ -102,4 +108,4 @@ def verify_against_models(
         agreement.append(row)
         if row.max_abs_diff > tolerance * max(row.max_abs_output, 1e-12):
             divergences.append(first_divergence(spec, net, {**params, **buffers}, x, theirs, tolerance))
-    return agreement, divergences
+    return agreement, divergences, notes
