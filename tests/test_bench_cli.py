@@ -60,6 +60,10 @@ def test_bench_end_to_end(framework, tmp_path):
         assert record["samples_per_s"] == batch / record["step_s"]
         assert record["flops_per_step"]["matmul"] == batch * mlp_matmul_flops_per_sample()
         assert record["environment"]["cpu_model"] and record["environment"]["backends"][0]["available"]
+        contention = record["contention"]  # what competed with the timed blocks, and the verdict
+        assert contention["steps"] == 2 * timing["steps_per_block"] and contention["wall_s"] > 0
+        assert contention["cores"] == record["process"]["cpu_affinity"] and len(contention["load_after"]) == 3
+        assert contention["disturbed"] == bool(contention["reasons"])
     md = (tmp_path / "summary.md").read_text()
     assert framework in md and "× fastest" in md
     assert (tmp_path / "results.csv").read_text().count("\n") == 1 + len(batches)
