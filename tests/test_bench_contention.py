@@ -117,7 +117,7 @@ def test_disturbed_rows_are_marked_with_a_footnote():
     assert "⚠ disturbed: another process competed" in md and "--rerun-disturbed" in md
     assert "- `torch/eager`: other processes took 40% of the run's cores (limit 10%)" in md
     rows = {r["backend"]: r for r in table_rows([calm, busy, old])}
-    assert (rows["jax"]["disturbed"], rows["torch"]["disturbed"], rows["tensorflow"]["disturbed"]) == (False, True, None)
+    assert [rows[b]["disturbed"] for b in ("jax", "torch", "tensorflow")] == [False, True, None]
     assert rows["torch"]["others_share"] == 0.4
     from rich.console import Console
 

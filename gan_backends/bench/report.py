@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from . import scaling
+from . import report_anatomy, scaling
 from .batch import floor_ms, markdown_section
 from .config import PEAK
 from .report_contention import caption, footnote, mode_cell, progress_suffix, row_fields
@@ -54,6 +54,11 @@ COLUMNS = (
     "dispatch_fraction",
     "peak_device_mib",
     "host_peak_rss_mib",
+    "ops_per_step",
+    "finish_ms",
+    "memory_bytes",
+    "bandwidth_gb_s",
+    "memory_floor_ms",
     "disturbed",
     "others_share",
     "involuntary_per_s",
@@ -104,7 +109,7 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
         dispatch = record.get("dispatch")
         if dispatch:
             row.update(dispatch_ms=dispatch["call"]["median"] * 1e3, dispatch_fraction=dispatch["fraction"])
-    row.update(row_fields(record))
+    row.update(row_fields(record), **report_anatomy.row_fields(record))
     row["reason"] = record.get("reason")
     return {k: row.get(k) for k in COLUMNS}
 
@@ -195,6 +200,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         r["floor_ms"] = floor_ms(r["matmul_flops"], peak) if r["step_ms"] is not None else None
         if r["floor_ms"]:
             r["step_over_floor"] = r["step_ms"] / r["floor_ms"]
+    report_anatomy.best_bandwidth(rows)
     return rows
 
 
@@ -339,6 +345,8 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             )
         lines.append("")
     rows = table_rows(records)
+    by_id = {_row_id(flat_row(r)): r for r in records if not is_peak(r)}
+    lines += report_anatomy.markdown_section(ranked(records), lambda row: by_id.get(_row_id(row)), config_title)
     lines += markdown_section(_one_device_count(rows))
     lines += scaling.markdown_section(rows)
     failures = [flat_row(r) for r in records if r["status"] != "ok"]

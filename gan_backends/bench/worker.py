@@ -202,6 +202,7 @@ def measure(run: Any) -> dict[str, Any]:
     from ..backends import BackendUnavailable, ModeUnavailable, get_backend
     from ..check.inputs import draw_inputs
     from ..errors import DeviceUnavailable
+    from .anatomy import describe as step_anatomy
 
     spec = _run_spec(run)
     try:
@@ -223,7 +224,9 @@ def measure(run: Any) -> dict[str, Any]:
     timing, dispatch, losses, contention = _timed(run, backend, inputs.batches[0])
     record = _describe(run, spec, backend, timing, dispatch, losses)
     memory = _memory(backend, rss_before)
-    return {**record, "build_s": build_s, "threads": threads, "memory": memory, "contention": contention}
+    anatomy = step_anatomy(spec, run.batch_size, backend, inputs.batches[0])  # after every clock: it runs steps
+    return {**record, "build_s": build_s, "threads": threads, "memory": memory, "contention": contention,
+            "anatomy": anatomy}  # fmt: skip
 
 
 def measure_data_parallel(run: Any) -> dict[str, Any]:
