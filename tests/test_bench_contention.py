@@ -15,8 +15,6 @@ from test_bench_timing import AsyncDevice, steps_with
 from gan_backends.bench import sweep as sweep_module
 from gan_backends.bench.config import RunConfig
 from gan_backends.bench.contention import (
-    INVOLUNTARY_PER_S_LIMIT,
-    LOAD_MARGIN,
     OTHERS_SHARE_LIMIT,
     Sample,
     Watch,
@@ -38,21 +36,20 @@ QUIET = {
 
 
 def test_the_rule_on_synthetic_figures():
+    """Only the share of the run's cores others took (or the hypervisor stole) decides; the
+    switches and the load average are recorded, not judged (the measurements: contention.py)."""
     assert judge(QUIET) == (False, [])
-    cases = {
-        "others_share": (OTHERS_SHARE_LIMIT + 0.01, "other processes took 11% of the run's cores"),
-        "steal_share": (0.3, "the hypervisor stole 30%"),
-        "involuntary_per_s": (INVOLUNTARY_PER_S_LIMIT + 1, f"{INVOLUNTARY_PER_S_LIMIT + 1:.0f} involuntary"),
-        "load_after": ([2 + LOAD_MARGIN + 0.01, 2.0, 2.0], "1-min load 3.01 after the blocks on 2 cores"),
-    }
-    for name, (value, reason) in cases.items():
-        disturbed, reasons = judge({**QUIET, name: value})
-        assert disturbed and len(reasons) == 1 and reason in reasons[0], (name, reasons)
-    at_limits = {**QUIET, "others_share": OTHERS_SHARE_LIMIT, "involuntary_per_s": INVOLUNTARY_PER_S_LIMIT}
-    assert judge({**at_limits, "load_after": [2 + LOAD_MARGIN, 0, 0]}) == (False, [])  # the limits are allowed
+    assert OTHERS_SHARE_LIMIT == 0.15
+    disturbed, reasons = judge({**QUIET, "others_share": 0.16})
+    assert disturbed and reasons == ["other processes took 16% of the run's cores (limit 15%)"]
+    disturbed, reasons = judge({**QUIET, "steal_share": 0.3})
+    assert disturbed and reasons == ["the hypervisor stole 30% of the run's cores (limit 15%)"]
+    assert judge({**QUIET, "others_share": OTHERS_SHARE_LIMIT}) == (False, [])  # the limit is allowed
+    busy_but_calm = {**QUIET, "involuntary_per_s": 400.0, "load_after": [5.4, 5.0, 4.0]}
+    assert judge(busy_but_calm) == (False, [])  # a quiet JAX run's own pool, others waiting unserved
     unreadable = dict.fromkeys(("others_share", "steal_share", "involuntary_per_s", "load_after", "cores"))
     assert judge(unreadable) == (False, [])  # no evidence either way
-    both = judge({**QUIET, "others_share": 0.5, "involuntary_per_s": 900.0})
+    both = judge({**QUIET, "others_share": 0.5, "steal_share": 0.2})
     assert both[0] and len(both[1]) == 2
 
 

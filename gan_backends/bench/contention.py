@@ -16,21 +16,30 @@ the timing itself says so. Every timed run therefore records, from its own proce
   descendants, e.g. DDP ranks) and ``others_share``, that as a share of the cores' wall time;
   ``steal_share``, the share of the cores' time the hypervisor gave to other machines.
 
-**Disturbed** (:func:`judge`) when, during the timed blocks, either
+**Disturbed** (:func:`judge`) when, during the timed blocks, other processes took more than
+:data:`OTHERS_SHARE_LIMIT` of the run's cores (``others_share``), or the hypervisor stole more
+than that share of them (``steal_share``).
 
-- other processes took more than :data:`OTHERS_SHARE_LIMIT` of the run's cores
-  (``others_share``), or the hypervisor stole more than :data:`OTHERS_SHARE_LIMIT` of them
-  (``steal_share``), or
-- the run was preempted more than :data:`INVOLUNTARY_PER_S_LIMIT` times per second
-  (``involuntary_per_s``: a thread descheduled while it still wanted its core), or
-- the 1-minute load average after the blocks exceeded the run's own threads (its cores) by more
-  than :data:`LOAD_MARGIN`.
+The rule was chosen from torch ``eager`` and JAX ``jit`` runs of the MLP GAN at batch 64 on 2
+threads on this project's 2-core machine (``benchmarks/README.md``, "Contention"), with other
+sessions' test suites running beside them (load average 4.5–8):
 
-The thresholds were chosen from runs on this project's 2-core machine (``benchmarks/README.md``,
-"Contention"): a torch step at 2 threads with the machine otherwise quiet showed others' share
-≤ 3% and ≤ 40 involuntary switches/s, while one busy process beside it gave a share of 30–50% and
-hundreds of switches per second. ``cpu_per_wall`` is recorded but not judged: it depends on the
-framework (TensorFlow's and XLA's pools sleep, OpenMP spins) more than on the neighbours.
+- run with their scheduling group raised above the rest (the machine as good as quiet for
+  them): torch 17.5–18.4 ms per step, ``others_share`` 0.028–0.036, ``cpu_per_wall`` 1.94;
+  JAX 16.8 ms, 0.073, 1.85;
+- the same, one busy-looping process competing on equal terms: torch 46.8 ms (2.6×),
+  ``others_share`` 0.35, ``cpu_per_wall`` 1.30;
+- at ordinary priority among the other sessions' suites: torch 58–1760 ms, ``others_share``
+  0.46–0.88 in all 22 runs, ``cpu_per_wall`` 0.22–1.1.
+
+So the limit, 0.15, lies at twice the quietest runs' worst and under half the mildest disturbed
+one. The other figures are recorded but not judged, because the measurements show they do not
+separate the cases: involuntary switches were 67–226 per second in the quiet runs (JAX's own
+thread pool preempts itself: 226/s, with 1,085 voluntary switches) and 62–393 in the disturbed
+ones, fewer the more a run is starved (it gets fewer, longer slices); the load average stayed
+at 5.3–5.5 through the quiet runs (the other sessions' tasks waited, runnable, without taking
+the run's cores) and is a minute's average besides; ``cpu_per_wall`` depends on how a
+framework's pools wait (spinning or sleeping) as much as on the neighbours.
 """
 
 from __future__ import annotations
@@ -44,12 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Share of the run's cores' time that other processes (or the hypervisor) may take in the
-#: timed blocks before the run is disturbed.
-OTHERS_SHARE_LIMIT = 0.10
-#: Involuntary context switches per second of timed blocks (all the run's threads together).
-INVOLUNTARY_PER_S_LIMIT = 200.0
-#: The 1-minute load average after the blocks may exceed the run's cores by this much.
-LOAD_MARGIN = 1.0
+#: timed blocks before the run is disturbed (the measurements behind it: module docstring).
+OTHERS_SHARE_LIMIT = 0.15
 
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
@@ -241,12 +246,6 @@ def judge(figures: dict[str, Any]) -> tuple[bool, list[str]]:
         reasons.append(f"other processes took {share:.0%} of the run's cores (limit {OTHERS_SHARE_LIMIT:.0%})")
     if steal is not None and steal > OTHERS_SHARE_LIMIT:
         reasons.append(f"the hypervisor stole {steal:.0%} of the run's cores (limit {OTHERS_SHARE_LIMIT:.0%})")
-    rate = figures.get("involuntary_per_s")
-    if rate is not None and rate > INVOLUNTARY_PER_S_LIMIT:
-        reasons.append(f"{rate:.0f} involuntary context switches/s (limit {INVOLUNTARY_PER_S_LIMIT:.0f})")
-    load, cores = figures.get("load_after"), figures.get("cores")
-    if load and cores and load[0] > len(cores) + LOAD_MARGIN:
-        reasons.append(f"1-min load {load[0]:.2f} after the blocks on {len(cores)} cores (limit +{LOAD_MARGIN:g})")
     return bool(reasons), reasons
 
 
