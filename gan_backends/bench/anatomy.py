@@ -92,7 +92,7 @@ def step_bytes(spec: GANSpec, batch_size: int) -> int:
     return (spec.n_critic * d_update + g_update) * np.dtype(spec.numerics.dtype).itemsize
 
 
-def measure_cpu_bandwidth(nbytes: int, repeats: int = 10) -> float:
+def measure_cpu_bandwidth(nbytes: int, repeats: int = 5) -> float:
     """The best rate of copying ``nbytes`` (at least 1 MiB) with NumPy here, bytes/s (read +
     write counted)."""
     src = np.ones(max(nbytes, 2**20) // 8)
