@@ -22,7 +22,7 @@ from gan_backends.bench.contention import (
     is_disturbed,
     judge,
 )
-from gan_backends.bench.report import markdown, render, table_rows
+from gan_backends.bench.report import markdown, progress_line, render, table_rows
 from gan_backends.bench.sweep import RESULTS, append_record, run_sweep
 from gan_backends.bench.timing import TimingPlan, time_step
 
@@ -123,6 +123,8 @@ def test_disturbed_rows_are_marked_with_a_footnote():
     out = console.file.getvalue()
     assert "eager ⚠" in out and "1 run competed with another process" in out
     assert "⚠ disturbed" not in markdown([calm, old], {})  # no footnote without one
+    assert "⚠ disturbed[/] (other processes took 40%" in progress_line(busy, skipped=False)
+    assert "disturbed" not in progress_line(calm, skipped=False)
 
 
 def test_rerun_disturbed_runs_exactly_the_disturbed_records(tmp_path, monkeypatch):

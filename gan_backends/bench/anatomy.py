@@ -1,7 +1,8 @@
 r"""The anatomy of a training step: what it launches, and the floors its time stands on.
 
-Measured once per run after the timed blocks and the dispatch clock (so it cannot disturb
-them), into the record's ``anatomy``:
+Measured once per one-device run after the timed blocks and the dispatch clock (so it cannot
+disturb them), into the record's ``anatomy`` (data-parallel runs have none: their step is the
+group's, launched by several processes):
 
 - ``ops``: what one step launches, counted by the framework's own tools
   (:meth:`~gan_backends.backends.base.Backend.step_anatomy`): torch's profiler (operators
