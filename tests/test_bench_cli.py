@@ -18,6 +18,9 @@ FAST_MODE = {"torch": "eager", "tensorflow": "function", "jax": "jit"}
 #: tests/test_faults_processes.py::test_bench_interrupted_writes_what_finished_and_the_same_command_resumes;
 #: here each framework's worker is checked once.
 BATCHES = {"torch": (8,), "tensorflow": (8,), "jax": (8,)}
+#: The count each framework's fast mode gives of one step (torch's profiler, JAX's compiled XLA
+#: program, TensorFlow's traced graph).
+ANATOMY_COUNT = {"torch": "aten_ops", "tensorflow": "compute_ops", "jax": "launched"}
 TINY = ["--warmup", "1", "--repeats", "2", "--min-block", "0.01", "--device", "cpu", "--threads", "1"]
 
 
@@ -60,8 +63,15 @@ def test_bench_end_to_end(framework, tmp_path):
         assert record["samples_per_s"] == batch / record["step_s"]
         assert record["flops_per_step"]["matmul"] == batch * mlp_matmul_flops_per_sample()
         assert record["environment"]["cpu_model"] and record["environment"]["backends"][0]["available"]
+        contention = record["contention"]  # what competed with the timed blocks, and the verdict
+        assert contention["steps"] == 2 * timing["steps_per_block"] and contention["wall_s"] > 0
+        assert contention["cores"] == record["process"]["cpu_affinity"] and len(contention["load_after"]) == 3
+        assert contention["disturbed"] == bool(contention["reasons"])
+        anatomy = record["anatomy"]  # counted once after the clocks, by the framework's own tools
+        assert anatomy["ops"][ANATOMY_COUNT[framework]] > 0, anatomy["ops"]
+        assert anatomy["memory_bytes"] > 0 and anatomy["memory_floor_ms"] > 0
     md = (tmp_path / "summary.md").read_text()
-    assert framework in md and "× fastest" in md
+    assert framework in md and "× fastest" in md and "## Anatomy of a step" in md
     assert (tmp_path / "results.csv").read_text().count("\n") == 1 + len(batches)
     for png in ("throughput.png", "first_step.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

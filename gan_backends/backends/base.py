@@ -239,6 +239,12 @@ class Backend(ABC):
         one, and the precision switches actually in force (TF32 flags, matmul precision)."""
         return {}
 
+    def step_anatomy(self, batch: TrainBatch) -> dict[str, Any] | None:
+        """What one training step on ``batch`` launches, counted by the framework's own tools
+        (torch's profiler, the compiled XLA program, TensorFlow's graph): ``source`` says how,
+        the other keys are counts. May run a step (it trains on). None: not counted here."""
+        return None
+
     def peak_device_memory(self) -> int | None:
         """The framework's own counter of peak device memory in bytes in this process
         (``torch.cuda.max_memory_allocated``, TF's ``get_memory_info``, JAX's ``memory_stats``);

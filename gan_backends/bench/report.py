@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from . import scaling
+from . import report_anatomy, scaling
 from .batch import floor_ms, markdown_section
 from .config import PEAK
+from .report_contention import caption, footnote, mode_cell, progress_suffix, row_fields
 
 COLUMNS = (
     "backend",
@@ -53,6 +54,15 @@ COLUMNS = (
     "dispatch_fraction",
     "peak_device_mib",
     "host_peak_rss_mib",
+    "ops_per_step",
+    "finish_ms",
+    "memory_bytes",
+    "bandwidth_gb_s",
+    "memory_floor_ms",
+    "disturbed",
+    "others_share",
+    "involuntary_per_s",
+    "disturbed_because",
     "reason",
 )
 
@@ -99,6 +109,7 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
         dispatch = record.get("dispatch")
         if dispatch:
             row.update(dispatch_ms=dispatch["call"]["median"] * 1e3, dispatch_fraction=dispatch["fraction"])
+    row.update(row_fields(record), **report_anatomy.row_fields(record))
     row["reason"] = record.get("reason")
     return {k: row.get(k) for k in COLUMNS}
 
@@ -189,6 +200,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         r["floor_ms"] = floor_ms(r["matmul_flops"], peak) if r["step_ms"] is not None else None
         if r["floor_ms"]:
             r["step_over_floor"] = r["step_ms"] / r["floor_ms"]
+    report_anatomy.best_bandwidth(rows)
     return rows
 
 
@@ -310,12 +322,13 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 lines.append(f"| – | {r['backend']} | {r['mode']} | **{r['status']}** | | | | | | | | | |")
                 continue
             lines.append(
-                f"| {i} | {r['backend']} | {r['mode']} | {r['step_ms']:.2f} ({r['iqr_ms']:.2f}) | {r['ratio']:.2f} "
+                f"| {i} | {r['backend']} | {mode_cell(r)} | {r['step_ms']:.2f} ({r['iqr_ms']:.2f}) | {r['ratio']:.2f} "
                 f"| {r['samples_per_s']:,.0f} | {_fmt(r['tflops'], '.3f')} | {_fmt(r['utilisation'], '.0%')} "
                 f"| {r['first_step_s']:.2f} | {_fmt(r['peak_device_mib'], '.0f')} | {r['host_peak_rss_mib']:.0f} "
                 f"| {_fmt(r['floor_ms'], '.3g')} | {_dispatch(r)} |"
             )
         lines.append("")
+        lines += footnote(rows)
     peaks = [r for r in records if is_peak(r) and r["status"] == "ok"]
     if peaks:
         lines += ["## Peaks measured in this sweep", ""]
@@ -332,6 +345,8 @@ def markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             )
         lines.append("")
     rows = table_rows(records)
+    by_id = {_row_id(flat_row(r)): r for r in records if not is_peak(r)}
+    lines += report_anatomy.markdown_section(ranked(records), lambda row: by_id.get(_row_id(row)), config_title)
     lines += markdown_section(_one_device_count(rows))
     lines += scaling.markdown_section(rows)
     failures = [flat_row(r) for r in records if r["status"] != "ok"]
@@ -363,7 +378,7 @@ def render(records: list[dict[str, Any]], console: Any) -> None:
     from rich.table import Table
 
     for key, rows in ranked(records).items():
-        table = Table(title=config_title(key), title_justify="left")
+        table = Table(title=config_title(key), title_justify="left", caption=caption(rows), caption_justify="left")
         # Short headers: the table must fit an 80-column terminal (or a CI log) unwrapped.
         for col in ("backend", "mode", "ms/step", "IQR", "×best", "samples/s", "TFLOP/s", "util", "1st s", "dev MiB"):
             table.add_column(col, justify="left" if col in ("backend", "mode") else "right", no_wrap=True)
@@ -373,7 +388,7 @@ def render(records: list[dict[str, Any]], console: Any) -> None:
                 continue
             table.add_row(
                 r["backend"],
-                r["mode"],
+                f"{r['mode']} [yellow]⚠[/]" if r["disturbed"] else r["mode"],
                 f"{r['step_ms']:.2f}",
                 f"{r['iqr_ms']:.2f}",
                 f"{r['ratio']:.2f}",
@@ -402,5 +417,5 @@ def progress_line(record: dict[str, Any], skipped: bool) -> str:
         return f"{head}: [red]{r['status']}[/] {escape(str(r['reason']))}"
     return (
         f"{head}: [bold]{r['step_ms']:.2f} ms[/] (IQR {r['iqr_ms']:.2f}), {r['samples_per_s']:,.0f} samples/s, "
-        f"first step {r['first_step_s']:.2f} s"
+        f"first step {r['first_step_s']:.2f} s{progress_suffix(record)}"
     )

@@ -4,8 +4,10 @@
 single ``write`` on an ``O_APPEND`` descriptor and flushed to disk, so a sweep killed at any point
 leaves every finished record whole. Running the same sweep again resumes: a configuration whose
 key already has a record is skipped (``retry_failed`` runs the failed ones again, and their new
-record supersedes the old when results are read). A run that crashes, is killed for memory or
-passes ``timeout_s`` is recorded with its reason and the tail of its output; the sweep goes on.
+record supersedes the old when results are read; ``rerun_disturbed`` does the same for runs whose
+timed blocks another process competed with, :func:`~.contention.is_disturbed`). A run that
+crashes, is killed for memory or passes ``timeout_s`` is recorded with its reason and the tail of
+its output; the sweep goes on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..backends import manifest
 from ..errors import parse_device
 from ..spec import SpecError
 from .config import RunConfig
+from .contention import is_disturbed
 from .worker import NO_TF32_ON_CPU, SCHEMA, cpu_cores, pinned, process_environment
 
 RESULTS = "results.jsonl"
@@ -154,6 +157,12 @@ def known_unavailable(run: RunConfig) -> dict[str, Any] | None:
             "device": run.device}  # fmt: skip
 
 
+def runs_again(previous: dict[str, Any], retry_failed: bool, rerun_disturbed: bool) -> bool:
+    """Whether a recorded run is measured again: a failure under ``retry_failed``, a timing
+    another process competed with under ``rerun_disturbed``."""
+    return (retry_failed and previous.get("status") in FAILED) or (rerun_disturbed and is_disturbed(previous))
+
+
 def run_sweep(
     runs: list[RunConfig],
     out_dir: Path,
@@ -161,6 +170,7 @@ def run_sweep(
     timeout_s: float,
     resume: bool = True,
     retry_failed: bool = False,
+    rerun_disturbed: bool = False,
     on_start: Callable[[RunConfig], None] | None = None,
     on_record: Callable[[dict[str, Any], bool], None] | None = None,
     worker: list[str] | None = None,
@@ -179,7 +189,7 @@ def run_sweep(
     records = []
     for run in runs:
         previous = done.get(run.key)
-        if previous is not None and not (retry_failed and previous.get("status") in FAILED):
+        if previous is not None and not runs_again(previous, retry_failed, rerun_disturbed):
             records.append(previous)
             if on_record:
                 on_record(previous, True)

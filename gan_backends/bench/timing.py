@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -120,11 +121,14 @@ def time_step(
     plan: TimingPlan = TimingPlan(),
     clock: Callable[[], float] = time.perf_counter,
     agree: Callable[[int], int] | None = None,
+    blocks: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> Timing:
     """Time ``step`` by ``plan`` (see the module docstring). ``agree``: turns this process's
     steps per block into the count every process of a data-parallel group uses (torch ranks
-    run collectives in every step: all must make the same number of calls)."""
-    return time_interleaved({"step": (step, sync)}, plan, clock, agree)["step"]
+    run collectives in every step: all must make the same number of calls). ``blocks``: a
+    context entered right before the first timed block and left right after the last (the
+    contention watch, :mod:`.contention`), so that what it reads spans the blocks alone."""
+    return time_interleaved({"step": (step, sync)}, plan, clock, agree, blocks)["step"]
 
 
 def time_interleaved(
@@ -132,10 +136,12 @@ def time_interleaved(
     plan: TimingPlan = TimingPlan(),
     clock: Callable[[], float] = time.perf_counter,
     agree: Callable[[int], int] | None = None,
+    blocks: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> dict[str, Timing]:
     """Time several steps side by side, their blocks interleaved (A B C A B C ...), so that a
     noisy neighbour on a shared machine slows them alike and their ratio stays honest. Each
-    step gets its own first call, warm-up and block size, as in :func:`time_step`."""
+    step gets its own first call, warm-up and block size, as in :func:`time_step`; ``blocks``
+    spans all of their timed blocks."""
     outs: dict[str, Any] = {}
     timings: dict[str, Timing] = {}
     for name, (step, sync) in steps.items():
@@ -151,10 +157,11 @@ def time_interleaved(
         k = plan.steps_per_block(warmup_s / plan.warmup)
         timings[name] = Timing(first, plan.warmup, warmup_s, agree(k) if agree else k)
         outs[name] = out
-    for _ in range(plan.repeats):
-        for name, (step, sync) in steps.items():
-            per_step, outs[name] = _block(step, sync, timings[name].steps_per_block, clock, outs[name])
-            timings[name].block_step_s.append(per_step)
+    with (blocks or nullcontext)():
+        for _ in range(plan.repeats):
+            for name, (step, sync) in steps.items():
+                per_step, outs[name] = _block(step, sync, timings[name].steps_per_block, clock, outs[name])
+                timings[name].block_step_s.append(per_step)
     return timings
 
 

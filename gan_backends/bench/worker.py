@@ -125,17 +125,22 @@ def _no_tf32_on_cpu(run: Any, device: str) -> dict[str, Any] | None:
     return None
 
 
-def _timed(run: Any, stepper: Any, batch: Any) -> tuple[Any, Any, dict[str, float]]:
+def _timed(run: Any, stepper: Any, batch: Any) -> tuple[Any, Any, dict[str, float], dict[str, Any]]:
     """Time ``stepper``'s step on ``batch`` (a backend, or a data-parallel step whose processes
-    ``agree`` on the steps per block); the timing, the dispatch cost and the losses after."""
+    ``agree`` on the steps per block); the timing, the dispatch cost, the losses after and
+    what competed with the timed blocks (:mod:`.contention`)."""
+    from .contention import Watch
     from .timing import time_dispatch, time_step
 
     step = stepper.device_step(batch)
     if run.inputs == "host":  # the input transfer inside every step: a data-pipeline measurement
         step = lambda: stepper.device_step(batch)()  # noqa: E731
-    timing = time_step(step, stepper.synchronize, run.plan, agree=getattr(stepper, "agree", None))
+    watch = Watch()
+    watch.begin()
+    timing = time_step(step, stepper.synchronize, run.plan, agree=getattr(stepper, "agree", None), blocks=watch.blocks)
+    contention = watch.figures(timing.steps_per_block * len(timing.block_step_s))
     dispatch = time_dispatch(step, stepper.synchronize, run.plan.dispatch_calls)  # the device is idle here
-    return timing, dispatch, stepper.read_losses(step())  # a collective in torch DDP: every rank reads
+    return timing, dispatch, stepper.read_losses(step()), contention  # read_losses: a collective in torch DDP
 
 
 def _describe(run: Any, spec: Any, backend: Any, timing: Any, dispatch: Any, losses: dict[str, float]) -> dict:
@@ -197,6 +202,7 @@ def measure(run: Any) -> dict[str, Any]:
     from ..backends import BackendUnavailable, ModeUnavailable, get_backend
     from ..check.inputs import draw_inputs
     from ..errors import DeviceUnavailable
+    from .anatomy import describe as step_anatomy
 
     spec = _run_spec(run)
     try:
@@ -215,9 +221,12 @@ def measure(run: Any) -> dict[str, Any]:
     if skipped:
         return skipped
     build_s = time.perf_counter() - t0
-    timing, dispatch, losses = _timed(run, backend, inputs.batches[0])
+    timing, dispatch, losses, contention = _timed(run, backend, inputs.batches[0])
     record = _describe(run, spec, backend, timing, dispatch, losses)
-    return {**record, "build_s": build_s, "threads": threads, "memory": _memory(backend, rss_before)}
+    memory = _memory(backend, rss_before)
+    anatomy = step_anatomy(spec, run.batch_size, backend, inputs.batches[0])  # after every clock: it runs steps
+    return {**record, "build_s": build_s, "threads": threads, "memory": memory, "contention": contention,
+            "anatomy": anatomy}  # fmt: skip
 
 
 def measure_data_parallel(run: Any) -> dict[str, Any]:
@@ -260,12 +269,12 @@ def _time_group(run: Any, make: Any) -> dict[str, Any]:
     if skipped:
         return skipped
     build_s = time.perf_counter() - t0
-    timing, dispatch, losses = _timed(run, group, inputs.batches[0])
+    timing, dispatch, losses, contention = _timed(run, group, inputs.batches[0])
     if not group.is_main:
         return {}
     record = _describe(run, spec, group.backend, timing, dispatch, losses)
     memory = _memory(group.backend, rss_before)
-    return {**record, "build_s": build_s, "parallel": group.describe(), "memory": memory}
+    return {**record, "build_s": build_s, "parallel": group.describe(), "memory": memory, "contention": contention}
 
 
 def main(argv: list[str]) -> int:

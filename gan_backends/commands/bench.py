@@ -61,6 +61,10 @@ def bench(
     timeout: Annotated[Optional[float], typer.Option(help="Seconds before one run is stopped and recorded.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore the results already in --out.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run recorded failures again.")] = False,
+    rerun_disturbed: Annotated[
+        bool,
+        typer.Option("--rerun-disturbed", help="Run recorded runs that another process competed with again."),
+    ] = False,
 ) -> None:
     """Time the training step of every backend × mode × spec × batch × precision, each run in its
     own process; write a ranked table, JSON, CSV, Markdown and plots. Re-running resumes.
@@ -127,6 +131,7 @@ def bench(
                     timeout_s=sweep.timeout_s,
                     resume=not fresh,
                     retry_failed=retry_failed,
+                    rerun_disturbed=rerun_disturbed,
                     on_start=on_start,
                     on_record=on_record,
                 )

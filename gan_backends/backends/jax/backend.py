@@ -380,6 +380,11 @@ class JaxBackend(Backend):
 
         return step
 
+    def step_anatomy(self, batch: TrainBatch) -> dict:
+        from .anatomy import compiled_step_counts
+
+        return compiled_step_counts(self, batch)
+
     def synchronize(self, outputs) -> None:
         jax.block_until_ready(outputs)  # the new state and the loss terms: the whole step
 

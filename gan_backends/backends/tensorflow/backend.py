@@ -327,6 +327,11 @@ class TensorFlowBackend(Backend):
 
         return step
 
+    def step_anatomy(self, batch: TrainBatch) -> dict:
+        from .anatomy import graph_counts
+
+        return graph_counts(self, batch)
+
     def synchronize(self, outputs) -> None:
         # Waits for the GPU stream and for async eager queues alike, with no device-to-host
         # copy (``.numpy()`` as the sync adds a transfer and its jitter to every block).

@@ -364,6 +364,11 @@ class TorchBackend(Backend):
             raise ValueError(f"eager_train_step is the eager step; this backend runs in mode {self.mode!r}")
         return self._train_step(real, z_d, z_g, alpha)
 
+    def step_anatomy(self, batch: TrainBatch) -> dict:
+        from .anatomy import profile_step
+
+        return profile_step(self.device_step(batch), self.synchronize, self._device.type == "cuda")
+
     def synchronize(self, outputs) -> None:
         # CPU kernels run in the calling thread: when the step returns its work is done.
         if self._device.type == "cuda":
