@@ -14,7 +14,7 @@ from gan_backends.cli import app
 runner = CliRunner()
 FAST_MODE = {"torch": "eager", "tensorflow": "function", "jax": "jit"}
 #: One batch size each: the sweep over batch sizes (one record and one worker process each,
-#: ranked, interrupted, resumed) is framework-free and runs over three in
+#: ranked, interrupted, resumed) is framework-free and runs over two in
 #: tests/test_faults_processes.py::test_bench_interrupted_writes_what_finished_and_the_same_command_resumes;
 #: here each framework's worker is checked once.
 BATCHES = {"torch": (8,), "tensorflow": (8,), "jax": (8,)}

@@ -76,7 +76,7 @@ def user_files(tmp_path_factory) -> dict:
     return {"folder": folder, "images": images, "logits": logits}
 
 
-@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax", "numpy"])
+@pytest.mark.parametrize("backend", ["torch", "jax", "numpy"])  # TensorFlow: in the port flow below
 def test_a_torch_state_dict_samples_in_any_stack_with_the_users_noise(user_files, backend):
     """NCHW as torch gives it, and NHWC (the default) the same images transposed."""
     if backend != "numpy":
