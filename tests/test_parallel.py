@@ -33,7 +33,9 @@ DEVICES = 2
 ENGINES = {"torch": "DistributedDataParallel", "tensorflow": "MirroredStrategy", "jax": "jax.jit + NamedSharding"}
 
 
-pytestmark = pytest.mark.long  # launched engines and CLI processes: tens of seconds each
+# launched engines: tens of seconds each. One xdist worker takes the whole module, so each
+# framework's module-scoped engine run happens once (split over two workers it ran twice).
+pytestmark = [pytest.mark.long, pytest.mark.xdist_group("parallel-engines")]
 
 
 # -- framework-free ----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from gan_backends.cli import app
 
 runner = CliRunner()
+#: One xdist worker takes the module: its module-scoped files are made once.
+pytestmark = pytest.mark.xdist_group("port-from-model")
 
 USER_CODE = '''
 import numpy as np

@@ -20,6 +20,8 @@ from gan_backends.cli import app
 
 TOL = 1e-5
 runner = CliRunner()
+#: One xdist worker takes the module: its module-scoped files are made once.
+pytestmark = pytest.mark.xdist_group("sample-any")
 
 
 def dcgan_small_torch_discriminator(seed: int = 1):
