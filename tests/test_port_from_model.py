@@ -162,3 +162,54 @@ def test_a_keras_sequential_ports_to_torch_and_jax_and_samples_as_itself(tmp_pat
         _invoke("sample", tmp_path / name, "--spec", tmp_path / "spec.json", "--backend", to,
                 "--noise", tmp_path / "z.npy", "--out", samples)  # fmt: skip
         np.testing.assert_allclose(np.load(samples), expected, rtol=0, atol=1e-5)
+
+
+FLAX_CODE = """
+import flax.linen as nn
+
+
+class Generator(nn.Module):
+    @nn.compact
+    def __call__(self, z, train: bool = True):
+        x = nn.Dense(4 * 4 * 8, use_bias=False)(z)
+        x = nn.BatchNorm(use_running_average=not train)(x)
+        x = nn.leaky_relu(x, 0.2)
+        x = x.reshape((x.shape[0], 4, 4, 8))
+        x = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(x)
+        x = nn.BatchNorm(use_running_average=not train)(x)
+        x = nn.relu(x)
+        x = nn.ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME")(x)
+        return nn.tanh(x)
+"""
+
+
+def test_a_flax_module_saved_with_to_bytes_ports_to_torch_and_samples_as_itself(tmp_path):
+    """A linen generator, its variables (BatchNorm statistics away from (0, 1)) saved with
+    ``flax.serialization.to_bytes``: one ``port --model`` command, then ``sample`` in torch."""
+    require_backend("jax")
+    import importlib.util
+
+    import jax
+    from flax import serialization
+
+    (tmp_path / "flax_models.py").write_text(FLAX_CODE)
+    spec = importlib.util.spec_from_file_location("flax_models_for_test", tmp_path / "flax_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    G, rng = module.Generator(), np.random.default_rng(6)
+    z = rng.standard_normal((4, 16)).astype(np.float32)
+    variables = jax.tree_util.tree_map(np.asarray, G.init(jax.random.PRNGKey(0), z, train=False))
+    for stats in variables["batch_stats"].values():
+        stats["mean"] = rng.normal(0, 0.5, stats["mean"].shape).astype(np.float32)
+        stats["var"] = rng.uniform(0.3, 2.0, stats["var"].shape).astype(np.float32)
+    (tmp_path / "g.msgpack").write_bytes(serialization.to_bytes(variables))
+    np.save(tmp_path / "z.npy", z)
+    expected = np.asarray(G.apply(variables, z, train=False))
+
+    model = ["--model", f"{tmp_path / 'flax_models.py'}:Generator", "--latent-dim", "16"]
+    _invoke("spec-from", *model[1:2], "--latent-dim", "16", "--out", tmp_path / "spec.json")
+    out = _invoke("port", tmp_path / "g.msgpack", *model, "--to", "torch", "--out", tmp_path / "g.pth")
+    assert "not run beside the port" in out
+    _invoke("sample", tmp_path / "g.pth", "--spec", tmp_path / "spec.json", "--backend", "torch",
+            "--noise", tmp_path / "z.npy", "--out", tmp_path / "x.npy")  # fmt: skip
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), expected, rtol=0, atol=1e-5)

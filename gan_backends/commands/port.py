@@ -29,6 +29,9 @@ def port(
         ),
     ] = None,
     discriminator_model: Annotated[Optional[str], typer.Option(help="Your discriminator, given the same way.")] = None,
+    latent_dim: Annotated[
+        Optional[int], typer.Option(min=1, help="The noise size, where --model does not tell it (a Flax module).")
+    ] = None,
     kind: Annotated[Optional[str], typer.Option(help="The source's form when its name does not say it.")] = None,
     networks: Annotated[
         Optional[str], typer.Option(help="generator, discriminator, or both (default: what the file holds).")
@@ -69,7 +72,7 @@ def port(
         else:
             if "generator" not in models:
                 raise SpecError("--discriminator-model alone does not say the generator: give --spec or --model too")
-            gan = spec_from_models(models["generator"], models.get("discriminator")).spec
+            gan = spec_from_models(models["generator"], models.get("discriminator"), latent_dim=latent_dim).spec
         mapping = dict(item.split("=", 1) for item in map_)
         parts = tuple(n.strip() for n in networks.split(",")) if networks else None
         result = convert(
