@@ -13,12 +13,14 @@ arrays. Checkpoints are safetensors files carrying the spec as JSON metadata; ne
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ._io import atomic_write_bytes
 from .spec import NETWORKS, GANSpec, Shape, SpecError
+from .spec.spectral import initial_vector
 
 ParamTree = dict[str, np.ndarray]
 
@@ -43,13 +45,21 @@ def buffer_shapes(spec: GANSpec, networks: tuple[str, ...] = NETWORKS) -> dict[s
     return shapes
 
 
-def init_buffers(spec: GANSpec) -> ParamTree:
-    """Fresh running statistics, as every framework starts them: mean 0, variance 1."""
+def init_buffers(spec: GANSpec, seed: int = 0) -> ParamTree:
+    """Fresh buffers: running statistics as every framework starts them (mean 0, variance 1);
+    spectral-norm vectors ``sn_u``/``sn_v`` N(0, 1) normalised, drawn in float64 from ``seed``
+    and the buffer's name (its own stream: the parameters' draws do not move when a layer gains
+    the option), then cast."""
     dtype = np.dtype(spec.numerics.dtype)
-    return {
-        name: (np.ones if name.endswith("running_var") else np.zeros)(shape, dtype)
-        for name, shape in buffer_shapes(spec).items()
-    }
+    tree: ParamTree = {}
+    for name, shape in buffer_shapes(spec).items():
+        if name.endswith((".sn_u", ".sn_v")):
+            layer = spec.layers(network_of(name))[int(name.split(".")[1])]
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            tree[name] = initial_vector(rng, shape[0], layer.spectral_norm.eps).astype(dtype)
+        else:
+            tree[name] = (np.ones if name.endswith("running_var") else np.zeros)(shape, dtype)
+    return tree
 
 
 def network_of(name: str) -> str:

@@ -39,6 +39,7 @@ from .layers import (
     conv_transpose_crops,
     layer_from_dict,
 )
+from .spectral import SpectralNormSpec
 from .training import (
     ALL_LOSS_NAMES,
     CROSS_DEVICE_BATCHNORM,
@@ -97,6 +98,7 @@ __all__ = [
     "Reshape",
     "RunningVariance",
     "SGDSpec",
+    "SpectralNormSpec",
     "Shape",
     "Sigmoid",
     "SpecError",

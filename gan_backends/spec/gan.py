@@ -117,6 +117,14 @@ class GANSpec:
                         "per sample, and BatchNorm mixes the batch; drop it from the critic (Gulrajani et al. "
                         "2017, section 4) or use no penalty"
                     )
+                if getattr(layer, "spectral_norm", None) is not None:
+                    # Not yet defined: which penalty calls advance u, v, and the reference's
+                    # second-order gradient through W/σ(W) is not written.
+                    raise SpecError(
+                        f"discriminator layer {i} {layer.describe()}: a gradient penalty ({self.loss.penalty}) "
+                        "through a spectrally normalised layer is not supported; drop the penalty (SNGAN uses "
+                        "none) or the layer's spectral_norm"
+                    )
 
         if self.loss.relativistic:
             self._check_no_output_bias()

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from .base import Shape, SpecError, _require_bool, _require_positive_int
 from .fields import did_you_mean, field_problems
+from .spectral import SpectralNormSpec, parse_spectral_norm
+from .spectral import buffer_shapes as sn_buffer_shapes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,21 +49,26 @@ class Layer:
             value = getattr(self, f.name)
             if value is None and f.default is None:  # an unset option: absent, as in the files before it
                 continue
+            if dataclasses.is_dataclass(value):  # an option object (spectral_norm)
+                value = dataclasses.asdict(value)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
-    """Fully connected layer ``y = x @ kernel + bias``; canonical kernel shape ``(in, out)``."""
+    """Fully connected layer ``y = x @ kernel + bias``; canonical kernel shape ``(in, out)``.
+    ``spectral_norm``: the kernel divided by its spectral norm (:mod:`.spectral`)."""
 
     type_name: ClassVar[str] = "Dense"
     units: int
     use_bias: bool = True
+    spectral_norm: SpectralNormSpec | None = None
 
     def __post_init__(self) -> None:
         _require_positive_int("Dense.units", self.units)
         _require_bool("Dense.use_bias", self.use_bias)
+        object.__setattr__(self, "spectral_norm", parse_spectral_norm("Dense", self.spectral_norm))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -73,6 +80,9 @@ class Dense(Layer):
         if self.use_bias:
             shapes["bias"] = (self.units,)
         return shapes
+
+    def buffer_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        return {} if self.spectral_norm is None else sn_buffer_shapes((input_shape[0], self.units))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,6 +223,7 @@ class Conv2D(Layer):
     Canonical kernel ``(kh, kw, in, out)`` (HWIO: TensorFlow's and Flax's own; torch's
     ``Conv2d.weight`` is OIHW, ``kernel.transpose(3, 2, 0, 1)``). ``padding``: an int (both
     sides), ``'same'`` or ``'valid'`` with TensorFlow's meaning (see :func:`conv_pads`).
+    ``spectral_norm``: the kernel divided by its spectral norm (:mod:`.spectral`).
     """
 
     type_name: ClassVar[str] = "Conv2D"
@@ -221,6 +232,7 @@ class Conv2D(Layer):
     stride: int = 1
     padding: Padding = 0
     use_bias: bool = True
+    spectral_norm: SpectralNormSpec | None = None
 
     def __post_init__(self) -> None:
         _require_positive_int("Conv2D.filters", self.filters)
@@ -228,6 +240,7 @@ class Conv2D(Layer):
         _require_positive_int("Conv2D.stride", self.stride)
         object.__setattr__(self, "padding", _check_padding("Conv2D", self.padding))
         _require_bool("Conv2D.use_bias", self.use_bias)
+        object.__setattr__(self, "spectral_norm", parse_spectral_norm("Conv2D", self.spectral_norm))
 
     def pads(self, input_shape: Shape) -> tuple[tuple[int, int], tuple[int, int]]:
         """Explicit ``((top, bottom), (left, right))`` zero padding for this input."""
@@ -248,6 +261,10 @@ class Conv2D(Layer):
         if self.use_bias:
             shapes["bias"] = (self.filters,)
         return shapes
+
+    def buffer_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        kernel = (self.kernel, self.kernel, input_shape[2], self.filters)
+        return {} if self.spectral_norm is None else sn_buffer_shapes(kernel)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...losses import sigmoid
 from ...spec import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
+from .spectral import spectral
 
 #: The reference's one dtype: it computes in float64 whatever the spec's dtype is.
 F64 = np.float64
@@ -244,8 +245,8 @@ def bn_running_update(layer: BatchNorm, buffers: dict[str, np.ndarray], cache: _
 
 
 LAYER_MATH: dict[type[Layer], tuple[Forward, Backward]] = {
-    Dense: (_affine(_dense_apply), _dense_bwd),
-    Conv2D: (_affine(_conv_apply), _conv_bwd),
+    Dense: spectral(_affine(_dense_apply), _dense_bwd),  # spectral_norm, when set: spectral.py
+    Conv2D: spectral(_affine(_conv_apply), _conv_bwd),
     ConvTranspose2D: (_affine(_conv_transpose_apply), _conv_transpose_bwd),
     BatchNorm: (_bn_fwd, _bn_bwd),
     LeakyReLU: (_leaky_fwd, _leaky_bwd),

@@ -15,6 +15,7 @@ import numpy as np
 from ...params import ParamTree
 from ...spec import BatchNorm, Conv2D, ConvTranspose2D, Dense, GANSpec, Layer
 from .layers import LAYER_MATH, PIECEWISE_LINEAR, bn_running_update
+from .spectral import buffer_update as sn_buffer_update
 
 
 class Network:
@@ -65,13 +66,16 @@ class Network:
         return dy, grads
 
     def update_buffers(self, buffers: ParamTree, caches: list[Any]) -> None:
-        """One training-mode call's running-statistics update, in place, from its caches."""
+        """One training-mode call's buffer update, in place, from its caches: BatchNorm's
+        running statistics, spectral norm's power-iteration vectors."""
         for i, layer in enumerate(self.layers):
+            prefix = f"{self.net}.{i}."
             if isinstance(layer, BatchNorm):
-                prefix = f"{self.net}.{i}."
                 current = {k: buffers[prefix + k] for k in ("running_mean", "running_var")}
                 for k, v in bn_running_update(layer, current, caches[i]).items():
                     buffers[prefix + k] = v
+            elif getattr(layer, "spectral_norm", None) is not None:  # the power iteration's u, v
+                buffers.update({prefix + k: v for k, v in sn_buffer_update(caches[i]).items()})
 
     def not_piecewise_linear(self) -> tuple[int, Layer] | None:
         """The first layer that is not piecewise linear in its input, if any."""

@@ -24,10 +24,10 @@ from torch import nn
 
 from ...errors import DeviceUnavailable, parse_device
 from ...losses import PENALTY_SITES, LossOps, discriminator_loss, generator_loss, gradient_penalty
-from ...params import ParamTree, check_buffers
+from ...params import ParamTree, check_buffers, init_buffers
 from ...spec import GANSpec, OptimizerSpec
 from ..base import Backend, ModeUnavailable, OptimizerState, TrainBatch
-from . import MANIFEST, cuda_graph
+from . import MANIFEST, cuda_graph, spectral
 from .cuda_graph import CUDA_GRAPH_MODES, CUDA_GRAPH_WARMUP_STEPS, StepGraph, StepInputs
 from .layers import (
     CanonicalIO,
@@ -126,6 +126,7 @@ class TorchBackend(Backend):
         if self.mode in cuda_graph.COMPILE_MODES:
             self._G, self._D = cuda_graph.compile_networks(self._G_eager, self._D_eager, self.mode)
         self.set_params(params)
+        self.set_buffers(init_buffers(spec))  # torch's own BatchNorm start; spectral norm's u, v
 
     @classmethod
     def configure_threads(cls, threads: int) -> dict[str, int]:
@@ -168,19 +169,22 @@ class TorchBackend(Backend):
         return canonical_tree(self._named())
 
     def get_buffers(self) -> ParamTree:
-        return canonical_tree(self._named_buffers())
+        return spectral.buffers_to_canonical(self.spec, canonical_tree(self._named_buffers()))
 
     def set_buffers(self, buffers: ParamTree) -> None:
         check_buffers(self.spec, buffers)
-        copy_canonical(self._named_buffers(), buffers, self.dtype)
+        copy_canonical(self._named_buffers(), spectral.buffers_to_torch(self.spec, buffers), self.dtype)
 
     @contextmanager
     def _buffers_kept(self) -> Iterator[None]:
         """Run training-mode calls without a trace in the running statistics: every buffer is
-        restored afterwards (after the backward passes, which is why it is not done per call)."""
+        restored afterwards (after the backward passes, which is why it is not done per call),
+        and spectral norm's power iterations start from the stored vectors in every call."""
         saved = [(buf, buf.clone()) for _, module in self._modules() for buf in module.buffers()]
         try:
-            yield
+            # Spectral norm's vectors are read by the next call: frozen, not only restored.
+            with spectral.frozen(module for _, module in self._modules()):
+                yield
         finally:
             with torch.no_grad():
                 for buf, value in saved:

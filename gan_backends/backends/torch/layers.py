@@ -42,6 +42,8 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .spectral import BUFFER_NAMES as SN_BUFFER_NAMES
+from .spectral import apply_spectral_norm
 
 Shape = tuple[int, ...]
 
@@ -316,7 +318,8 @@ def build_layer(layer: Layer, in_shape: Shape, bf16: bool = False) -> nn.Module:
     builder = next((LAYER_BUILDERS[cls] for cls in type(layer).__mro__ if cls in LAYER_BUILDERS), None)
     if builder is None:
         raise NotImplementedError(f"torch has no builder for layer type {type(layer).__name__}")
-    return builder(layer, in_shape, bf16)
+    # A kernel layer's spectral_norm option, when set: torch's spectral_norm rearrangement.
+    return apply_spectral_norm(builder(layer, in_shape, bf16), getattr(layer, "spectral_norm", None))
 
 
 # -- networks --------------------------------------------------------------------------------
@@ -371,12 +374,16 @@ def canonical_parameters(spec: GANSpec, net: str, module: nn.Sequential) -> dict
 
 
 def canonical_buffers(net: str, module: nn.Sequential) -> dict[str, torch.Tensor]:
-    """Canonical name -> BatchNorm running statistic of ``module`` (``num_batches_tracked`` is unused)."""
+    """Canonical name -> BatchNorm running statistic (``num_batches_tracked`` is unused) or
+    spectral-norm vector (``weight_u`` -> ``sn_u``; ``weight_v`` in torch's order, see
+    :mod:`.spectral`) of ``module``."""
     out = {}
     for tname, buf in module.named_buffers():
         idx, attr = tname.split(".")
         if attr in ("running_mean", "running_var"):
             out[f"{net}.{idx}.{attr}"] = buf
+        elif attr in SN_BUFFER_NAMES:
+            out[f"{net}.{idx}.{SN_BUFFER_NAMES[attr]}"] = buf
     return out
 
 
