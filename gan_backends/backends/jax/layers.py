@@ -35,9 +35,11 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .spectral import SpectralNormed
 
-#: Flax's names for BatchNorm's running statistics <-> the canonical buffer names.
-BUFFER_NAMES = {"running_mean": "mean", "running_var": "var"}
+#: Flax's names for the buffers (BatchNorm's running statistics, spectral norm's vectors) <->
+#: the canonical buffer names.
+BUFFER_NAMES = {"running_mean": "mean", "running_var": "var", "sn_u": "sn_u", "sn_v": "sn_v"}
 IMAGE_DIMS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -75,6 +77,8 @@ class Sequential(nn.Module):
         outputs = []
         for i, layer in enumerate(self.layers):
             builder = LAYER_BUILDERS.get(type(layer))
+            if getattr(layer, "spectral_norm", None) is not None:  # a kernel layer's option: spectral.py
+                builder = _spectral
             if builder is None:
                 raise NotImplementedError(f"jax backend cannot build {type(layer).__name__}: {layer.describe()}")
             x = builder(layer, self, str(i))(x, training)
@@ -231,6 +235,10 @@ def _conv_transpose(layer: ConvTranspose2D, net: Sequential, name: str) -> Apply
 
 def _batchnorm(layer: BatchNorm, net: Sequential, name: str) -> Apply:
     return TorchBatchNorm(layer, net.dtype, name=name)
+
+
+def _spectral(layer: Dense | Conv2D, net: Sequential, name: str) -> Apply:
+    return SpectralNormed(layer, net.dtype, net.precision, name=name)
 
 
 def _stateless(fn: Callable[[Any, jax.Array], jax.Array]) -> LayerBuilder:

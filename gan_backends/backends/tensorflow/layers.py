@@ -38,6 +38,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .spectral import SpectralNormLayer
 
 #: A builder: ``(layer, in_shape, dtype, name, bf16) -> tf.Module`` for one spec layer type.
 LayerBuilder = Callable[[Any, Shape, tf.DType, str, bool], tf.Module]
@@ -63,11 +64,13 @@ class DenseLayer(tf.Module):
         self.bias = tf.Variable(tf.zeros((units,), dtype), name="bias") if use_bias else None
         self.bf16 = bf16
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+    def __call__(self, x: tf.Tensor, kernel: tf.Tensor | None = None) -> tf.Tensor:
+        """``kernel``: applied in place of the variable (spectral norm's ``kernel / σ``)."""
+        kernel = self.kernel if kernel is None else kernel
         if self.bf16:  # the spec's bf16 matmul: operands and product bfloat16, bias float32
-            y = _round_bf16(tf.matmul(_round_bf16(x), _round_bf16(self.kernel)))
+            y = _round_bf16(tf.matmul(_round_bf16(x), _round_bf16(kernel)))
         else:
-            y = tf.matmul(x, self.kernel)
+            y = tf.matmul(x, kernel)
         return _bias_add(y, self.bias)
 
     def params(self) -> dict[str, tf.Variable]:
@@ -89,11 +92,12 @@ class Conv2DLayer(tf.Module):
         self.stride = layer.stride
         self.bf16 = bf16
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+    def __call__(self, x: tf.Tensor, kernel: tf.Tensor | None = None) -> tf.Tensor:
+        kernel = self.kernel if kernel is None else kernel  # as Dense's
         if self.bf16:  # as Dense: bf16 operands, float32 accumulation, bf16 product
-            y = _round_bf16(tf.nn.conv2d(_round_bf16(x), _round_bf16(self.kernel), self.stride, self.paddings))
+            y = _round_bf16(tf.nn.conv2d(_round_bf16(x), _round_bf16(kernel), self.stride, self.paddings))
         else:
-            y = tf.nn.conv2d(x, self.kernel, self.stride, self.paddings)
+            y = tf.nn.conv2d(x, kernel, self.stride, self.paddings)
         return _bias_add(y, self.bias)
 
     def params(self) -> dict[str, tf.Variable]:
@@ -246,7 +250,9 @@ def build_layer(layer: Layer, in_shape: Shape, dtype: tf.DType, name: str, bf16:
     builder = LAYER_BUILDERS.get(type(layer))
     if builder is None:
         raise NotImplementedError(f"tensorflow backend cannot build {layer.describe()}")
-    return builder(layer, in_shape, dtype, name, bf16)
+    module = builder(layer, in_shape, dtype, name, bf16)
+    sn = getattr(layer, "spectral_norm", None)  # a kernel layer's option: spectral.py
+    return module if sn is None else SpectralNormLayer(module, sn, dtype, f"{name}_sn")
 
 
 class Sequential(tf.Module):
@@ -262,7 +268,7 @@ class Sequential(tf.Module):
             ]
 
     def call_layer(self, layer: tf.Module, x: tf.Tensor, training: bool, update_stats: bool) -> tf.Tensor:
-        if isinstance(layer, BatchNormLayer):
+        if isinstance(layer, (BatchNormLayer, SpectralNormLayer)):  # the layers with buffers
             return layer(x, training=training, update_stats=update_stats)
         return layer(x)
 
@@ -285,6 +291,6 @@ class Sequential(tf.Module):
         return {
             f"{net}.{i}.{bname}": var
             for i, layer in enumerate(self.layers)
-            if isinstance(layer, BatchNormLayer)
+            if isinstance(layer, (BatchNormLayer, SpectralNormLayer))
             for bname, var in layer.buffers().items()
         }
