@@ -288,3 +288,32 @@ def test_a_preset_discriminator_with_spectral_norm_builds_everywhere(framework):
     _, got = make(framework, spec, params).gradients(batch.real[0], batch.z_g)
     for k, v in want.items():
         assert_close(got[k], v, 1e-11, k)
+
+
+# -- FLOPs ---------------------------------------------------------------------------------------
+
+
+def test_flops_count_the_power_iteration_per_call_by_hand():
+    """sn_spec's critic: Conv2D W (3, 18), N = 54; Dense W (1, 12), N = 12. Forward of a call
+    it·(4N + 3(out + fan_in) + 4) + 3N + 2·out, backward 6N; per step D runs 2 calls with
+    weight gradients and 1 without (n_critic 1, hinge)."""
+    from gan_backends.bench.flops import step_flops
+
+    conv_f, conv_b = (4 * 54 + 3 * 21 + 4) + 3 * 54 + 2 * 3, 6 * 54  # 451, 324
+    dense_f, dense_b = (4 * 12 + 3 * 13 + 4) + 3 * 12 + 2 * 1, 6 * 12  # 129, 72
+    want = 3 * conv_f + 2 * conv_b + 3 * dense_f + 2 * dense_b
+    assert want == 2532
+    spec = sn_spec()
+    plain = spec.replace(
+        discriminator=tuple(
+            type(layer)(**{k: v for k, v in layer.to_dict().items() if k not in ("type", "spectral_norm")})
+            for layer in spec.discriminator
+        )
+    )
+    for batch in (1, 7):
+        with_sn, without = step_flops(spec, batch), step_flops(plain, batch)
+        assert with_sn.matmul == without.matmul
+        assert with_sn.elementwise - without.elementwise == want
+    twice = sn_spec(iterations=2)
+    extra = (4 * 54 + 3 * 21 + 4) * 3 + (4 * 12 + 3 * 13 + 4) * 3  # one more iteration, three calls
+    assert step_flops(twice, 1).elementwise - step_flops(spec, 1).elementwise == extra

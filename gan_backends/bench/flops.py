@@ -69,6 +69,9 @@ Per trainable parameter (:func:`optimizer_flops_per_param`)::
     weight_decay > 0 adds 2 (g + wd · p) to any of them; WGAN clipping adds 2 per D parameter per
     D update (min, max).
 
+Spectral normalisation's power iteration, σ and ``W / σ`` (per network call, whatever the
+batch) are in the elementwise count too: :mod:`gan_backends.bench.flops_spectral`.
+
 Loss terms (a few FLOPs per logit, O(batch)) and random-number generation are not counted.
 """
 
@@ -79,6 +82,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gan_backends.bench.flops_spectral import step_flops as spectral_step_flops
 from gan_backends.losses import PENALTY_SITES
 from gan_backends.spec import (
     NETWORKS,
@@ -277,6 +281,7 @@ def step_flops(spec: GANSpec, batch_size: int) -> StepFlops:
     d_opt = optimizer_flops_per_param(spec.d_optimizer) + (2 if spec.loss.clip_value is not None else 0)
     optimizer = spec.n_critic * d_opt * num_params(spec, "discriminator")
     optimizer += optimizer_flops_per_param(spec.g_optimizer) * num_params(spec, "generator")
+    optimizer += spectral_step_flops(spec)  # per call, not per sample: flops_spectral.py
     return StepFlops(
         batch_size=batch_size,
         matmul=batch_size * per_sample[0],
