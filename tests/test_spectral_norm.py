@@ -215,7 +215,9 @@ def test_lockstep_check_compares_the_vectors(framework):
     spec = sn_spec("float32")
     report = run_check(spec, ["numpy", framework], steps=2, batch_size=4, seed=0)
     assert report.passed, report
-    assert report.lock_rows[framework][-1]  # the buffers row
+    rows = report.lock_rows[framework]
+    assert len(rows) == 3 and "running statistics" in rows[-1].quantity and rows[-1].passed  # the buffers row
+    assert len(report.lock.buffers[framework].rel) == 2
 
 
 # -- the torch layer against torch's own spectral_norm --------------------------------------------

@@ -56,7 +56,7 @@ def parse_spectral_norm(owner: str, value: Any) -> SpectralNormSpec | None:
     if value is None or isinstance(value, SpectralNormSpec):
         return value
     if not isinstance(value, dict):
-        raise SpecError(f"{owner}.spectral_norm must be an object like {{\"n_power_iterations\": 1}}, got {value!r}")
+        raise SpecError(f'{owner}.spectral_norm must be an object like {{"n_power_iterations": 1}}, got {value!r}')
     problems = field_problems(SpectralNormSpec, value)
     if problems:
         raise SpecError(f"{owner}.spectral_norm: {'; '.join(problems)}")

@@ -30,9 +30,7 @@ def normalize(x: np.ndarray, eps: float) -> np.ndarray:
     return x / max(float(np.linalg.norm(x)), eps)
 
 
-def power_iteration(
-    w: np.ndarray, u: np.ndarray, v: np.ndarray, sn: SpectralNormSpec
-) -> tuple[np.ndarray, np.ndarray]:
+def power_iteration(w: np.ndarray, u: np.ndarray, v: np.ndarray, sn: SpectralNormSpec) -> tuple[np.ndarray, np.ndarray]:
     """``n_power_iterations`` of ``v = normalize(Wᵀu)``, ``u = normalize(W v)`` (torch's order;
     the starting ``v`` is not read, as in torch)."""
     for _ in range(sn.n_power_iterations):
