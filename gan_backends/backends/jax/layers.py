@@ -35,6 +35,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .resample import RESAMPLE_BUILDERS
 
 #: Flax's names for BatchNorm's running statistics <-> the canonical buffer names.
 BUFFER_NAMES = {"running_mean": "mean", "running_var": "var"}
@@ -254,6 +255,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Sigmoid: _stateless(lambda layer, x: nn.sigmoid(x)),
     Reshape: _stateless(lambda layer, x: x.reshape(x.shape[0], *layer.shape)),
     Flatten: _stateless(lambda layer, x: x.reshape(x.shape[0], -1)),
+    **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
 }
 
 __all__ = [

@@ -38,6 +38,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .resample import RESAMPLE_BUILDERS
 
 #: A builder: ``(layer, in_shape, dtype, name, bf16) -> tf.Module`` for one spec layer type.
 LayerBuilder = Callable[[Any, Shape, tf.DType, str, bool], tf.Module]
@@ -237,6 +238,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Sigmoid: _elementwise(tf.math.sigmoid),
     Reshape: _reshape,
     Flatten: _elementwise(lambda x: tf.reshape(x, (tf.shape(x)[0], -1))),
+    **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
 }
 
 

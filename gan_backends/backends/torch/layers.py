@@ -42,6 +42,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .resample import RESAMPLE_BUILDERS
 
 Shape = tuple[int, ...]
 
@@ -306,6 +307,7 @@ LAYER_BUILDERS: dict[type[Layer], Builder] = {
     Sigmoid: _stateless(nn.Sigmoid),
     Reshape: _reshape,
     Flatten: _flatten,
+    **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
 }
 
 
