@@ -6,11 +6,15 @@
   factor); bilinear with half-pixel centres is ``jax.image.resize(method='bilinear',
   antialias=False)`` (its default ``antialias=True`` widens the kernel when *down*sampling; for
   upsampling it changes nothing, and it is set explicitly all the same). JAX has no
-  ``align_corners``: that mapping ``src = o·(n - 1)/(n·k - 1)`` is ``jax.image.scale_and_translate``
-  with ``scale = (n·k - 1)/(n - 1)`` and ``translation = (1 - scale)/2`` (its coordinate is
-  ``(o + 0.5 - t)/scale - 0.5``); an axis of one pixel is a repeat.
+  ``align_corners``: that mapping ``src = o·(n - 1)/(n·k - 1)`` is written as the spec's
+  separable linear map, constant per-axis interpolation matrices from
+  :meth:`~gan_backends.spec.Upsample.taps` in one ``einsum`` (``jax.image.scale_and_translate``
+  with ``scale = (n·k - 1)/(n - 1)``, ``translation = (1 - scale)/2`` computes the same, shown in
+  tests/test_framework_differences_resample.py, but compiles three times slower on XLA's CPU and
+  needs a case for one-pixel axes).
 - ``AvgPool2D``: ``flax.linen.avg_pool`` with the spec's explicit padding pairs and
-  ``count_include_pad`` always passed (Flax's default counts the padded zeros, as torch's).
+  ``count_include_pad`` always passed (Flax's default counts the padded zeros, as torch's), its
+  result cast back to the input's dtype (see :func:`avg_pool`).
 - ``GlobalSumPool``: ``jnp.sum`` over the spatial axes.
 """
 
@@ -22,8 +26,18 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ...spec import AvgPool2D, GlobalSumPool, Layer, Upsample
+
+
+def _matrix(layer: Upsample, size: int, dtype: Any) -> jax.Array:
+    """``(size·k, size)`` interpolation weights of one axis from the spec's taps (a constant)."""
+    a = np.zeros((size * layer.factor, size))
+    for o, (i0, i1, lam) in enumerate(layer.taps(size)):
+        a[o, i0] += 1.0 - lam
+        a[o, i1] += lam
+    return jnp.asarray(a, dtype)
 
 
 def upsample(layer: Upsample, x: jax.Array) -> jax.Array:
@@ -32,24 +46,11 @@ def upsample(layer: Upsample, x: jax.Array) -> jax.Array:
     k = layer.factor
     if layer.method == "nearest":
         return jnp.repeat(jnp.repeat(x, k, axis=1), k, axis=2)
-    shape = (n, h * k, w * k, c)
     if not layer.align_corners:
+        shape = (n, h * k, w * k, c)
         return jax.image.resize(x, shape, method="bilinear", antialias=False, precision=jax.lax.Precision.HIGHEST)
-    if h == 1 or w == 1:  # one pixel along an axis: every output is it; resample the other axis alone
-        x = jnp.repeat(x, k, axis=1) if h == 1 else x
-        x = jnp.repeat(x, k, axis=2) if w == 1 else x
-        if h == 1 and w == 1:
-            return x
-        axis, size = (2, w) if h == 1 else (1, h)
-        scale = jnp.asarray([(size * k - 1) / (size - 1)], x.dtype)
-        return jax.image.scale_and_translate(
-            x, shape, (axis,), scale, (1 - scale) / 2, method="linear", antialias=False,
-            precision=jax.lax.Precision.HIGHEST,
-        )  # fmt: skip
-    scale = jnp.asarray([(h * k - 1) / (h - 1), (w * k - 1) / (w - 1)], x.dtype)
-    return jax.image.scale_and_translate(
-        x, shape, (1, 2), scale, (1 - scale) / 2, method="linear", antialias=False, precision=jax.lax.Precision.HIGHEST
-    )
+    a_h, a_w = _matrix(layer, h, x.dtype), _matrix(layer, w, x.dtype)
+    return jnp.einsum("oh,nhwc,pw->nopc", a_h, x, a_w, precision=jax.lax.Precision.HIGHEST)
 
 
 def avg_pool(layer: AvgPool2D, x: jax.Array) -> jax.Array:
@@ -57,7 +58,10 @@ def avg_pool(layer: AvgPool2D, x: jax.Array) -> jax.Array:
     k, s = layer.pool, layer.stride
     # count_include_pad is None only where nothing is padded (the spec refuses it otherwise).
     include = bool(layer.count_include_pad)
-    return nn.avg_pool(x, (k, k), (s, s), padding=layer.pads(x.shape[1:]), count_include_pad=include)
+    y = nn.avg_pool(x, (k, k), (s, s), padding=layer.pads(x.shape[1:]), count_include_pad=include)
+    # Without count_include_pad Flax divides by a pool of jnp.ones(), float64 once x64 is on
+    # (as after any float64 run in the process): a float32 input would come back float64.
+    return y.astype(x.dtype)
 
 
 def global_sum_pool(layer: GlobalSumPool, x: jax.Array) -> jax.Array:
