@@ -28,6 +28,18 @@ Elementwise layers, FLOPs per element of their output (:data:`FLOP_RULES`)::
                     add: 3; normalise, scale, shift: 3)         times scale·rstd: 4), scale/bias grads included
     Reshape, Flatten  0                                     0
 
+The resampling layers, per sample (input ``H × W × C``, output ``Ho × Wo × C``; see
+:func:`_resample_rules`)::
+
+    Upsample nearest    0 (a copy)                          (k² − 1) · H · W · C   (each input sums its k² outputs)
+    Upsample bilinear   3 · Ho·W·C + 3 · Ho·Wo·C            4 · Ho·W·C + 4 · Ho·Wo·C
+                        (separable: per axis 2 multiplies     (the transpose: 2 multiplies and 2
+                        and 1 add per output of the pass)      accumulations per output of each pass)
+    AvgPool2D           pool² per output (pool² − 1 adds,   (pool² + 1) per output (dy / divisor, then
+                        one multiply by 1/divisor; padded     pool² accumulations into the window)
+                        taps included, as for Conv2D)
+    GlobalSumPool       (H · W − 1) · C                     0 (a broadcast)
+
 Per-channel work (BatchNorm's rsqrt, running-statistics update) is O(C) and is not counted.
 
 Backward of one network call, given whether its weights get gradients (``weights``) and whether
@@ -87,12 +99,14 @@ from gan_backends.losses import PENALTY_SITES
 from gan_backends.spec import (
     NETWORKS,
     AdamSpec,
+    AvgPool2D,
     BatchNorm,
     Conv2D,
     ConvTranspose2D,
     Dense,
     Flatten,
     GANSpec,
+    GlobalSumPool,
     Layer,
     LeakyReLU,
     OptimizerSpec,
@@ -102,6 +116,7 @@ from gan_backends.spec import (
     Shape,
     Sigmoid,
     Tanh,
+    Upsample,
 )
 
 #: Reverse mode through "forward + input backward" costs about this many times that pass.
@@ -174,6 +189,24 @@ def _elementwise(forward: int, backward: int) -> FlopRule:
     return rule
 
 
+def _resample_rules() -> dict[type[Layer], FlopRule]:
+    """The resampling layers' rules (module docstring): per-sample totals, not per-element constants."""
+
+    def upsample(layer: Upsample, i: Shape, o: Shape) -> _LayerCost:
+        if layer.method == "nearest":
+            return _LayerCost(0, 0, 0, (layer.factor**2 - 1) * math.prod(i), False)
+        passes = o[0] * i[1] * i[2] + math.prod(o)  # rows pass (Ho·W·C), then columns (Ho·Wo·C)
+        return _LayerCost(0, 0, 3 * passes, 4 * passes, False)
+
+    def avg_pool(layer: AvgPool2D, i: Shape, o: Shape) -> _LayerCost:
+        return _LayerCost(0, 0, layer.pool**2 * math.prod(o), (layer.pool**2 + 1) * math.prod(o), False)
+
+    def global_sum(layer: GlobalSumPool, i: Shape, o: Shape) -> _LayerCost:
+        return _LayerCost(0, 0, (i[0] * i[1] - 1) * i[2], 0, False)
+
+    return {Upsample: upsample, AvgPool2D: avg_pool, GlobalSumPool: global_sum}
+
+
 #: The FLOP rule of every spec layer type (the module docstring gives each formula). A
 #: transposed convolution multiplies every input pixel by every tap, crops or not.
 FLOP_RULES: dict[type[Layer], FlopRule] = {
@@ -187,6 +220,7 @@ FLOP_RULES: dict[type[Layer], FlopRule] = {
     BatchNorm: _elementwise(7, 7),
     Reshape: _elementwise(0, 0),
     Flatten: _elementwise(0, 0),
+    **_resample_rules(),
 }
 
 

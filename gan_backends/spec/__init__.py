@@ -11,6 +11,7 @@ here, so each backend sets it from the spec and never inherits its framework's d
 
 Layout: :mod:`~gan_backends.spec.base` (``Shape``, :class:`SpecError`, the field checks),
 :mod:`~gan_backends.spec.layers` (the layer specs and their one registry, ``LAYER_TYPES``),
+:mod:`~gan_backends.spec.resample` (``Upsample``, ``AvgPool2D``, ``GlobalSumPool``, registered there too),
 :mod:`~gan_backends.spec.training` (loss, optimisers, numerics, initialisation, data
 parallelism) and :mod:`~gan_backends.spec.gan` (:class:`GANSpec`, loading and saving). Every
 name is imported from here, ``gan_backends.spec``.
@@ -39,6 +40,7 @@ from .layers import (
     conv_transpose_crops,
     layer_from_dict,
 )
+from .resample import RESAMPLE_LAYERS, AvgPool2D, GlobalSumPool, Upsample, UpsampleMethod
 from .spectral import SpectralNormSpec
 from .training import (
     ALL_LOSS_NAMES,
@@ -74,7 +76,9 @@ __all__ = [
     "OPTIMIZER_TYPES",
     "PENALTIES",
     "RELATIVISTIC_LOSSES",
+    "RESAMPLE_LAYERS",
     "AdamSpec",
+    "AvgPool2D",
     "BatchNorm",
     "Conv2D",
     "ConvTranspose2D",
@@ -83,6 +87,7 @@ __all__ = [
     "Dense",
     "Flatten",
     "GANSpec",
+    "GlobalSumPool",
     "InitSpec",
     "Layer",
     "LeakyReLU",
@@ -103,6 +108,8 @@ __all__ = [
     "Sigmoid",
     "SpecError",
     "Tanh",
+    "Upsample",
+    "UpsampleMethod",
     "conv_pads",
     "conv_transpose_crops",
     "layer_from_dict",

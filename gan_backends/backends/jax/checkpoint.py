@@ -53,12 +53,14 @@ from ...port.native import (
     state_layers,
 )
 from ...spec import (
+    AvgPool2D,
     BatchNorm,
     Conv2D,
     ConvTranspose2D,
     Dense,
     Flatten,
     GANSpec,
+    GlobalSumPool,
     Layer,
     LeakyReLU,
     ReLU,
@@ -66,7 +68,9 @@ from ...spec import (
     Shape,
     Sigmoid,
     Tanh,
+    Upsample,
 )
+from .resample import avg_pool, global_sum_pool, upsample
 
 _FLAX_TYPES = {"Dense": "Dense", "Conv": "Conv2D", "ConvTranspose": "ConvTranspose2D", "BatchNorm": "BatchNorm"}
 _FLAX_NAMES = {v: k for k, v in _FLAX_TYPES.items()}
@@ -220,6 +224,10 @@ FLAX_LAYERS: dict[type[Layer], FlaxBuilder] = {
     Sigmoid: lambda *_: nn.sigmoid,
     Reshape: lambda layer, _, __: lambda x: x.reshape(x.shape[0], *layer.shape),
     Flatten: lambda *_: lambda x: x.reshape(x.shape[0], -1),
+    # flax.linen.avg_pool with explicit padding and count_include_pad; jax.image.resize / repeat.
+    Upsample: lambda layer, _, __: lambda x: upsample(layer, x),
+    AvgPool2D: lambda layer, _, __: lambda x: avg_pool(layer, x),
+    GlobalSumPool: lambda layer, _, __: lambda x: global_sum_pool(layer, x),
 }
 
 

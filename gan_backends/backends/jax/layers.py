@@ -35,6 +35,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .resample import RESAMPLE_BUILDERS
 from .spectral import SpectralNormed
 
 #: Flax's names for the buffers (BatchNorm's running statistics, spectral norm's vectors) <->
@@ -262,6 +263,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Sigmoid: _stateless(lambda layer, x: nn.sigmoid(x)),
     Reshape: _stateless(lambda layer, x: x.reshape(x.shape[0], *layer.shape)),
     Flatten: _stateless(lambda layer, x: x.reshape(x.shape[0], -1)),
+    **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
 }
 
 __all__ = [

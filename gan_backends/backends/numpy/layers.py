@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...losses import sigmoid
 from ...spec import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
+from .resample import RESAMPLE_MATH, RESAMPLE_TANGENTS
 from .spectral import spectral
 
 #: The reference's one dtype: it computes in float64 whatever the spec's dtype is.
@@ -255,6 +256,7 @@ LAYER_MATH: dict[type[Layer], tuple[Forward, Backward]] = {
     Sigmoid: (_sigmoid_fwd, _sigmoid_bwd),
     Reshape: (_reshape_fwd, _reshape_bwd),
     Flatten: (_reshape_fwd, _reshape_bwd),
+    **RESAMPLE_MATH,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
 }
 
 # Forward tangents (Jacobian-vector products) with biases dropped, for the layers that are
@@ -269,4 +271,5 @@ PIECEWISE_LINEAR: dict[type[Layer], Tangent] = {
     ReLU: lambda layer, p, cache, t: _relu_bwd(layer, p, cache, t)[0],
     Reshape: lambda layer, p, cache, t: _reshape_fwd(layer, p, t)[0],
     Flatten: lambda layer, p, cache, t: _reshape_fwd(layer, p, t)[0],
+    **RESAMPLE_TANGENTS,  # linear layers: their forward
 }

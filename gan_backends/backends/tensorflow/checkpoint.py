@@ -60,12 +60,14 @@ from ...port.native import (
     networks_of,
 )
 from ...spec import (  # noqa: E402
+    AvgPool2D,
     BatchNorm,
     Conv2D,
     ConvTranspose2D,
     Dense,
     Flatten,
     GANSpec,
+    GlobalSumPool,
     Layer,
     LeakyReLU,
     ReLU,
@@ -73,6 +75,8 @@ from ...spec import (  # noqa: E402
     Shape,
     Sigmoid,
     Tanh,
+    Upsample,
+    conv_pads,
 )
 
 _KERAS_TYPES = {
@@ -216,6 +220,42 @@ def _conv_transpose(layer: ConvTranspose2D, in_shape: Shape, dtype: str) -> list
     return out
 
 
+def _upsample(layer: Upsample, in_shape: Shape, dtype: str) -> list[tuple[bool, keras.layers.Layer]]:
+    # UpSampling2D's 'bilinear' is tf.image.resize's half-pixel centres (computed in float32
+    # even for float64 layers); Keras has no align_corners.
+    if layer.align_corners:
+        raise PortError(f"no Keras layer for {layer.describe()}: Keras' UpSampling2D has no align_corners")
+    return [(True, L.UpSampling2D(layer.factor, interpolation=layer.method, dtype=dtype))]
+
+
+def _avg_pool(layer: AvgPool2D, in_shape: Shape, dtype: str) -> list[tuple[bool, keras.layers.Layer]]:
+    """Keras' 'same' average pooling does not count the padded zeros; ZeroPadding2D then 'valid'
+    does (count_include_pad=True). Other paddings without counting the zeros have no Keras layer."""
+    pads = layer.pads(in_shape)
+    same = tuple(conv_pads(n, layer.pool, layer.stride, "same") for n in in_shape[:2])  # type: ignore[arg-type]
+    if not any(p for pair in pads for p in pair):
+        return [(True, L.AveragePooling2D(layer.pool, layer.stride, "valid", dtype=dtype))]
+    if layer.count_include_pad:
+        return [
+            (False, L.ZeroPadding2D(pads, dtype=dtype)),
+            (True, L.AveragePooling2D(layer.pool, layer.stride, "valid", dtype=dtype)),
+        ]
+    if pads == same:
+        return [(True, L.AveragePooling2D(layer.pool, layer.stride, "same", dtype=dtype))]
+    raise PortError(f"no Keras layer for {layer.describe()}: padding {pads} not counted is not Keras' 'same'")
+
+
+@keras.saving.register_keras_serializable(package="gan_backends")
+class GlobalSumPooling2D(keras.layers.Layer):
+    """``(N, H, W, C) -> (N, C)``, the sum over the spatial axes (Keras has global average and max only)."""
+
+    def call(self, x: Any) -> Any:
+        return keras.ops.sum(x, axis=(1, 2))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[0], input_shape[3])
+
+
 def _own(make: Callable[[Any, str], keras.layers.Layer]) -> KerasBuilder:
     """A builder of one Keras layer and nothing around it."""
     return lambda layer, _, dtype: [(True, make(layer, dtype))]
@@ -232,6 +272,9 @@ KERAS_LAYERS: dict[type[Layer], KerasBuilder] = {
     Sigmoid: _own(lambda _, dtype: L.Activation("sigmoid", dtype=dtype)),
     Reshape: _own(lambda layer, dtype: L.Reshape(layer.shape, dtype=dtype)),
     Flatten: _own(lambda _, dtype: L.Flatten(dtype=dtype)),
+    Upsample: _upsample,
+    AvgPool2D: _avg_pool,
+    GlobalSumPool: _own(lambda _, dtype: GlobalSumPooling2D(dtype=dtype)),
 }
 
 

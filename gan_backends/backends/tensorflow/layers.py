@@ -38,6 +38,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .resample import RESAMPLE_BUILDERS
 from .spectral import SpectralNormLayer
 
 #: A builder: ``(layer, in_shape, dtype, name, bf16) -> tf.Module`` for one spec layer type.
@@ -241,6 +242,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Sigmoid: _elementwise(tf.math.sigmoid),
     Reshape: _reshape,
     Flatten: _elementwise(lambda x: tf.reshape(x, (tf.shape(x)[0], -1))),
+    **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
 }
 
 

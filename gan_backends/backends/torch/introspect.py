@@ -41,6 +41,7 @@ from ...spec import (
     SpecError,
     Tanh,
 )
+from . import introspect_resample
 
 _FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.leaky_relu: "leaky_relu", torch.tanh: "tanh", F.tanh: "tanh"}
 _FUNCTIONS |= {torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.flatten: "flatten", torch.reshape: "reshape"}
@@ -105,11 +106,17 @@ def _from_module(module: nn.Module) -> Layer | str:
         return f"reshape:{','.join(map(str, module.unflattened_size))}"
     if isinstance(module, nn.Identity):
         return "identity"
+    resample = introspect_resample.from_module(module)  # nn.Upsample, nn.AvgPool2d
+    if resample is not None:
+        return resample
     raise ValueError("no spec layer for it (the spec has Linear, Conv2d, ConvTranspose2d, BatchNorm, activations)")
 
 
 def _from_call(node: torch.fx.Node) -> Layer | str:
     """The spec layer of a functional or method call node."""
+    resample = introspect_resample.from_call(node)  # F.interpolate, F.avg_pool2d, torch.sum over (2, 3)
+    if resample is not None:
+        return resample
     op = _FUNCTIONS.get(node.target) if node.op == "call_function" else _METHODS.get(node.target)
     if op is None:
         raise ValueError("no spec layer for it")

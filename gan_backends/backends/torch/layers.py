@@ -42,6 +42,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .resample import RESAMPLE_BUILDERS
 from .spectral import BUFFER_NAMES as SN_BUFFER_NAMES
 from .spectral import apply_spectral_norm
 
@@ -308,6 +309,7 @@ LAYER_BUILDERS: dict[type[Layer], Builder] = {
     Sigmoid: _stateless(nn.Sigmoid),
     Reshape: _reshape,
     Flatten: _flatten,
+    **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
 }
 
 
