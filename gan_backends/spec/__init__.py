@@ -19,6 +19,7 @@ name is imported from here, ``gan_backends.spec``.
 from __future__ import annotations
 
 from .base import Shape, SpecError
+from .ema import EmaSpec
 from .gan import NETWORKS, GANSpec
 from .layers import (
     LAYER_TYPES,
@@ -80,6 +81,7 @@ __all__ = [
     "DType",
     "DataParallelSpec",
     "Dense",
+    "EmaSpec",
     "Flatten",
     "GANSpec",
     "InitSpec",
