@@ -221,8 +221,10 @@ def lock_step(
             for net in keys:
                 # What an exact update stores in the backend's dtype: the rounding of p + Δ is
                 # then no disagreement, only a different Δ is.
-                delta = _ema_delta(source, ema, end, start, backend.dtype) if net == EMA_KEY else delta_ref[net]
-                stored = (start[net] + delta).astype(backend.dtype).astype(np.float64) - start[net]
+                if net == EMA_KEY:
+                    stored = _ema_stored(source, ema, end, start, backend.dtype)
+                else:
+                    stored = (start[net] + delta_ref[net]).astype(backend.dtype).astype(np.float64) - start[net]
                 run.update[name][net].add(compare(end[net] - start[net], stored, (name, source.name)))
             rels = [run.update[name][net].rel[-1] for net in keys]
             if name in controls and not all(r <= explain_above.get(name, np.inf) for r in rels):
@@ -234,20 +236,29 @@ def lock_step(
     return run
 
 
-def _ema_delta(source: Backend, ema: Any, end: dict, start: dict, dtype: np.dtype) -> np.ndarray:
-    """The exact EMA update of a backend's step, ``w_t·(θ₁ - ē₀)``: ``w_t`` from the spec's
-    formula and the reference's count, rounded to the backend's dtype (as the backend's own
-    arithmetic holds it: float32 code lerps by ``fl(0.1)``, not 0.1), ``θ₁`` the backend's own new G parameters (judged
-    against the reference by the generator's row), ``ē₀`` the average it was given.
+def _ema_stored(source: Backend, ema: Any, end: dict, start: dict, dtype: np.dtype) -> np.ndarray:
+    """The EMA update an exact implementation stores for a backend's step: ``ē₀ + w_t·(θ₁ - ē₀)``
+    rounded to the backend's dtype, minus ``ē₀``; ``w_t`` from the spec's formula and the
+    reference's count, itself rounded to the dtype (float32 code lerps by ``fl(0.1)``), ``θ₁``
+    the backend's own new G parameters (judged against the reference by the generator's row),
+    ``ē₀`` the average it was given.
 
-    Not the reference's own update: a float32 average moves by ``w_t·Δθ``, a few hundred ulps
-    of itself at decay 0.9 and fewer at 0.999, so the ulp flips that G's update error causes
-    in its rounding are ``1/sqrt(w_t)`` times larger relative to it than to G's update (a
-    decay that moves the average by under an ulp leaves it in place in float32). Against this
-    update a wrong ``w_t``, count, copy or lerp shows whole, and correct float32 code agrees
-    to rounding."""
+    Not the reference's own update: a float32 average moves by ``w_t·Δθ``, a few hundred ulps of
+    itself at decay 0.9 and fewer at 0.999, so the ulp flips of its rounding that G's update
+    error causes are ``1/sqrt(w_t)`` times larger relative to it than to G's update. Both IEEE
+    roundings of the lerp are correct code: fused (torch's ``lerp_``, XLA where LLVM contracts
+    to an FMA) and the product rounded before the sum (TensorFlow's kernels, XLA at LLVM -O0);
+    per entry the one nearer the backend's is taken. A wrong ``w_t``, count, copy or lerp then
+    shows whole; correct code agrees to rounding."""
     w = float(np.asarray(source.spec.ema.weight(int(ema.steps) + 1), dtype=dtype))
-    return end["generator"] - start[EMA_KEY] if w == 1.0 else w * (end["generator"] - start[EMA_KEY])
+    e0, theta = start[EMA_KEY], end["generator"]
+    if w == 1.0:
+        return theta - e0
+    fused = (e0 + w * (theta - e0)).astype(dtype).astype(np.float64)
+    e0_, d_ = e0.astype(dtype), (theta.astype(dtype) - e0.astype(dtype))
+    apart = (e0_ + (np.asarray(w, dtype) * d_).astype(dtype)).astype(np.float64)
+    got = end[EMA_KEY]
+    return np.where(np.abs(got - fused) <= np.abs(got - apart), fused, apart) - e0
 
 
 def _cast(tree: dict[str, np.ndarray], dtype: np.dtype) -> dict[str, np.ndarray]:

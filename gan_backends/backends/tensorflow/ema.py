@@ -45,22 +45,13 @@ class TensorFlowEma:
         return tf.where(t <= s, tf.ones((), dtype), w)
 
     def update(self) -> None:
-        """After one G update: count it, then move every average (a copy where ``w_t`` is 1).
-
-        The lerp is rounded once, as torch's ``lerp_`` and XLA's fused ``e + w·(θ - e)`` round
-        it (a fused multiply-add): TensorFlow's float32 kernels round the product and the sum
-        apart, which moves about one entry in twenty of a float32 average by an ulp, as much as
-        its whole update at decay 0.999. Evaluated in float64 (the product of two float32
-        numbers is exact there) and rounded to float32 once, it is the fused result."""
+        """After one G update: count it, then move every average (a copy where ``w_t`` is 1)."""
         t = self.count.assign_add(1)
         dtype = next(iter(self.average.values())).dtype
-        wide = tf.float64
         w = self._weight(t, dtype)
         for name, avg in self.average.items():
             value = self.variables[name]
-            e, theta = tf.cast(avg, wide), tf.cast(value, wide)
-            moved = tf.cast(e + tf.cast(w, wide) * (theta - e), dtype)
-            avg.assign(tf.where(w == 1.0, value, moved))
+            avg.assign(tf.where(w == 1.0, value, avg + w * (value - avg)))
 
     def get(self) -> EmaState:
         return EmaState(int(self.count.numpy()), {name: v.numpy() for name, v in self.average.items()})
