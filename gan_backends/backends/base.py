@@ -82,6 +82,32 @@ class OptimizerState:
         return OptimizerState(dict(self.steps), cast)
 
 
+@dataclass
+class EmaState:
+    """The moving average of G's weights (``spec.ema``) in canonical form: ``steps``, the G
+    updates it has followed (the ``t`` of :class:`~gan_backends.spec.ema.EmaSpec`), and
+    ``params``, the average itself under G's canonical names and layouts (``generator.0.kernel``),
+    so that it loads wherever G's parameters do. A backend starts it as a copy of G's
+    parameters at ``steps`` 0, and again whenever ``set_params`` loads new ones."""
+
+    steps: int
+    params: ParamTree
+
+    def astype(self, dtype: np.dtype | str) -> EmaState:
+        """A copy in ``dtype`` (always a copy, see :meth:`OptimizerState.astype`)."""
+        return EmaState(int(self.steps), {n: np.array(a, dtype=dtype) for n, a in self.params.items()})
+
+
+def check_ema(spec: GANSpec, state: EmaState) -> None:
+    """Raise ``ValueError`` unless ``spec`` keeps an EMA and ``state`` holds exactly G's
+    parameters, shaped as the spec says, with a step count >= 0: what every ``set_ema`` checks."""
+    if spec.ema is None:
+        raise ValueError(f"spec {spec.name!r} keeps no moving average of G (its 'ema' is null)")
+    check_tree(spec, state.params, ("generator",))
+    if isinstance(state.steps, bool) or int(state.steps) != state.steps or state.steps < 0:
+        raise ValueError(f"EMA step count must be an integer >= 0, got {state.steps!r}")
+
+
 class Backend(ABC):
     """One framework's implementation of a GAN spec.
 
@@ -172,6 +198,16 @@ class Backend(ABC):
     @abstractmethod
     def get_params(self) -> ParamTree:
         """Export the current parameters as a canonical tree of NumPy arrays."""
+
+    def get_ema(self) -> EmaState | None:
+        """G's moving average (:class:`EmaState`), updated inside the training step after each
+        G update; None when the spec keeps none (``spec.ema`` null)."""
+        raise NotImplementedError(f"backend {self.name!r} keeps no moving average of G")
+
+    def set_ema(self, state: EmaState) -> None:
+        """Load G's moving average and its step count (checked by :func:`check_ema`), e.g. from
+        a checkpoint or another backend, to continue its trajectory."""
+        raise NotImplementedError(f"backend {self.name!r} keeps no moving average of G")
 
     @abstractmethod
     def get_optimizer_state(self) -> OptimizerState:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from ..params import ParamTree
-from ..spec import NETWORKS
+from ..spec import NETWORKS, GANSpec
 
 
 def compare(
@@ -41,6 +42,26 @@ def flatten_networks(tree: ParamTree) -> dict[str, np.ndarray]:
         )
         for net in NETWORKS
     }
+
+
+#: The key under which the check tracks G's moving average (``spec.ema``) beside the networks.
+EMA_KEY = "generator_ema"
+
+
+def tracked(spec: GANSpec) -> tuple[str, ...]:
+    """What a trajectory compares: each network's parameters, and G's moving average where the
+    spec keeps one (judged like a network: the same tolerances, the same rounding rules)."""
+    return NETWORKS + ((EMA_KEY,) if spec.ema is not None else ())
+
+
+def flatten_state(backend: Any) -> dict[str, np.ndarray]:
+    """:func:`flatten_networks` of the backend's parameters, with :data:`EMA_KEY`: its
+    ``get_ema()`` as one float64 vector in canonical order, where the spec keeps one."""
+    out = flatten_networks(backend.get_params())
+    if backend.spec.ema is not None:
+        ema = backend.get_ema()
+        out[EMA_KEY] = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in ema.params.values()])
+    return out
 
 
 def finite(x: float) -> float | None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..backends import Backend, TrainBatch
 from ..spec import NETWORKS
-from .measures import compare, flatten_networks
+from .measures import EMA_KEY, compare, flatten_state, tracked
 
 Pair = tuple[str, str]
 
@@ -44,8 +45,9 @@ class Series:
             self.note = f"step {len(self.rel)}: {note}"
 
 
-def _per_network() -> dict[str, Series]:
-    return {net: Series() for net in NETWORKS}
+def _per_network(keys: tuple[str, ...] = NETWORKS) -> dict[str, Series]:
+    """One series per network (and per G's moving average where ``keys`` has it)."""
+    return {net: Series() for net in keys}
 
 
 @dataclass
@@ -119,11 +121,12 @@ def free_running(
     """
     native64 = {n for n, b in backends.items() if np.dtype(b.dtype) == np.float64}
     with64 = native64 | set(controls)
+    keys = tracked(next(iter(backends.values())).spec) if backends else NETWORKS
     run = FreeRun(
         steps=len(batches),
-        cross={p: _per_network() for p in pairs},
-        drift={n: _per_network() for n in controls},
-        control={p: _per_network() for p in pairs if all(n in with64 for n in p)},
+        cross={p: _per_network(keys) for p in pairs},
+        drift={n: _per_network(keys) for n in controls},
+        control={p: _per_network(keys) for p in pairs if all(n in with64 for n in p)},
     )
     live = dict(backends)
     live_controls = dict(controls)
@@ -135,14 +138,14 @@ def free_running(
         }
         for a, b in pairs:
             if a in params and b in params:
-                for net in NETWORKS:
+                for net in keys:
                     run.cross[(a, b)][net].add(compare(params[a][net], params[b][net], (a, b)))
             if (a, b) in run.control and a in params64 and b in params64:
-                for net in NETWORKS:
+                for net in keys:
                     run.control[(a, b)][net].add(compare(params64[a][net], params64[b][net], (a, b)))
         for name in run.drift:
             if name in params and name in params64:
-                for net in NETWORKS:
+                for net in keys:
                     run.drift[name][net].add(compare(params[name][net], params64[name][net]))
         live = {n: b for n, b in live.items() if n not in run.failed}
         live_controls = {n: b for n, b in live_controls.items() if n not in run.failed}
@@ -156,7 +159,7 @@ def _step_all(backends: dict[str, Backend], batch: TrainBatch, failed: dict[str,
     for name, backend in backends.items():
         try:
             backend.train_step(batch)
-            out[name] = flatten_networks(backend.get_params())
+            out[name] = flatten_state(backend)
         except Exception as exc:  # recorded; the other backends go on
             failed.setdefault(name, f"step failed: {type(exc).__name__}: {exc}")
     return out
@@ -181,52 +184,81 @@ def lock_step(
     """
     controls = controls or {}
     explain_above = explain_above or {}
+    keys = tracked(source.spec)
     run = LockStep(
         steps=len(batches),
         reference=source.name,
-        update={n: _per_network() for n in backends},
-        floor={net: [] for net in NETWORKS},
-        control={n: {net: {} for net in NETWORKS} for n in controls},
+        update={n: _per_network(keys) for n in backends},
+        floor={net: [] for net in keys},
+        control={n: {net: {} for net in keys} for n in controls},
     )
     run.buffers = {n: Series() for n in backends}
     live = dict(backends)
     for k, batch in enumerate(batches):
         params, opt_state, buffers = source.get_params(), source.get_optimizer_state(), source.get_buffers()
-        before = flatten_networks(params)
+        ema = source.get_ema() if source.spec.ema is not None else None
+        before = flatten_state(source)
         try:
             source.train_step(batches64[k])
         except Exception as exc:  # without the reference there is nothing to step against
             run.skipped = f"the {source.name} reference failed at step {k + 1}: {type(exc).__name__}: {exc}"
             break
-        after = flatten_networks(source.get_params())
+        after = flatten_state(source)
         buffers_ref = source.get_buffers()
-        delta_ref = {net: after[net] - before[net] for net in NETWORKS}
+        delta_ref = {net: after[net] - before[net] for net in keys}
         dtypes = {np.dtype(b.dtype) for b in live.values()} or {np.dtype(np.float64)}
         coarsest = max(dtypes, key=lambda d: np.finfo(d).eps)
-        for net in NETWORKS:
+        for net in keys:
             run.floor[net].append(update_floor(after[net], delta_ref[net], coarsest))
         for name, backend in live.items():
             try:
-                start = flatten_networks(_cast(params, backend.dtype))
-                end, buffers_after = _step_from(backend, params, opt_state, buffers, batch)
+                end, buffers_after, start = _step_from(backend, params, opt_state, buffers, batch, ema)
             except Exception as exc:
                 run.failed.setdefault(name, f"lock-step failed: {type(exc).__name__}: {exc}")
                 continue
             if buffers_ref:
                 run.buffers[name].add(compare(_concat(buffers_after), _concat(buffers_ref), (name, source.name)))
-            for net in NETWORKS:
+            for net in keys:
                 # What an exact update stores in the backend's dtype: the rounding of p + Δ is
                 # then no disagreement, only a different Δ is.
-                stored = (start[net] + delta_ref[net]).astype(backend.dtype).astype(np.float64) - start[net]
+                if net == EMA_KEY:
+                    stored = _ema_stored(source, ema, end, start, backend.dtype)
+                else:
+                    stored = (start[net] + delta_ref[net]).astype(backend.dtype).astype(np.float64) - start[net]
                 run.update[name][net].add(compare(end[net] - start[net], stored, (name, source.name)))
-            rels = [run.update[name][net].rel[-1] for net in NETWORKS]
+            rels = [run.update[name][net].rel[-1] for net in keys]
             if name in controls and not all(r <= explain_above.get(name, np.inf) for r in rels):
-                state = (params, opt_state, buffers)
+                state = (params, opt_state, buffers, ema)
                 _control_step(run, name, controls[name], state, batches64[k], before, delta_ref, k)
         live = {n: b for n, b in live.items() if n not in run.failed}
         if on_step:
             on_step(k + 1)
     return run
+
+
+def _ema_stored(source: Backend, ema: Any, end: dict, start: dict, dtype: np.dtype) -> np.ndarray:
+    """The EMA update an exact implementation stores for a backend's step: ``ē₀ + w_t·(θ₁ - ē₀)``
+    rounded to the backend's dtype, minus ``ē₀``; ``w_t`` from the spec's formula and the
+    reference's count, itself rounded to the dtype (float32 code lerps by ``fl(0.1)``), ``θ₁``
+    the backend's own new G parameters (judged against the reference by the generator's row),
+    ``ē₀`` the average it was given.
+
+    Not the reference's own update: a float32 average moves by ``w_t·Δθ``, a few hundred ulps of
+    itself at decay 0.9 and fewer at 0.999, so the ulp flips of its rounding that G's update
+    error causes are ``1/sqrt(w_t)`` times larger relative to it than to G's update. Both IEEE
+    roundings of the lerp are correct code: fused (torch's ``lerp_``, XLA where LLVM contracts
+    to an FMA) and the product rounded before the sum (TensorFlow's kernels, XLA at LLVM -O0);
+    per entry the one nearer the backend's is taken. A wrong ``w_t``, count, copy or lerp then
+    shows whole; correct code agrees to rounding."""
+    w = float(np.asarray(source.spec.ema.weight(int(ema.steps) + 1), dtype=dtype))
+    e0, theta = start[EMA_KEY], end["generator"]
+    if w == 1.0:
+        return theta - e0
+    fused = (e0 + w * (theta - e0)).astype(dtype).astype(np.float64)
+    e0_, d_ = e0.astype(dtype), (theta.astype(dtype) - e0.astype(dtype))
+    apart = (e0_ + (np.asarray(w, dtype) * d_).astype(dtype)).astype(np.float64)
+    got = end[EMA_KEY]
+    return np.where(np.abs(got - fused) <= np.abs(got - apart), fused, apart) - e0
 
 
 def _cast(tree: dict[str, np.ndarray], dtype: np.dtype) -> dict[str, np.ndarray]:
@@ -238,21 +270,25 @@ def _concat(tree: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([np.ravel(tree[k]) for k in sorted(tree)]) if tree else np.zeros(0)
 
 
-def _step_from(backend: Backend, params, opt_state, buffers, batch: TrainBatch) -> tuple[dict, dict]:
-    """Set ``backend`` to a state (cast to its dtype), take one step; its parameters per network
-    and its buffers after."""
+def _step_from(backend: Backend, params, opt_state, buffers, batch: TrainBatch, ema=None) -> tuple[dict, dict, dict]:
+    """Set ``backend`` to a state (cast to its dtype; ``ema`` G's moving average, set after the
+    parameters, which reset it), take one step; its parameters per network (and its average)
+    and its buffers after, and the tracked state it started from."""
     backend.set_params(_cast(params, backend.dtype))
     backend.set_optimizer_state(opt_state.astype(backend.dtype))
     backend.set_buffers(_cast(buffers, backend.dtype))
+    if ema is not None:
+        backend.set_ema(ema.astype(backend.dtype))
+    start = flatten_state(backend)
     backend.train_step(batch)
-    return flatten_networks(backend.get_params()), backend.get_buffers()
+    return flatten_state(backend), backend.get_buffers(), start
 
 
 def _control_step(run: LockStep, name: str, control: Backend, state, batch64, before, delta_ref, k) -> None:
     try:
-        end, _ = _step_from(control, *state, batch64)
+        end, _, _ = _step_from(control, *state[:3], batch64, state[3])
     except Exception as exc:
         run.failed.setdefault(name, f"float64 lock-step failed: {type(exc).__name__}: {exc}")
         return
-    for net in NETWORKS:
+    for net in run.control[name]:
         run.control[name][net][k] = compare(end[net] - before[net], delta_ref[net])[0]

@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 
-from ..spec import NETWORKS
 from .model import PairReport, Row
 from .tolerances import Tolerance
 from .trajectory import FreeRun, LockStep, Pair
@@ -60,7 +59,7 @@ def judge_step(rel: float, tol: float, own_drift: float, control_rel: float | No
 def trajectory_rows(run: FreeRun, pair: Pair, tol: Tolerance, tol64: Tolerance) -> list[Row]:
     """Per network: parameters after step 1, after the last step, and the worst step."""
     rows = []
-    for net in NETWORKS:
+    for net in run.cross[pair]:  # the networks, and G's moving average where the spec keeps one
         series = run.cross[pair][net]
         control = run.control.get(pair, {}).get(net)
         verdicts = []
@@ -129,7 +128,7 @@ def lock_rows(run: LockStep, name: str, tol: Tolerance, tol64: Tolerance, start_
     values, with ``DEPTH_FACTOR`` for the depth they come from.
     """
     rows = []
-    for net in NETWORKS:
+    for net in run.update[name]:  # the networks, and G's moving average where the spec keeps one
         series = run.update[name][net]
         if not series.rel:
             rows.append(Row(f"{net} update", "update", math.nan, math.nan, tol.update, False, run.failed.get(name, "")))

@@ -63,11 +63,19 @@ def sample(
     save_noise: Annotated[Optional[Path], typer.Option(help="Also write the noise used as .npy here.")] = None,
     mode: ModeOption = None,
     device: DeviceOption = None,
+    weights: Annotated[
+        Optional[str],
+        typer.Option(
+            help="ema: G's moving average (the default when the checkpoint holds one, spec 'ema'); raw: G's "
+            "trained weights."
+        ),
+    ] = None,
 ) -> None:
     """Draw G(z) with any backend from a checkpoint, a parameter file or another framework's file
     (generator only is enough), from noise in a file or from a seed, so that two backends, or
     your own model and ours, draw from the same noise."""
     from ..train import sample as draw
+    from ..train.sampling import resolve_weights
 
     try:
         for option, path in (("--out", out), ("--png", png), ("--save-noise", save_noise)):
@@ -76,6 +84,7 @@ def sample(
         z = _load_npy(noise, "--noise") if noise is not None else None
         name = installed_backend(backend)
         gan = load_spec(spec) if spec is not None else None
+        weights = resolve_weights(checkpoint, weights, kind)
         z, images = draw(
             checkpoint,
             name,
@@ -87,6 +96,7 @@ def sample(
             layout=layout,
             mode=mode,
             device=device,
+            weights=weights,
         )
     except (SpecError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
@@ -98,7 +108,8 @@ def sample(
 
         grid = images.transpose(0, 2, 3, 1) if images.ndim == 4 and layout.upper() == "NCHW" else images
         save_sample_image(grid, png, f"{checkpoint.name} on {name}")
-    console.print(f"{len(images)} samples of shape {images.shape[1:]} from {name} written to {out}")
+    drawn = "G's moving average (--weights ema)" if weights == "ema" else "G's trained weights (--weights raw)"
+    console.print(f"{len(images)} samples of shape {images.shape[1:]} from {name}, {drawn}, written to {out}")
 
 
 def discriminate(

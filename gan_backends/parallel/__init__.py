@@ -26,7 +26,7 @@ import numpy as np
 from ..backends import REGISTRY
 from ..backends.base import Backend, OptimizerState, TrainBatch
 from ..params import ParamTree
-from ..spec import DataParallelSpec, GANSpec
+from ..spec import DataParallelSpec, GANSpec, SpecError
 
 #: How BatchNorm computes its batch statistics when the batch is split over devices (the spec's
 #: ``data_parallel.batchnorm``, :class:`~gan_backends.spec.DataParallelSpec`): ``per_device``
@@ -45,6 +45,17 @@ DATA_PARALLEL_MODES: dict[str, tuple[str, ...]] = {
 def batchnorm_mode(spec: GANSpec) -> BatchNormMode:
     """The spec's cross-device BatchNorm choice."""
     return spec.data_parallel.batchnorm  # type: ignore[return-value]
+
+
+def refuse_ema(spec: GANSpec) -> None:
+    """The engines do not keep G's moving average (``spec.ema``): a spec with one is refused
+    here, by every engine's constructor and by ``train --devices N``, rather than trained
+    without it."""
+    if spec.ema is not None:
+        raise SpecError(
+            f"spec {spec.name!r} keeps a moving average of G (ema), which the data-parallel engines do not "
+            'support yet: train it on one device, or set "ema": null'
+        )
 
 
 def with_batchnorm(spec: GANSpec, mode: str) -> GANSpec:
@@ -116,6 +127,7 @@ class WrapsBackend:
 
 __all__ = [
     "WrapsBackend",
+    "refuse_ema",
     "BATCHNORM_MODES",
     "BATCH_AXIS",
     "DATA_PARALLEL_MODES",

@@ -20,6 +20,7 @@ name is imported from here, ``gan_backends.spec``.
 from __future__ import annotations
 
 from .base import Shape, SpecError
+from .ema import EmaSpec
 from .gan import NETWORKS, GANSpec
 from .layers import (
     LAYER_TYPES,
@@ -85,6 +86,7 @@ __all__ = [
     "DType",
     "DataParallelSpec",
     "Dense",
+    "EmaSpec",
     "Flatten",
     "GANSpec",
     "GlobalSumPool",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Shape, SpecError, _require_positive_int
+from .ema import EmaSpec
 from .fields import did_you_mean, field_problems
 from .layers import BatchNorm, Flatten, Layer, Reshape, layer_from_dict
 from .training import (
@@ -77,6 +78,8 @@ class GANSpec:
     numerics: Numerics = field(default_factory=Numerics)
     init: InitSpec = field(default_factory=InitSpec)
     data_parallel: DataParallelSpec = field(default_factory=DataParallelSpec)
+    #: A moving average of G's weights (:class:`~gan_backends.spec.ema.EmaSpec`); None: none.
+    ema: EmaSpec | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_shape", tuple(self.data_shape))
@@ -109,6 +112,8 @@ class GANSpec:
                 raise SpecError(
                     f"{key} must be an optimiser spec ({', '.join(OPTIMIZER_TYPES)}), got {getattr(self, key)!r}"
                 )
+        if self.ema is not None and not isinstance(self.ema, EmaSpec):
+            raise SpecError(f"ema must be an EMA spec (decay, start_step, debias) or null, got {self.ema!r}")
         if self.loss.penalty != "none":
             for i, layer in enumerate(self.discriminator):
                 if isinstance(layer, BatchNorm):
@@ -186,6 +191,8 @@ class GANSpec:
             "numerics": dataclasses.asdict(self.numerics),
             "init": dataclasses.asdict(self.init),
             "data_parallel": dataclasses.asdict(self.data_parallel),
+            # Written only when set, so that every spec without one reads as before.
+            **({"ema": self.ema.to_dict()} if self.ema is not None else {}),
         }
 
     @classmethod
@@ -210,6 +217,8 @@ class GANSpec:
                     problems.append(str(exc))
             kwargs[net] = tuple(layers)
         sections = [("loss", LossSpec), ("numerics", Numerics), ("init", InitSpec), ("data_parallel", DataParallelSpec)]
+        if kwargs.get("ema") is not None:  # null or absent: no average
+            sections.append(("ema", EmaSpec))
         for key in ("g_optimizer", "d_optimizer"):
             if isinstance(kwargs.get(key), dict):
                 name = kwargs[key].get("name", "adam")

@@ -154,6 +154,10 @@ def train(
     :class:`~gan_backends.errors.Interrupted` (a data-parallel group over several processes
     keeps its last periodic checkpoint)."""
     check_fits(spec, config.batch_size if on_host(config.device) else None)
+    if config.devices > 1:
+        from ..parallel import refuse_ema
+
+        refuse_ema(spec)
     claim_out_dir(Path(out_dir), resumes=resume is not None, overwrite=overwrite)
     if config.devices == 1:
         build = get_backend(config.backend)
@@ -183,12 +187,12 @@ def _train_on(
     out = Path(out_dir)
     dataset = prepare_data(spec, config.data, config.seed)
     start, history, metrics = 0, [], []
-    params, buffers, optimizer = init_params(spec, config.seed), None, None
+    params, buffers, optimizer, ema = init_params(spec, config.seed), None, None, None
     if resume is not None:
         ckpt = load_checkpoint(resume)
         if ckpt.spec.to_dict() != spec.to_dict():
             raise SpecError(f"checkpoint {resume} was trained with another spec ({ckpt.spec.name!r})")
-        params, buffers, optimizer = ckpt.params, ckpt.buffers, ckpt.optimizer
+        params, buffers, optimizer, ema = ckpt.params, ckpt.buffers, ckpt.optimizer, ckpt.ema
         start = int(ckpt.meta["step"])
         check_same_run(ckpt, config, dataset.name, resume)
         history, metrics = read_history(out), ckpt.meta.get("metrics", [])
@@ -200,6 +204,8 @@ def _train_on(
         backend.set_buffers(buffers)
     if optimizer is not None:
         backend.set_optimizer_state(optimizer)
+    if ema is not None:
+        backend.set_ema(ema)
     sampler = dataset.sampler(config.seed, start=start * spec.n_critic * config.batch_size)
     z_fixed = fixed_noise(spec, config.seed, config.samples)
     result = TrainResult(start, history, metrics)
@@ -210,7 +216,8 @@ def _train_on(
             return
         meta = {"step": step, "config": asdict(config), "data": dataset.name, "metrics": result.metrics}
         path = out / "last.safetensors"
-        save_checkpoint(path, spec, backend.get_params(), backend.get_buffers(), backend.get_optimizer_state(), meta)
+        state = backend.get_params(), backend.get_buffers(), backend.get_optimizer_state()
+        save_checkpoint(path, spec, *state, meta, ema=backend.get_ema() if spec.ema is not None else None)
         result.checkpoint, saved[0] = path, step
 
     def sample_point(step: int) -> None:

@@ -1,5 +1,6 @@
 """Training checkpoints: one safetensors file with the parameters, the BatchNorm statistics,
-both optimisers' state and, in its metadata, the spec, the step and the run's settings."""
+both optimisers' state, G's moving average where the spec keeps one and, in its metadata, the
+spec, the step and the run's settings."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_bytes
-from ..backends.base import OptimizerState
+from ..backends.base import EmaState, OptimizerState, check_ema
 from ..params import ParamTree, buffer_shapes, check_tree, param_shapes, read_safetensors
 from ..spec import GANSpec, SpecError
 
@@ -28,20 +29,25 @@ def save_checkpoint(
     buffers: ParamTree,
     optimizer: OptimizerState,
     meta: dict[str, Any],
+    ema: EmaState | None = None,
 ) -> None:
     """One safetensors file: ``params/<name>``, ``buffers/<name>``, ``optimizer/<slot>/<name>``,
-    and in the metadata the spec, the optimiser step counts and ``meta`` (JSON)."""
+    ``ema/<name>`` (G's moving average, under G's parameter names), and in the metadata the
+    spec, the optimiser step counts, the EMA's step count and ``meta`` (JSON)."""
     from safetensors.numpy import save
 
     tensors = {f"params/{k}": v for k, v in params.items()}
     tensors.update({f"buffers/{k}": v for k, v in buffers.items()})
     for slot, tree in optimizer.slots.items():
         tensors.update({f"optimizer/{slot}/{k}": v for k, v in tree.items()})
+    if ema is not None:
+        tensors.update({f"ema/{k}": v for k, v in ema.params.items()})
     metadata = {
         "format": CHECKPOINT_FORMAT,
         "spec": spec.to_json(indent=None),
         "optimizer_steps": json.dumps(optimizer.steps),
         "meta": json.dumps(meta),
+        **({"ema_steps": json.dumps(int(ema.steps))} if ema is not None else {}),
     }
     data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
     atomic_write_bytes(path, data)
@@ -54,6 +60,8 @@ class Checkpoint:
     buffers: ParamTree
     optimizer: OptimizerState
     meta: dict[str, Any]
+    #: G's moving average; None when the spec keeps none.
+    ema: EmaState | None = None
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -83,4 +91,9 @@ def _checkpoint_of(metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> 
     order = list(param_shapes(spec))
     slots = {s: {n: tree[n] for n in order if n in tree} for s, tree in slots.items()}
     optimizer = OptimizerState(json.loads(metadata["optimizer_steps"]), slots)
-    return Checkpoint(spec, params, buffers, optimizer, json.loads(metadata["meta"]))
+    ema = None
+    if spec.ema is not None:  # a spec with an average: the file must hold it, whole
+        g_names = param_shapes(spec, ("generator",))
+        ema = EmaState(json.loads(metadata["ema_steps"]), {n: tensors[f"ema/{n}"] for n in g_names})
+        check_ema(spec, ema)
+    return Checkpoint(spec, params, buffers, optimizer, json.loads(metadata["meta"]), ema)

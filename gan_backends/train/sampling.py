@@ -3,7 +3,9 @@
 The networks run in inference mode (BatchNorm on its running statistics, as after
 ``model.eval()`` in torch, ``training=False`` in Keras, ``use_running_average=True`` in Flax).
 Arrays cross the boundary in the canonical layout, channels last; ``layout="NCHW"`` takes and
-gives torch's channels-first images instead.
+gives torch's channels-first images instead. ``sample`` draws from G's moving average where a
+training checkpoint holds one (``spec.ema``), with G's own BatchNorm statistics, as BigGAN and
+StyleGAN sample; ``weights="raw"`` draws from G's trained weights instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,40 @@ from ..spec import GANSpec, SpecError
 
 #: The image layouts the commands read and write: the canonical one and torch's.
 IMAGE_LAYOUTS = ("NHWC", "NCHW")
+#: Which generator weights ``sample`` runs: G's moving average, or G's trained weights.
+WEIGHTS = ("ema", "raw")
+
+
+def _checkpoint_ema(path: str | Path, kind: str | None) -> ParamTree | None:
+    """G's moving average held in ``path`` (a training checkpoint of a spec with ``ema``), or None."""
+    from ..params import read_safetensors
+    from ..port.native import SAFETENSORS, canonical_kind, detect_kind
+    from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+
+    path = Path(path)
+    if (canonical_kind(kind) if kind else detect_kind(path)) != SAFETENSORS.name:
+        return None
+    if read_safetensors(path)[0].get("format") != CHECKPOINT_FORMAT:
+        return None
+    ema = load_checkpoint(path).ema
+    return None if ema is None else ema.params
+
+
+def resolve_weights(path: str | Path, weights: str | None = None, kind: str | None = None) -> str:
+    """``ema`` or ``raw``: ``weights`` checked against what ``path`` holds; None picks ``ema``
+    where the file holds G's moving average and ``raw`` otherwise."""
+    held = _checkpoint_ema(path, kind) is not None
+    if weights is None:
+        return "ema" if held else "raw"
+    key = weights.strip().lower()
+    if key not in WEIGHTS:
+        raise SpecError(f"--weights: expected one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if key == "ema" and not held:
+        raise SpecError(
+            f"--weights ema: {path} holds no moving average of G (only a training checkpoint of a spec "
+            "with 'ema' does); use --weights raw"
+        )
+    return key
 
 
 def load_generator_state(
@@ -79,12 +115,18 @@ def sample(
     layout: str = "NHWC",
     mode: str | None = None,
     device: str | None = None,
+    weights: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(z, G(z))`` with the file's generator in inference mode; ``z`` from ``noise``
     (``(count, latent_dim)`` or ``(count, latent_dim, 1, 1)``) or N(0, 1) from ``seed``; images
-    in ``layout`` (``NHWC``, or ``NCHW`` as torch gives them)."""
+    in ``layout`` (``NHWC``, or ``NCHW`` as torch gives them). ``weights``: ``ema`` (G's moving
+    average, the default where the file holds one) or ``raw`` (:func:`resolve_weights`)."""
     layout = _checked_layout(layout)
+    use = resolve_weights(path, weights, kind)
     spec, params, buffers = load_generator_state(path, spec=spec, kind=kind)
+    if use == "ema":  # the averaged weights, run with G's own BatchNorm statistics
+        average = _checkpoint_ema(path, kind) or {}
+        params = {**params, **{k: np.asarray(v, spec.numerics.dtype) for k, v in average.items()}}
     noise = _noise(noise, spec, seed, count)
     images = _run_model(spec, params, buffers, Path(path), backend, mode=mode, device=device).generate(noise)
     bad = nonfinite_tensors({f"G(z) on {backend}": images})

@@ -32,8 +32,9 @@ from ...errors import DeviceUnavailable, parse_device
 from ...losses import PENALTY_SITES, LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, buffer_shapes, check_buffers, init_buffers
 from ...spec import NETWORKS, GANSpec, OptimizerSpec
-from ..base import Backend, OptimizerState, TrainBatch
+from ..base import Backend, EmaState, OptimizerState, TrainBatch, check_ema
 from . import MANIFEST
+from .ema import EmaArrays, ema_update
 from .layers import BUFFER_NAMES, Sequential
 from .optim import make_optimizer, optax_slot_fields
 
@@ -50,6 +51,8 @@ class TrainState(NamedTuple):
     d_opt: Any
     g_stats: Any
     d_stats: Any
+    #: G's moving average (:class:`.ema.EmaArrays`), None when the spec keeps none.
+    ema: Any = None
 
 
 def select_device(requested: str | None) -> jax.Device:
@@ -154,7 +157,23 @@ class JaxBackend(Backend):
         self._names = list(params)
         # Committed to the device, as every step's output is: jit would otherwise compile the
         # step twice (uncommitted optimiser zeros first, committed arrays from then on).
-        return jax.device_put(TrainState(g, d, self.g_tx.init(g), self.d_tx.init(d), g_stats, d_stats), self._device)
+        # The average gets buffers of its own (a second transfer): donated state must not alias.
+        ema = None if self.spec.ema is None else self._ema_arrays(0, params)
+        state = TrainState(g, d, self.g_tx.init(g), self.d_tx.init(d), g_stats, d_stats, ema)
+        return jax.device_put(state, self._device)
+
+    def _ema_arrays(self, steps: int, params: ParamTree) -> EmaArrays:
+        return EmaArrays(jax.device_put(np.asarray(steps, np.int32), self._device), self._to_flax(params, "generator"))
+
+    def get_ema(self) -> EmaState | None:
+        if self.state.ema is None:
+            return None
+        tree = self._from_flax(self.state.ema.average, "generator")
+        return EmaState(int(self.state.ema.count), {n: tree[n] for n in self._names if n in tree})
+
+    def set_ema(self, state: EmaState) -> None:
+        check_ema(self.spec, state)
+        self.state = self.state._replace(ema=self._ema_arrays(int(state.steps), state.params))
 
     def set_params(self, params: ParamTree) -> None:
         self.state = self._fresh_state(params, self.state.g_stats, self.state.d_stats)
@@ -364,7 +383,8 @@ class JaxBackend(Backend):
         (g_loss, (g_stats, d_stats)), grads = g_grad(state.g_params, g_stats, d_params, d_stats, z_g, True, real[-1])
         updates, g_opt = self.g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
-        return TrainState(g_params, d_params, g_opt, d_opt, g_stats, d_stats), {**terms, "g_loss": g_loss}
+        ema = None if state.ema is None else ema_update(self.spec.ema, state.ema, g_params)
+        return TrainState(g_params, d_params, g_opt, d_opt, g_stats, d_stats, ema), {**terms, "g_loss": g_loss}
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         return self.read_losses(self.device_step(batch)())

@@ -24,8 +24,9 @@ import numpy as np
 from ...losses import NUMPY_OPS, PENALTY_SITES, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, buffer_shapes, check_buffers, init_buffers, split_tree
 from ...spec import GANSpec
-from ..base import Backend, OptimizerState, TrainBatch
+from ..base import Backend, EmaState, OptimizerState, TrainBatch, check_ema
 from . import MANIFEST
+from .ema import NumpyEma
 from .layers import F64
 from .loss_grads import d_logit_grads, g_logit_grad, penalty_grad_wrt_g
 from .network import Network
@@ -69,6 +70,14 @@ class NumpyReference(Backend):
         shapes = {k: v.shape for k, v in self.params.items()}
         self.g_opt = make_optimizer(self.spec.g_optimizer, list(parts["generator"]), shapes)
         self.d_opt = make_optimizer(self.spec.d_optimizer, list(parts["discriminator"]), shapes)
+        self.ema = None if self.spec.ema is None else NumpyEma(self.spec.ema, self.params)
+
+    def get_ema(self) -> EmaState | None:
+        return None if self.ema is None else self.ema.get()
+
+    def set_ema(self, state: EmaState) -> None:
+        check_ema(self.spec, state)
+        self.ema.set(state)
 
     def get_params(self) -> ParamTree:
         return {k: v.copy() for k, v in self.params.items()}
@@ -247,6 +256,8 @@ class NumpyReference(Backend):
         logits, d_cache = self._call(self.d_net, fake, True)
         terms["g_loss"], g_grads = self._g_grads(g_cache, logits, d_cache, real_logits)
         self.g_opt.update(self.params, g_grads)
+        if self.ema is not None:
+            self.ema.update(self.params)
         return terms
 
     def device_step(self, batch: TrainBatch) -> Callable[[], dict[str, float]]:

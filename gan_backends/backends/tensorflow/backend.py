@@ -28,8 +28,9 @@ from ...errors import DeviceUnavailable, parse_device
 from ...losses import PENALTY_SITES, LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, check_buffers, init_buffers
 from ...spec import GANSpec
-from ..base import Backend, OptimizerState, TrainBatch
+from ..base import Backend, EmaState, OptimizerState, TrainBatch, check_ema
 from . import MANIFEST
+from .ema import TensorFlowEma
 from .layers import Sequential
 from .optim import TorchFormOptimizer, make_optimizer
 
@@ -103,6 +104,8 @@ class TensorFlowBackend(Backend):
             self.d_vars = list(self.D.named_variables("discriminator").values())
             self.g_opt = make_optimizer(spec.g_optimizer, self.g_vars, "g_opt")
             self.d_opt = make_optimizer(spec.d_optimizer, self.d_vars, "d_opt")
+            g_named = self.G.named_variables("generator")
+            self._ema = None if spec.ema is None else TensorFlowEma(spec.ema, g_named)
         if self.mode == "eager":
             wrap = lambda fn: fn  # noqa: E731
         else:
@@ -137,6 +140,15 @@ class TensorFlowBackend(Backend):
             var.assign(np.asarray(params[name], dtype=self.dtype))
         for opt in (self.g_opt, self.d_opt):
             opt.reset()
+        if self._ema is not None:
+            self._ema.reset()
+
+    def get_ema(self) -> EmaState | None:
+        return None if self._ema is None else self._ema.get()
+
+    def set_ema(self, state: EmaState) -> None:
+        check_ema(self.spec, state)
+        self._ema.set(state, self.dtype)
 
     def get_params(self) -> ParamTree:
         return {name: var.numpy() for name, var in self._vars.items()}
@@ -311,6 +323,8 @@ class TensorFlowBackend(Backend):
         # A relativistic G loss reads D on the last D update's real batch, through the updated D.
         g_loss, g_grads = self._g_terms(z_g, real[-1], update=True)
         self.g_opt.apply(g_grads)
+        if self._ema is not None:
+            self._ema.update()
         return {**terms, "g_loss": g_loss}
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:

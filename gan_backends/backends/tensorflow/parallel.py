@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ...parallel import WrapsBackend, batchnorm_mode, local_rows
+from ...parallel import WrapsBackend, batchnorm_mode, local_rows, refuse_ema
 from ...params import ParamTree
 from ...spec import GANSpec
 from ..base import TrainBatch
@@ -117,6 +117,7 @@ class TensorFlowDataParallel(WrapsBackend):
         *,
         strategy: tf.distribute.Strategy,
     ):
+        refuse_ema(spec)
         self.batchnorm = batchnorm_mode(spec)
         self.spec = spec
         self.strategy = strategy

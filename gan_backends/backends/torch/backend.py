@@ -26,9 +26,10 @@ from ...errors import DeviceUnavailable, parse_device
 from ...losses import PENALTY_SITES, LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, check_buffers, init_buffers
 from ...spec import GANSpec, OptimizerSpec
-from ..base import Backend, ModeUnavailable, OptimizerState, TrainBatch
+from ..base import Backend, EmaState, ModeUnavailable, OptimizerState, TrainBatch, check_ema
 from . import MANIFEST, cuda_graph, spectral
 from .cuda_graph import CUDA_GRAPH_MODES, CUDA_GRAPH_WARMUP_STEPS, StepGraph, StepInputs
+from .ema import TorchEma
 from .layers import (
     CanonicalIO,
     build_network,
@@ -164,6 +165,15 @@ class TorchBackend(Backend):
         self._graphed.drop()  # it captured the old optimisers' state
         # torch's SGD keeps no step count; count updates here for every optimiser.
         self._steps = {"generator": 0, "discriminator": 0}
+        g_named = {n: p for n, p in named.items() if n.startswith("generator.")}
+        self._ema = None if self.spec.ema is None else TorchEma(self.spec.ema, g_named)
+
+    def get_ema(self) -> EmaState | None:
+        return None if self._ema is None else self._ema.get()
+
+    def set_ema(self, state: EmaState) -> None:
+        check_ema(self.spec, state)
+        self._ema.set(state, self.dtype)
 
     def get_params(self) -> ParamTree:
         return canonical_tree(self._named())
@@ -422,6 +432,8 @@ class TorchBackend(Backend):
         g_loss.backward()
         self.g_opt.step()
         self._steps["generator"] += 1
+        if self._ema is not None:
+            self._ema.update()
         return {**{k: v.detach() for k, v in terms.items()}, "g_loss": g_loss.detach()}
 
     # -- the whole step as one CUDA graph ("cuda-graph" mode) ----------------------------------
@@ -431,7 +443,8 @@ class TorchBackend(Backend):
 
     def _training_state(self) -> list[torch.Tensor]:
         """Every tensor a training step updates in place (:func:`.cuda_graph.training_state`)."""
-        return cuda_graph.training_state([module for _, module in self._modules()], (self.d_opt, self.g_opt))
+        ema = self._ema.tensors() if self._ema is not None else []
+        return cuda_graph.training_state([module for _, module in self._modules()], (self.d_opt, self.g_opt)) + ema
 
     def _capture(self, inputs: StepInputs) -> StepGraph:
         """The training step captured on ``inputs`` (:func:`.cuda_graph.capture`), the step counts
