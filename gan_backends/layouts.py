@@ -61,8 +61,10 @@ def from_native(layout: str, role: str, array: np.ndarray, layer: Layer | None =
 
 
 def role_of(name: str) -> str:
-    """The role of a canonical tree name: ``generator.0.kernel`` → ``kernel``."""
-    return name.rsplit(".", 1)[-1]
+    """The role of a canonical tree name: ``generator.0.kernel`` → ``kernel``; a layer with several
+    kernels names each ``<part>_kernel`` (SelfAttention's ``query_kernel``), whose role is ``kernel``."""
+    role = name.rsplit(".", 1)[-1]
+    return "kernel" if role.endswith("_kernel") else role
 
 
 __all__ = ["LAYOUTS", "from_native", "role_of", "to_native"]

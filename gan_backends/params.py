@@ -114,6 +114,9 @@ def init_params(spec: GANSpec, seed: int = 0) -> ParamTree:
     tree: ParamTree = {}
     for name, shape in shapes.items():
         layer, kind = name.rsplit(".", 1)
+        if kind == "gamma":  # SelfAttention's residual weight: 0 under every scheme (the block starts as the identity)
+            tree[name] = np.zeros(shape, dtype)
+            continue
         if kind == "scale" or f"{layer}.scale" in shapes:  # BatchNorm
             if kind == "scale" and spec.init.scheme == "normal":
                 value = rng.normal(1.0, spec.init.std, size=shape)
@@ -121,14 +124,16 @@ def init_params(spec: GANSpec, seed: int = 0) -> ParamTree:
                 value = np.ones(shape) if kind == "scale" else np.zeros(shape)
             tree[name] = value.astype(dtype)
             continue
-        # A bias shares its layer's kernel fans.
-        kernel = shapes[f"{layer}.kernel"]
+        # A bias shares its layer's kernel fans (SelfAttention's ``query_bias`` its ``query_kernel``).
+        is_kernel = kind.endswith("kernel")
+        part = kind[: -len("kernel")] if is_kernel else kind[: -len("bias")]
+        kernel = shapes[f"{layer}.{part}kernel"]
         receptive = int(np.prod(kernel[:-2]))
         fan_in, fan_out = receptive * int(kernel[-2]), receptive * int(kernel[-1])
         if spec.init.scheme == "torch_default":
             bound = 1.0 / np.sqrt(fan_in)
             value = rng.uniform(-bound, bound, size=shape)
-        elif kind != "kernel":
+        elif not is_kernel:
             value = np.zeros(shape)
         elif spec.init.scheme == "normal":
             value = rng.normal(0.0, spec.init.std, size=shape)

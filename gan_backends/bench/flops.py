@@ -40,6 +40,14 @@ The resampling layers, per sample (input ``H × W × C``, output ``Ho × Wo × C
                         taps included, as for Conv2D)
     GlobalSumPool       (H · W − 1) · C                     0 (a broadcast)
 
+SAGAN's ``SelfAttention`` (``N = H·W``, ``C`` channels, ``K`` key, ``V`` value; :func:`_attention_rule`)::
+
+    matmul    M = 2·N·C·(2K + V) [+ 2·N·V·C with the output conv]   b = N·(2K + V [+ C])
+              + 2·N²·K + 2·N²·V  (s = f gᵀ, o = β h: products of two activations, no weight side)
+              backward: the convs as any matmul layer, + 4·N²·(K + V) (dβ, dh, df, dg) whenever a
+              backward runs through the block
+    elementwise  forward 5·N² (softmax) + 2·N·C (x + γ·o);  backward 4·N² + 4·N·C
+
 Per-channel work (BatchNorm's rsqrt, running-statistics update) is O(C) and is not counted.
 
 Backward of one network call, given whether its weights get gradients (``weights``) and whether
@@ -113,6 +121,7 @@ from gan_backends.spec import (
     ReLU,
     Reshape,
     RMSpropSpec,
+    SelfAttention,
     Shape,
     Sigmoid,
     Tanh,
@@ -162,6 +171,10 @@ class _LayerCost:
     ew_forward: int
     ew_backward: int
     trainable: bool
+    #: Products of two activations (SelfAttention's f gᵀ and β h): in the forward, and
+    #: ``backward_extra`` in every backward through the layer, with neither a weight nor an input side.
+    forward_extra: int = 0
+    backward_extra: int = 0
 
 
 #: One layer's per-sample costs from its input and output shapes.
@@ -207,6 +220,19 @@ def _resample_rules() -> dict[type[Layer], FlopRule]:
     return {Upsample: upsample, AvgPool2D: avg_pool, GlobalSumPool: global_sum}
 
 
+def _attention_rule(layer: SelfAttention, i: Shape, o: Shape) -> _LayerCost:
+    """SAGAN's block (module docstring): its 1×1 convs as matmul layers, the two N×N products
+    as ``forward_extra`` (their backward, four products of the same size, as ``backward_extra``)."""
+    n, (c, k, v) = i[0] * i[1], layer.channels(i)
+    convs = layer.conv_shapes(i).values()
+    m = sum(2 * n * cin * cout for cin, cout in convs)
+    b = sum(n * cout for _, cout in convs) if layer.use_bias else 0
+    products = 2 * n * n * (k + v)
+    # Softmax: max, subtract, exp, sum, divide per score; its backward 4 (β·dβ, row sum, subtract,
+    # multiply). The residual x + γ·o: 2 per output; backward γ·dy, Σ dy·o (2), dx + dy.
+    return _LayerCost(m, b, 5 * n * n + 2 * n * c, 4 * n * n + 4 * n * c, True, products, 2 * products)
+
+
 #: The FLOP rule of every spec layer type (the module docstring gives each formula). A
 #: transposed convolution multiplies every input pixel by every tap, crops or not.
 FLOP_RULES: dict[type[Layer], FlopRule] = {
@@ -221,6 +247,7 @@ FLOP_RULES: dict[type[Layer], FlopRule] = {
     Reshape: _elementwise(0, 0),
     Flatten: _elementwise(0, 0),
     **_resample_rules(),
+    SelfAttention: _attention_rule,
 }
 
 
@@ -239,7 +266,7 @@ def _costs(spec: GANSpec, net: str) -> list[_LayerCost]:
 def layer_flops(spec: GANSpec) -> list[LayerFlops]:
     """Per-sample forward FLOPs of every layer, the generator's first, then the discriminator's."""
     return [
-        LayerFlops(net, i, layer.type_name, cost.m + cost.b, cost.ew_forward)
+        LayerFlops(net, i, layer.type_name, cost.m + cost.b + cost.forward_extra, cost.ew_forward)
         for net in NETWORKS
         for i, (layer, cost) in enumerate(zip(spec.layers(net), _costs(spec, net)))
     ]
@@ -247,11 +274,11 @@ def layer_flops(spec: GANSpec) -> list[LayerFlops]:
 
 def forward_flops(spec: GANSpec, net: str, batch_size: int) -> int:
     """Matmul FLOPs (products and biases) of one forward call of ``net`` on ``batch_size`` samples."""
-    return batch_size * sum(cost.m + cost.b for cost in _costs(spec, net))
+    return batch_size * sum(cost.m + cost.b + cost.forward_extra for cost in _costs(spec, net))
 
 
 def _forward(costs: list[_LayerCost]) -> tuple[int, int]:
-    return sum(c.m + c.b for c in costs), sum(c.ew_forward for c in costs)
+    return sum(c.m + c.b + c.forward_extra for c in costs), sum(c.ew_forward for c in costs)
 
 
 def _backward(costs: list[_LayerCost], weights: bool, to_input: bool) -> tuple[int, int]:
@@ -259,9 +286,12 @@ def _backward(costs: list[_LayerCost], weights: bool, to_input: bool) -> tuple[i
     matmul = elementwise = 0
     for i, c in enumerate(costs):
         needs_input_grad = to_input or (weights and any(p.trainable for p in costs[:i]))
+        through = needs_input_grad or (weights and c.trainable)  # a backward runs through the layer
         if c.m:
             matmul += (c.m + c.b if weights else 0) + (c.m if needs_input_grad else 0)
-        elif needs_input_grad or (weights and c.trainable):  # BatchNorm's scale and bias grads
+            matmul += c.backward_extra if through else 0
+            elementwise += c.ew_backward if through else 0  # 0 but for SelfAttention's softmax
+        elif through:  # BatchNorm's scale and bias grads
             elementwise += c.ew_backward
     return matmul, elementwise
 

@@ -41,6 +41,7 @@ from .layers import (
     conv_transpose_crops,
     layer_from_dict,
 )
+from .attention import SelfAttention
 from .resample import RESAMPLE_LAYERS, AvgPool2D, GlobalSumPool, Upsample, UpsampleMethod
 from .spectral import SpectralNormSpec
 from .training import (
@@ -110,6 +111,7 @@ __all__ = [
     "Sigmoid",
     "SpecError",
     "Tanh",
+    "SelfAttention",
     "Upsample",
     "UpsampleMethod",
     "conv_pads",

@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...losses import sigmoid
 from ...spec import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
+from .attention import ATTENTION_MATH
 from .resample import RESAMPLE_MATH, RESAMPLE_TANGENTS
 from .spectral import spectral
 
@@ -257,6 +258,7 @@ LAYER_MATH: dict[type[Layer], tuple[Forward, Backward]] = {
     Reshape: (_reshape_fwd, _reshape_bwd),
     Flatten: (_reshape_fwd, _reshape_bwd),
     **RESAMPLE_MATH,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
+    **ATTENTION_MATH,  # SelfAttention (attention.py): not piecewise linear, no tangent below
 }
 
 # Forward tangents (Jacobian-vector products) with biases dropped, for the layers that are
