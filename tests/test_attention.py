@@ -116,8 +116,11 @@ def test_init_starts_gamma_at_zero_and_kernels_with_their_own_fans(scheme):
 def test_reference_forward_by_loop_and_backward_by_central_differences(layer, rng):
     shape = (2, 3, 4)
     x = rng.standard_normal((2, *shape))
-    p = {k.split(".")[-1]: rng.uniform(-0.7, 0.7, v.shape) for k, v in init_params(attention_spec(layer)).items()
-         if k.startswith("discriminator.0.")}
+    p = {
+        k.split(".")[-1]: rng.uniform(-0.7, 0.7, v.shape)
+        for k, v in init_params(attention_spec(layer)).items()
+        if k.startswith("discriminator.0.")
+    }
     p["gamma"] = np.asarray(0.8)  # γ ≠ 0: the attention branch counts
     forward, backward = LAYER_MATH[SelfAttention]
     y, cache = forward(layer, p, x)
@@ -131,7 +134,9 @@ def test_reference_forward_by_loop_and_backward_by_central_differences(layer, rn
     dx, grads = backward(layer, p, cache, u)
     assert set(grads) == set(p)
     for name, value in p.items():
-        want = np.array([central_difference(loss, p, name, idx) for idx in np.ndindex(value.shape)]).reshape(value.shape)
+        want = np.array([central_difference(loss, p, name, idx) for idx in np.ndindex(value.shape)]).reshape(
+            value.shape
+        )
         np.testing.assert_allclose(grads[name], want, rtol=1e-7, atol=1e-8, err_msg=name)
     h = 1e-6
     want_dx = np.zeros_like(x)
@@ -148,8 +153,12 @@ def test_softmax_subtracts_the_max():
     layer = SelfAttention(key_channels=1, use_bias=False)
     x = np.zeros((1, 1, 2, 1))
     x[0, 0] = [[40.0], [-40.0]]
-    p = {"query_kernel": np.ones((1, 1, 1, 1)), "key_kernel": np.ones((1, 1, 1, 1)),
-         "value_kernel": np.ones((1, 1, 1, 1)), "gamma": np.asarray(1.0)}
+    p = {
+        "query_kernel": np.ones((1, 1, 1, 1)),
+        "key_kernel": np.ones((1, 1, 1, 1)),
+        "value_kernel": np.ones((1, 1, 1, 1)),
+        "gamma": np.asarray(1.0),
+    }
     y, _ = LAYER_MATH[SelfAttention][0](layer, p, x)
     # s = x_i·x_j = ±1600: each query attends to one key only (position 0 for 40, position 1 for -40).
     np.testing.assert_array_equal(y[0, 0, :, 0], [80.0, -80.0])
@@ -163,7 +172,9 @@ def test_gradient_penalty_through_attention_is_refused(rng):
     ref = NumpyReference(spec, init_params(spec))
     real, z, alpha = rng.standard_normal((2, 2, 3, 4)), rng.standard_normal((2, 3)), rng.uniform(size=2)
     assert np.isfinite(ref.loss_terms(real, z, alpha)["d_penalty"])
-    with pytest.raises(NotImplementedError, match=r"piecewise linear in their input; discriminator layer 0 SelfAttention"):
+    with pytest.raises(
+        NotImplementedError, match=r"piecewise linear in their input; discriminator layer 0 SelfAttention"
+    ):
         ref.gradients(real, z, alpha)
 
 

@@ -19,6 +19,7 @@ name is imported from here, ``gan_backends.spec``.
 
 from __future__ import annotations
 
+from .attention import SelfAttention
 from .base import Shape, SpecError
 from .ema import EmaSpec
 from .gan import NETWORKS, GANSpec
@@ -41,7 +42,6 @@ from .layers import (
     conv_transpose_crops,
     layer_from_dict,
 )
-from .attention import SelfAttention
 from .resample import RESAMPLE_LAYERS, AvgPool2D, GlobalSumPool, Upsample, UpsampleMethod
 from .spectral import SpectralNormSpec
 from .training import (
