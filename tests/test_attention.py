@@ -82,7 +82,7 @@ def test_spec_shapes_names_and_json_round_trip():
         "value_bias": (3,),
         "out_kernel": (1, 1, 3, 6),
         "out_bias": (6,),
-        "gamma": (),
+        "gamma": (1,),
     }
     assert list(SelfAttention(key_channels=1, use_bias=False).param_shapes((2, 2, 4))) == [
         "query_kernel",
@@ -102,7 +102,7 @@ def test_spec_shapes_names_and_json_round_trip():
 def test_init_starts_gamma_at_zero_and_kernels_with_their_own_fans(scheme):
     spec = attention_spec(SelfAttention(key_channels=2), init=InitSpec(scheme=scheme))
     params = init_params(spec, 0)
-    assert params["generator.2.gamma"].shape == () and params["generator.2.gamma"] == 0
+    assert params["generator.2.gamma"].shape == (1,) and params["generator.2.gamma"] == 0
     assert params["discriminator.0.gamma"] == 0
     q = params["generator.2.query_kernel"]
     assert q.shape == (1, 1, 4, 2) and np.abs(q).max() > 0
@@ -121,7 +121,7 @@ def test_reference_forward_by_loop_and_backward_by_central_differences(layer, rn
         for k, v in init_params(attention_spec(layer)).items()
         if k.startswith("discriminator.0.")
     }
-    p["gamma"] = np.asarray(0.8)  # γ ≠ 0: the attention branch counts
+    p["gamma"] = np.array([0.8])  # γ ≠ 0: the attention branch counts
     forward, backward = LAYER_MATH[SelfAttention]
     y, cache = forward(layer, p, x)
     np.testing.assert_allclose(y, by_loop(layer, p, x), rtol=1e-13, atol=1e-13)
@@ -157,7 +157,7 @@ def test_softmax_subtracts_the_max():
         "query_kernel": np.ones((1, 1, 1, 1)),
         "key_kernel": np.ones((1, 1, 1, 1)),
         "value_kernel": np.ones((1, 1, 1, 1)),
-        "gamma": np.asarray(1.0),
+        "gamma": np.array([1.0]),
     }
     y, _ = LAYER_MATH[SelfAttention][0](layer, p, x)
     # s = x_i·x_j = ±1600: each query attends to one key only (position 0 for 40, position 1 for -40).

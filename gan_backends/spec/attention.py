@@ -34,6 +34,9 @@ class SelfAttention(Layer):
 
     so the block starts as the identity and learns how much non-local evidence to mix in (the
     paper's reason for γ = 0). No 1/√K scaling of ``s`` (SAGAN has none, unlike a transformer).
+    The key bias ``b_k`` adds ``f_i·b_k`` to every score of row ``i``, which the softmax cancels:
+    it has no effect and its gradient is 0 (up to rounding); kept because SAGAN's ``key_conv``
+    has it (ported weights carry it).
 
     This is the original SAGAN form (``heykeetae/Self-Attention-GAN``'s ``Self_Attn``, the
     paper's Figure 2: no pooling, biases on the convs, ``value`` C → C, no output conv; there
@@ -47,7 +50,7 @@ class SelfAttention(Layer):
     Parameters (canonical names, HWIO kernels as ``Conv2D``'s): ``query_kernel``
     ``(1, 1, C, K)``, ``query_bias`` ``(K,)``, ``key_kernel``, ``key_bias``, ``value_kernel``
     ``(1, 1, C, V)``, ``value_bias``, [``out_kernel`` ``(1, 1, V, C)``, ``out_bias``], ``gamma``
-    ``()``. torch's state_dict keys are those of an ``nn.Module`` with ``query``, ``key``,
+    ``(1,)``. torch's state_dict keys are those of an ``nn.Module`` with ``query``, ``key``,
     ``value``, ``out`` ``Conv2d`` children and a ``gamma`` parameter (``query.weight`` ...).
 
     ``spectral_norm`` on the block's convolutions (SAGAN applies it to every conv) is refused
@@ -101,7 +104,7 @@ class SelfAttention(Layer):
             shapes[f"{part}_kernel"] = (1, 1, cin, cout)
             if self.use_bias:
                 shapes[f"{part}_bias"] = (cout,)
-        shapes["gamma"] = ()
+        shapes["gamma"] = (1,)  # as SAGAN's public code keeps it: nn.Parameter(torch.zeros(1))
         return shapes
 
 

@@ -35,6 +35,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .attention import ATTENTION_BUILDERS
 from .resample import RESAMPLE_BUILDERS
 from .spectral import SpectralNormed
 
@@ -264,6 +265,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Reshape: _stateless(lambda layer, x: x.reshape(x.shape[0], *layer.shape)),
     Flatten: _stateless(lambda layer, x: x.reshape(x.shape[0], -1)),
     **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
+    **ATTENTION_BUILDERS,  # SelfAttention (attention.py)
 }
 
 __all__ = [

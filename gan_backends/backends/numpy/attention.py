@@ -79,7 +79,7 @@ def _matrix(p: dict[str, np.ndarray], part: str) -> np.ndarray:
 
 def _attention_bwd(layer: SelfAttention, p, cache: _Cache, dy):
     dy = dy.reshape(cache.x.shape)
-    grads: dict[str, np.ndarray] = {"gamma": np.asarray((dy * cache.branch).sum())}
+    grads: dict[str, np.ndarray] = {"gamma": np.array([(dy * cache.branch).sum()])}
     do = p["gamma"] * dy
     if layer.has_out(cache.shape[1:]):
         grads.update(_conv_grads(layer, "out", cache.o, do))

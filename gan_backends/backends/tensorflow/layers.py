@@ -38,6 +38,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .attention import ATTENTION_BUILDERS
 from .resample import RESAMPLE_BUILDERS
 from .spectral import SpectralNormLayer
 
@@ -243,6 +244,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Reshape: _reshape,
     Flatten: _elementwise(lambda x: tf.reshape(x, (tf.shape(x)[0], -1))),
     **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
+    **ATTENTION_BUILDERS,  # SelfAttention (attention.py)
 }
 
 

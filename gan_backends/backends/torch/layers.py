@@ -42,6 +42,7 @@ from ...spec import (
     Sigmoid,
     Tanh,
 )
+from .attention import ATTENTION_BUILDERS
 from .resample import RESAMPLE_BUILDERS
 from .spectral import BUFFER_NAMES as SN_BUFFER_NAMES
 from .spectral import apply_spectral_norm
@@ -310,6 +311,7 @@ LAYER_BUILDERS: dict[type[Layer], Builder] = {
     Reshape: _reshape,
     Flatten: _flatten,
     **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
+    **ATTENTION_BUILDERS,  # SelfAttention (attention.py)
 }
 
 
@@ -369,8 +371,11 @@ def canonical_parameters(spec: GANSpec, net: str, module: nn.Sequential) -> dict
     layers = spec.layers(net)
     out = {}
     for tname, param in module.named_parameters():
-        idx, attr = tname.split(".")
-        short = "bias" if attr == "bias" else "scale" if isinstance(layers[int(idx)], BatchNorm) else "kernel"
+        idx, attr = tname.split(".", 1)
+        if hasattr(module[int(idx)], "canonical_name"):  # a module of several parameters (attention.py)
+            short = module[int(idx)].canonical_name(attr)
+        else:
+            short = "bias" if attr == "bias" else "scale" if isinstance(layers[int(idx)], BatchNorm) else "kernel"
         out[f"{net}.{idx}.{short}"] = param
     return out
 
