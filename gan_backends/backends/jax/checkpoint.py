@@ -65,11 +65,13 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    SelfAttention,
     Shape,
     Sigmoid,
     Tanh,
     Upsample,
 )
+from .attention import SelfAttentionModule
 from .resample import avg_pool, global_sum_pool, upsample
 
 _FLAX_TYPES = {"Dense": "Dense", "Conv": "Conv2D", "ConvTranspose": "ConvTranspose2D", "BatchNorm": "BatchNorm"}
@@ -228,6 +230,8 @@ FLAX_LAYERS: dict[type[Layer], FlaxBuilder] = {
     Upsample: lambda layer, _, __: lambda x: upsample(layer, x),
     AvgPool2D: lambda layer, _, __: lambda x: avg_pool(layer, x),
     GlobalSumPool: lambda layer, _, __: lambda x: global_sum_pool(layer, x),
+    # Canonical parameter names (query_kernel ... gamma) under the module's auto name.
+    SelfAttention: lambda layer, _, dtype: SelfAttentionModule(layer, dtype),
 }
 
 

@@ -54,3 +54,35 @@ def _self_attention(layer: SelfAttention, in_shape: Shape, dtype: tf.DType, name
 ATTENTION_BUILDERS: dict[type[Layer], Callable[[Any, Shape, tf.DType, str, bool], tf.Module]] = {
     SelfAttention: _self_attention
 }
+
+
+def keras_self_attention(layer: SelfAttention, in_shape: Shape, dtype: str) -> Any:
+    """The port's native Keras model's layer: a small custom ``keras.layers.Layer`` whose weights
+    are created in the spec's parameter order (``set_weights`` follows it) and whose call is
+    :class:`SelfAttentionLayer`'s arithmetic in ``keras.ops``."""
+    import keras
+
+    class KerasSelfAttention(keras.layers.Layer):
+        def build(self, input_shape: Any) -> None:
+            self.w = {
+                n: self.add_weight(shape=s, initializer="zeros", name=n)
+                for n, s in layer.param_shapes(in_shape).items()
+            }
+
+        def call(self, x: Any) -> Any:
+            ops = keras.ops
+            h, w, c = in_shape
+            xs = ops.reshape(x, (-1, h * w, c))
+
+            def project(part: str, v: Any) -> Any:
+                y = ops.matmul(v, self.w[f"{part}_kernel"][0, 0])
+                return y + self.w[f"{part}_bias"] if layer.use_bias else y
+
+            f, g, v = (project(p, xs) for p in ("query", "key", "value"))
+            beta = ops.softmax(ops.matmul(f, ops.transpose(g, (0, 2, 1))), axis=-1)
+            o = ops.matmul(beta, v)
+            if layer.has_out(in_shape):
+                o = project("out", o)
+            return ops.reshape(xs + self.w["gamma"] * o, (-1, h, w, c))
+
+    return KerasSelfAttention(dtype=dtype)

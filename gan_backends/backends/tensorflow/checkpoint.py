@@ -72,12 +72,14 @@ from ...spec import (  # noqa: E402
     LeakyReLU,
     ReLU,
     Reshape,
+    SelfAttention,
     Shape,
     Sigmoid,
     Tanh,
     Upsample,
     conv_pads,
 )
+from .attention import keras_self_attention  # noqa: E402
 
 _KERAS_TYPES = {
     "dense": "Dense",
@@ -275,6 +277,7 @@ KERAS_LAYERS: dict[type[Layer], KerasBuilder] = {
     Upsample: _upsample,
     AvgPool2D: _avg_pool,
     GlobalSumPool: _own(lambda _, dtype: GlobalSumPooling2D(dtype=dtype)),
+    SelfAttention: lambda layer, in_shape, dtype: [(True, keras_self_attention(layer, in_shape, dtype))],
 }
 
 
