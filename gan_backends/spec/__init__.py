@@ -11,6 +11,7 @@ here, so each backend sets it from the spec and never inherits its framework's d
 
 Layout: :mod:`~gan_backends.spec.base` (``Shape``, :class:`SpecError`, the field checks),
 :mod:`~gan_backends.spec.layers` (the layer specs and their one registry, ``LAYER_TYPES``),
+:mod:`~gan_backends.spec.blocks` (the residual block, and the walks into blocks),
 :mod:`~gan_backends.spec.training` (loss, optimisers, numerics, initialisation, data
 parallelism) and :mod:`~gan_backends.spec.gan` (:class:`GANSpec`, loading and saving). Every
 name is imported from here, ``gan_backends.spec``.
@@ -19,6 +20,7 @@ name is imported from here, ``gan_backends.spec``.
 from __future__ import annotations
 
 from .base import Shape, SpecError
+from .blocks import Residual, describe_path, layer_at, walk
 from .gan import NETWORKS, GANSpec
 from .layers import (
     LAYER_TYPES,
@@ -96,6 +98,7 @@ __all__ = [
     "RMSpropSpec",
     "ReLU",
     "Reshape",
+    "Residual",
     "RunningVariance",
     "SGDSpec",
     "SpectralNormSpec",
@@ -105,7 +108,10 @@ __all__ = [
     "Tanh",
     "conv_pads",
     "conv_transpose_crops",
+    "describe_path",
+    "layer_at",
     "layer_from_dict",
     "optimizer_from_dict",
     "optimizer_slots",
+    "walk",
 ]

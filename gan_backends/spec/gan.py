@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Shape, SpecError, _require_positive_int
+from .blocks import describe_path, walk
 from .fields import did_you_mean, field_problems
 from .layers import BatchNorm, Flatten, Layer, Reshape, layer_from_dict
 from .training import (
@@ -110,10 +111,10 @@ class GANSpec:
                     f"{key} must be an optimiser spec ({', '.join(OPTIMIZER_TYPES)}), got {getattr(self, key)!r}"
                 )
         if self.loss.penalty != "none":
-            for i, layer in enumerate(self.discriminator):
+            for path, layer, _ in walk(self.discriminator, self.data_shape, "discriminator"):  # blocks' layers too
                 if isinstance(layer, BatchNorm):
                     raise SpecError(
-                        f"discriminator layer {i} {layer.describe()}: a gradient penalty ({self.loss.penalty}) is "
+                        f"{describe_path(path)} {layer.describe()}: a gradient penalty ({self.loss.penalty}) is "
                         "per sample, and BatchNorm mixes the batch; drop it from the critic (Gulrajani et al. "
                         "2017, section 4) or use no penalty"
                     )
@@ -121,7 +122,7 @@ class GANSpec:
                     # Not yet defined: which penalty calls advance u, v, and the reference's
                     # second-order gradient through W/σ(W) is not written.
                     raise SpecError(
-                        f"discriminator layer {i} {layer.describe()}: a gradient penalty ({self.loss.penalty}) "
+                        f"{describe_path(path)} {layer.describe()}: a gradient penalty ({self.loss.penalty}) "
                         "through a spectrally normalised layer is not supported; drop the penalty (SNGAN uses "
                         "none) or the layer's spectral_norm"
                     )
@@ -156,7 +157,11 @@ class GANSpec:
 
     def has_buffers(self) -> bool:
         """Whether any layer keeps running state (BatchNorm)."""
-        return any(isinstance(layer, BatchNorm) for net in NETWORKS for layer in self.layers(net))
+        return any(
+            isinstance(layer, BatchNorm)
+            for net in NETWORKS
+            for _, layer, _ in walk(self.layers(net), self.input_shape(net), net)
+        )
 
     def layer_shapes(self, net: str) -> list[tuple[Shape, Shape]]:
         """``(input_shape, output_shape)`` of every layer of ``net``, inferred in order."""

@@ -1,0 +1,180 @@
+"""The residual block (``Residual``: ``y = main(x) + shortcut(x)``, spec/blocks.py): the spec's
+shapes, names and errors; the float64 reference against central differences (penalty included)
+and against the block written out by hand; every framework against the reference; the FLOP rule
+by hand; the port of a residual torch state_dict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from harness import ADAM, assert_close
+
+from gan_backends.params import buffer_shapes, init_params, param_shapes
+from gan_backends.spec import (
+    BatchNorm,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Flatten,
+    GANSpec,
+    InitSpec,
+    LeakyReLU,
+    LossSpec,
+    Numerics,
+    ReLU,
+    Reshape,
+    Residual,
+    SpecError,
+    Tanh,
+    layer_at,
+    walk,
+)
+
+
+def res_spec(dtype: str = "float64", loss: LossSpec | None = None) -> GANSpec:
+    """A tiny ResNet GAN on 8×8×2 images. G: a pre-activation block with BatchNorm, a block whose
+    branch flattens, applies a Dense and reshapes back (NHWC order inside torch's NCHW), then an
+    upsampling transposed conv. D: a downsampling block with a learnable 1×1 Conv2D shortcut, an
+    identity block holding a nested block, a Dense head."""
+    return GANSpec(
+        name="res-tiny",
+        data_shape=(8, 8, 2),
+        latent_dim=4,
+        generator=(
+            Dense(units=64),
+            Reshape(shape=(4, 4, 4)),
+            Residual(main=(BatchNorm(), ReLU(), Conv2D(filters=4, kernel=3, padding=1))),
+            Residual(main=(Flatten(), Dense(units=64, use_bias=False), Reshape(shape=(4, 4, 4)))),
+            ConvTranspose2D(filters=2, kernel=4, stride=2, padding=1),
+            Tanh(),
+        ),
+        discriminator=(
+            Conv2D(filters=3, kernel=3, padding=1),
+            Residual(
+                main=(LeakyReLU(slope=0.2), Conv2D(filters=4, kernel=3, stride=2, padding=1)),
+                shortcut=(Conv2D(filters=4, kernel=1, stride=2),),
+            ),
+            Residual(main=(LeakyReLU(slope=0.2), Residual(main=(Conv2D(filters=4, kernel=3, padding="same"),)))),
+            LeakyReLU(slope=0.2),
+            Flatten(),
+            Dense(units=1),
+        ),
+        loss=loss or LossSpec(name="wasserstein", penalty="wgan_gp", penalty_weight=10.0),
+        g_optimizer=ADAM,
+        d_optimizer=ADAM,
+        numerics=Numerics(dtype=dtype),
+        init=InitSpec(scheme="normal", std=0.3),
+    )
+
+
+# -- the spec ------------------------------------------------------------------------------------
+
+
+def test_names_nest_under_the_block_and_the_json_round_trips():
+    spec = res_spec()
+    shapes = param_shapes(spec)
+    assert shapes["discriminator.1.main.1.kernel"] == (3, 3, 3, 4)
+    assert shapes["discriminator.1.shortcut.0.bias"] == (4,)
+    assert shapes["discriminator.2.main.1.main.0.kernel"] == (3, 3, 4, 4)
+    assert shapes["generator.3.main.1.kernel"] == (64, 64)
+    assert list(buffer_shapes(spec)) == ["generator.2.main.0.running_mean", "generator.2.main.0.running_var"]
+    assert [p for p, _, _ in walk(spec.discriminator, spec.data_shape, "discriminator")][1:4] == [
+        "discriminator.1.main.0",
+        "discriminator.1.main.1",
+        "discriminator.1.shortcut.0",
+    ]
+    assert layer_at(spec.discriminator, "2.main.1.main.0") == Conv2D(filters=4, kernel=3, padding="same")
+    assert GANSpec.from_json(spec.to_json()) == spec
+    assert spec.to_dict()["discriminator"][2]["shortcut"] == []
+
+
+def test_errors_name_the_block_and_the_branch():
+    data = json.loads(res_spec().to_json())
+    data["discriminator"][1]["shortcut"] = []
+    with pytest.raises(
+        SpecError,
+        match=r"discriminator layer 1 Residual.*main gives \(4, 4, 4\) but shortcut gives "
+        r"\(8, 8, 3\); a learnable 1×1 Conv2D shortcut is needed",
+    ):
+        GANSpec.from_dict(data)
+    data = json.loads(res_spec().to_json())
+    data["generator"][2]["main"][2]["bias"] = True
+    data["generator"][2]["mian"] = []
+    with pytest.raises(SpecError) as err:
+        GANSpec.from_dict(data)
+    assert "generator layer 2 Residual: unknown field 'mian' (did you mean 'main'?)" in str(err.value)
+    assert "generator layer 2 Residual main layer 2 Conv2D: unknown field 'bias' (did you mean 'use_bias'?)" in str(
+        err.value
+    )
+    data = json.loads(res_spec().to_json())
+    data["generator"][2]["main"][2]["kernel"] = 9
+    with pytest.raises(SpecError, match=r"generator layer 2 Residual.*main layer 2 Conv2D.*kernel 9 is larger"):
+        GANSpec.from_dict(data)
+    # A penalty through a BatchNorm inside a critic's block is refused, with the path.
+    bn_block = Residual(main=(BatchNorm(), Conv2D(filters=3, kernel=1)))
+    with pytest.raises(SpecError, match="discriminator layer 1 Residual main layer 0 BatchNorm"):
+        res_spec().replace(discriminator=(res_spec().discriminator[0], bn_block, *res_spec().discriminator[3:]))
+
+
+# -- the reference -------------------------------------------------------------------------------
+
+
+def _fd(f, params, name, index, h=1e-6):
+    plus = {k: v.copy() for k, v in params.items()}
+    minus = {k: v.copy() for k, v in params.items()}
+    plus[name][index] += h
+    minus[name][index] -= h
+    return (f(plus) - f(minus)) / (2 * h)
+
+
+def test_reference_gradients_and_the_penalty_through_blocks_by_central_differences(rng):
+    """WGAN-GP through the residual critic: the hand-written second-order parameter gradient of
+    the penalty (and every other gradient, G's BatchNorm block included) against central
+    differences of the forward in float64."""
+    from gan_backends.backends.numpy.backend import NumpyReference
+
+    spec = res_spec()
+    params = init_params(spec, 3)
+    real, z, alpha = rng.uniform(-1, 1, (3, 8, 8, 2)), rng.standard_normal((3, 4)), rng.uniform(0, 1, 3)
+    terms, grads = NumpyReference(spec, params).gradients(real, z, alpha)
+    assert terms["d_penalty"] > 0
+    for name, grad in grads.items():
+        which = "d_loss" if name.startswith("discriminator") else "g_loss"
+
+        def f(p, which=which):
+            return NumpyReference(spec, p).loss_terms(real, z, alpha)[which]
+
+        for flat in rng.choice(grad.size, size=min(2, grad.size), replace=False):
+            index = np.unravel_index(flat, grad.shape)
+            assert grad[index] == pytest.approx(_fd(f, params, name, index), rel=1e-6, abs=1e-9), (name, index)
+
+
+def test_reference_block_is_main_plus_shortcut_by_hand(rng):
+    """D's first block written out: leaky(h) conv'd at stride 2 plus the 1×1 stride-2 conv of h;
+    G's BatchNorm inside its block moves its running statistics by the batch mean of the block's
+    input (momentum 0.1)."""
+    from gan_backends.backends.numpy.backend import NumpyReference
+
+    spec = res_spec(loss=LossSpec(name="hinge"))
+    params = init_params(spec, 4)
+    ref = NumpyReference(spec, params)
+    x = rng.uniform(-1, 1, (2, 8, 8, 2))
+    acts = ref.activations("discriminator", x)
+    h = acts[0]
+    k, b = params["discriminator.1.main.1.kernel"], params["discriminator.1.main.1.bias"]
+    a = np.pad(np.where(h > 0, h, 0.2 * h), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    windows = [
+        [np.einsum("nijc,ijco->no", a[:, 2 * r : 2 * r + 3, 2 * c : 2 * c + 3], k) for c in range(4)] for r in range(4)
+    ]
+    main = np.array(windows).transpose(2, 0, 1, 3) + b
+    short = (
+        h[:, ::2, ::2] @ params["discriminator.1.shortcut.0.kernel"][0, 0] + params["discriminator.1.shortcut.0.bias"]
+    )
+    assert_close(acts[1], main + short, 1e-14, "block")
+    z = rng.standard_normal((5, 4))
+    block_input = ref.activations("generator", z, training=True)[1]
+    ref._call(ref.g_net, z, True)
+    want = 0.1 * block_input.mean(axis=(0, 1, 2))
+    assert_close(ref.get_buffers()["generator.2.main.0.running_mean"], want, 1e-14, "running mean")
