@@ -9,9 +9,9 @@ import json
 
 import numpy as np
 import pytest
-from harness import ADAM, assert_close
+from harness import ADAM, assert_close, draw, make
 
-from gan_backends.params import buffer_shapes, init_params, param_shapes
+from gan_backends.params import buffer_shapes, init_buffers, init_params, param_shapes
 from gan_backends.spec import (
     BatchNorm,
     Conv2D,
@@ -178,3 +178,58 @@ def test_reference_block_is_main_plus_shortcut_by_hand(rng):
     ref._call(ref.g_net, z, True)
     want = 0.1 * block_input.mean(axis=(0, 1, 2))
     assert_close(ref.get_buffers()["generator.2.main.0.running_mean"], want, 1e-14, "running mean")
+
+
+# -- the frameworks against the reference --------------------------------------------------------
+
+
+def test_backend_matches_reference_in_float64(framework):
+    """Forward (inference and training), loss terms, gradients (WGAN-GP through the residual
+    critic included), then parameters and G's BatchNorm statistics inside its block over two
+    training steps, from the same parameters and buffers: float64 to 1e-12."""
+    spec = res_spec()
+    rng = np.random.default_rng(5)
+    params = init_params(spec, 6)
+    buffers = {k: v + rng.uniform(0.1, 0.5, v.shape) for k, v in init_buffers(spec).items()}  # not the start
+    ref, own = make("numpy", spec, params), make(framework, spec, params)
+    for b in (ref, own):
+        b.set_buffers(buffers)
+    assert list(own.get_params()) == list(params)
+    for k, v in own.get_buffers().items():
+        np.testing.assert_array_equal(v, buffers[k], err_msg=k)
+    x, z = rng.uniform(-1, 1, (3, *spec.data_shape)), rng.standard_normal((3, spec.latent_dim))
+    assert_close(own.discriminate(x), ref.discriminate(x), 1e-12, "D (inference)")
+    assert_close(own.generate(z), ref.generate(z), 1e-12, "G (inference: running statistics)")
+    for net, inp in (("generator", z), ("discriminator", x)):
+        for i, (a, b) in enumerate(zip(own.activations(net, inp, training=True), ref.activations(net, inp, True))):
+            assert_close(a, b, 1e-12, f"{net} layer {i} (training)")
+    batch = draw(rng, spec, batch=4, alpha=True)
+    terms, grads = own.gradients(batch.real[0], batch.z_g, batch.alpha[0])
+    want_terms, want_grads = ref.gradients(batch.real[0], batch.z_g, batch.alpha[0])
+    assert want_terms["d_penalty"] > 0
+    for k, v in want_terms.items():
+        assert terms[k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
+    for k, v in want_grads.items():
+        assert_close(grads[k], v, 1e-11, k)
+    for step in range(2):
+        batch = draw(rng, spec, batch=4, alpha=True)
+        own.train_step(batch)
+        ref.train_step(batch)
+        for k, v in ref.get_buffers().items():
+            assert_close(own.get_buffers()[k], v, 1e-12, f"step {step} {k}")
+        for k, v in ref.get_params().items():
+            assert_close(own.get_params()[k], v, 1e-10, f"step {step} {k}")
+    assert not np.allclose(
+        own.get_buffers()["generator.2.main.0.running_mean"], buffers["generator.2.main.0.running_mean"]
+    )
+
+
+def test_lockstep_check_in_float32(framework):
+    """``check``'s lock-step comparison with the reference over two steps in float32: the
+    residual critic (learnable 1×1 shortcut, identity and nested blocks, WGAN-GP) and G's
+    BatchNorm block, at the float32 tolerances, the buffers row included."""
+    from gan_backends.check.agreement import run_check
+
+    report = run_check(res_spec("float32"), ["numpy", framework], steps=2, batch_size=4, seed=0)
+    assert report.passed, report
+    assert any("running statistics" in row.quantity for row in report.lock_rows[framework])

@@ -32,9 +32,11 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     Sigmoid,
     Tanh,
 )
+from .blocks import build_residual
 from .spectral import SpectralNormed
 
 #: Flax's names for the buffers (BatchNorm's running statistics, spectral norm's vectors) <->
@@ -262,6 +264,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Sigmoid: _stateless(lambda layer, x: nn.sigmoid(x)),
     Reshape: _stateless(lambda layer, x: x.reshape(x.shape[0], *layer.shape)),
     Flatten: _stateless(lambda layer, x: x.reshape(x.shape[0], -1)),
+    Residual: build_residual,
 }
 
 __all__ = [

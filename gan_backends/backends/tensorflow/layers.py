@@ -34,10 +34,12 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     Shape,
     Sigmoid,
     Tanh,
 )
+from .blocks import ResidualLayer, build_residual
 from .spectral import SpectralNormLayer
 
 #: A builder: ``(layer, in_shape, dtype, name, bf16) -> tf.Module`` for one spec layer type.
@@ -241,6 +243,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Sigmoid: _elementwise(tf.math.sigmoid),
     Reshape: _reshape,
     Flatten: _elementwise(lambda x: tf.reshape(x, (tf.shape(x)[0], -1))),
+    Residual: build_residual,
 }
 
 
@@ -253,6 +256,17 @@ def build_layer(layer: Layer, in_shape: Shape, dtype: tf.DType, name: str, bf16:
     module = builder(layer, in_shape, dtype, name, bf16)
     sn = getattr(layer, "spectral_norm", None)  # a kernel layer's option: spectral.py
     return module if sn is None else SpectralNormLayer(module, sn, dtype, f"{name}_sn")
+
+
+#: The modules that take ``training``/``update_stats`` and may hold buffers.
+BUFFERED = (BatchNormLayer, SpectralNormLayer, ResidualLayer)
+
+
+def call_layer(layer: tf.Module, x: tf.Tensor, training: bool, update_stats: bool) -> tf.Tensor:
+    """One layer's call in a network or a block's branch: the modes to those that take them."""
+    if isinstance(layer, BUFFERED):
+        return layer(x, training=training, update_stats=update_stats)
+    return layer(x)
 
 
 class Sequential(tf.Module):
@@ -268,9 +282,7 @@ class Sequential(tf.Module):
             ]
 
     def call_layer(self, layer: tf.Module, x: tf.Tensor, training: bool, update_stats: bool) -> tf.Tensor:
-        if isinstance(layer, (BatchNormLayer, SpectralNormLayer)):  # the layers with buffers
-            return layer(x, training=training, update_stats=update_stats)
-        return layer(x)
+        return call_layer(layer, x, training, update_stats)
 
     def __call__(self, x: tf.Tensor, training: bool = False, update_stats: bool = False) -> tf.Tensor:
         """``training``: BatchNorm on batch statistics; ``update_stats``: and fold them into the
@@ -291,6 +303,6 @@ class Sequential(tf.Module):
         return {
             f"{net}.{i}.{bname}": var
             for i, layer in enumerate(self.layers)
-            if isinstance(layer, (BatchNormLayer, SpectralNormLayer))
+            if isinstance(layer, BUFFERED)
             for bname, var in layer.buffers().items()
         }

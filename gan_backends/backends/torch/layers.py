@@ -7,8 +7,8 @@ both are ``kernel.transpose(3, 2, 0, 1)``. BatchNorm's ``weight`` is the canonic
 Images are NCHW inside torch and NHWC (canonical) outside: permuted at the network's input and
 output, at a ``Reshape`` to an image and at a ``Flatten`` of an image. The ``nn.Sequential``
 index of every layer equals its index in the spec, so ``state_dict`` keys (``0.weight``,
-``3.running_mean``) line up with canonical names (``generator.0.kernel``,
-``generator.3.running_mean``).
+``3.running_mean``, ``2.main.0.weight`` inside a residual block: :mod:`.blocks`) line up with
+canonical names (``generator.0.kernel``, ``generator.3.running_mean``, ``generator.2.main.0.kernel``).
 
 :data:`LAYER_BUILDERS` maps each spec layer type to the function that builds its module, so a
 new layer type is one entry here (and a missing one is named by :func:`build_layer`). Kept apart
@@ -39,9 +39,12 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     Sigmoid,
     Tanh,
+    layer_at,
 )
+from .blocks import build_residual
 from .spectral import BUFFER_NAMES as SN_BUFFER_NAMES
 from .spectral import apply_spectral_norm
 
@@ -308,6 +311,7 @@ LAYER_BUILDERS: dict[type[Layer], Builder] = {
     Sigmoid: _stateless(nn.Sigmoid),
     Reshape: _reshape,
     Flatten: _flatten,
+    Residual: build_residual,
 }
 
 
@@ -367,9 +371,9 @@ def canonical_parameters(spec: GANSpec, net: str, module: nn.Sequential) -> dict
     layers = spec.layers(net)
     out = {}
     for tname, param in module.named_parameters():
-        idx, attr = tname.split(".")
-        short = "bias" if attr == "bias" else "scale" if isinstance(layers[int(idx)], BatchNorm) else "kernel"
-        out[f"{net}.{idx}.{short}"] = param
+        path, attr = tname.rsplit(".", 1)  # "2.main.0" inside a residual block
+        short = "bias" if attr == "bias" else "scale" if isinstance(layer_at(layers, path), BatchNorm) else "kernel"
+        out[f"{net}.{path}.{short}"] = param
     return out
 
 
@@ -379,11 +383,11 @@ def canonical_buffers(net: str, module: nn.Sequential) -> dict[str, torch.Tensor
     :mod:`.spectral`) of ``module``."""
     out = {}
     for tname, buf in module.named_buffers():
-        idx, attr = tname.split(".")
+        path, attr = tname.rsplit(".", 1)
         if attr in ("running_mean", "running_var"):
-            out[f"{net}.{idx}.{attr}"] = buf
+            out[f"{net}.{path}.{attr}"] = buf
         elif attr in SN_BUFFER_NAMES:
-            out[f"{net}.{idx}.{SN_BUFFER_NAMES[attr]}"] = buf
+            out[f"{net}.{path}.{SN_BUFFER_NAMES[attr]}"] = buf
     return out
 
 
