@@ -233,3 +233,36 @@ def test_lockstep_check_in_float32(framework):
     report = run_check(res_spec("float32"), ["numpy", framework], steps=2, batch_size=4, seed=0)
     assert report.passed, report
     assert any("running statistics" in row.quantity for row in report.lock_rows[framework])
+
+
+# -- FLOPs ---------------------------------------------------------------------------------------
+
+
+def test_flops_of_a_block_by_hand():
+    """D: Dense 6→5, a block (ReLU, Dense 5→5 | Dense 5→5 without bias), Dense 5→1; G: Dense 3→6.
+    The block counts as one layer: both branches' products and biases; its ReLU and the add
+    (5 outputs) forward; ReLU's mask and the sum of the branches' input gradients (5 inputs)
+    backward. Every block layer needs its input gradient (a trainable layer precedes it)."""
+    from gan_backends.bench.flops import layer_flops, step_flops
+
+    block = Residual(main=(ReLU(), Dense(units=5)), shortcut=(Dense(units=5, use_bias=False),))
+    spec = GANSpec(
+        name="res-flops",
+        data_shape=(6,),
+        latent_dim=3,
+        generator=(Dense(units=6),),
+        discriminator=(Dense(units=5), block, Dense(units=1)),
+        g_optimizer=ADAM,
+        d_optimizer=ADAM,
+    )
+    assert [f for f in layer_flops(spec) if f.layer == "Residual"][0].forward_matmul == (50 + 5) + 50
+    assert [f for f in layer_flops(spec) if f.layer == "Residual"][0].forward_elementwise == 5 + 5
+    g_fwd, d_fwd = 2 * 3 * 6 + 6, (60 + 5) + (100 + 5) + (10 + 1)
+    d_dx_but_first, d_dx_all = 100 + 10, 60 + 100 + 10
+    d_update = g_fwd + 2 * d_fwd + 2 * (d_fwd + d_dx_but_first)
+    g_update = g_fwd + d_fwd + d_dx_all + g_fwd  # G's only layer needs no input gradient
+    ew_d_update, ew_g_update = 2 * 10 + 2 * 10, 10 + 10
+    params = (3 * 6 + 6) + (30 + 5) + (25 + 5 + 25) + (5 + 1)
+    got = step_flops(spec, 4)
+    assert got.matmul == 4 * (d_update + g_update) == 4 * 1421
+    assert got.elementwise == 4 * (ew_d_update + ew_g_update) + 13 * params
