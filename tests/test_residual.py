@@ -266,3 +266,55 @@ def test_flops_of_a_block_by_hand():
     got = step_flops(spec, 4)
     assert got.matmul == 4 * (d_update + g_update) == 4 * 1421
     assert got.elementwise == 4 * (ew_d_update + ew_g_update) + 13 * params
+
+
+# -- the port ------------------------------------------------------------------------------------
+
+
+def test_a_residual_torch_state_dict_ports_to_flax_and_keras(tmp_path):
+    """Both networks' torch ``state_dict`` (keys ``2.main.0.weight``, ``1.shortcut.0.bias``) with
+    random weights and running statistics, ported to a Flax msgpack and a Keras functional
+    model's weights file: each target run in its framework agrees with torch (the port's own
+    check) and with the float64 reference of the canonical trees read back from it."""
+    from conftest import require_backend
+
+    from gan_backends.port import port, read_native, to_canonical
+
+    for name in ("torch", "jax", "tensorflow"):
+        require_backend(name)
+    import torch
+
+    from gan_backends.backends.torch.layers import build_network
+
+    spec = res_spec("float32", loss=LossSpec(name="hinge"))
+    torch.manual_seed(0)
+    states = {}
+    for net in ("generator", "discriminator"):
+        seq = build_network(spec, net)
+        for module in seq.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.data.uniform_(0.5, 1.5)
+        states[net] = seq.state_dict()
+    assert "2.main.0.running_mean" in states["generator"] and "1.shortcut.0.weight" in states["discriminator"]
+    source = tmp_path / "gan.pt"
+    torch.save(states, source)
+    z = np.random.default_rng(0).standard_normal((3, 4))
+    x = np.random.default_rng(1).uniform(-1, 1, (3, *spec.data_shape))
+    params, buffers = to_canonical(read_native(source), spec)
+    ref = make("numpy", res_spec(loss=LossSpec(name="hinge")), params)
+    ref.set_buffers(buffers)
+    for to, out in (("flax", tmp_path / "gan.msgpack"), ("keras", tmp_path / "gan.weights.h5")):
+        result = port(source, spec, to, out)
+        assert result.passed and [a.network for a in result.agreement] == ["generator", "discriminator"], (
+            result.summary()
+        )
+        back, back_buffers = to_canonical(read_native(out), spec)
+        assert list(back) == list(params) and all(np.array_equal(back[k], params[k]) for k in params), to
+        assert all(np.array_equal(back_buffers[k], buffers[k]) for k in buffers), to
+    # The trees read from torch are the torch model's: its outputs through the reference.
+    own = make("torch", spec, params)
+    own.set_buffers(buffers)
+    assert_close(own.generate(z.astype(np.float32)), ref.generate(z), 1e-5, "G")
+    assert_close(own.discriminate(x.astype(np.float32)), ref.discriminate(x), 1e-5, "D")
