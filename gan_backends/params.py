@@ -2,7 +2,9 @@
 
 A parameter tree is an ordered ``dict[str, np.ndarray]``. Names are
 ``"{network}.{layer_index}.{param}"``, e.g. ``generator.0.kernel``, where ``layer_index`` is the
-layer's position in the spec's sequence (activations included, as in ``nn.Sequential``).
+layer's position in the spec's sequence (activations included, as in ``nn.Sequential``); a
+layer inside a residual block nests under it, ``discriminator.2.main.0.kernel``
+(:mod:`gan_backends.spec.blocks`).
 Layouts are canonical (see ``docs/layouts.md``): Dense kernel ``(in, out)``, bias ``(out,)``;
 images channels-last. Backends convert at their boundary (torch's ``nn.Linear`` keeps
 ``(out, in)``).
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write_bytes
-from .spec import NETWORKS, GANSpec, Shape, SpecError
+from .spec import NETWORKS, GANSpec, Shape, SpecError, layer_at
 from .spec.spectral import initial_vector
 
 ParamTree = dict[str, np.ndarray]
@@ -54,7 +56,8 @@ def init_buffers(spec: GANSpec, seed: int = 0) -> ParamTree:
     tree: ParamTree = {}
     for name, shape in buffer_shapes(spec).items():
         if name.endswith((".sn_u", ".sn_v")):
-            layer = spec.layers(network_of(name))[int(name.split(".")[1])]
+            net, *path, _ = name.split(".")  # a layer inside a block: 2.main.0
+            layer = layer_at(spec.layers(net), path)
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             tree[name] = initial_vector(rng, shape[0], layer.spectral_norm.eps).astype(dtype)
         else:

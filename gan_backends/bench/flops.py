@@ -27,6 +27,8 @@ Elementwise layers, FLOPs per element of their output (:data:`FLOP_RULES`)::
     BatchNorm   7  (mean: 1; two-pass var: sub, square,     7  (Σg, Σg·x̂: 3; g − Σg/n − x̂·Σg·x̂/n,
                     add: 3; normalise, scale, shift: 3)         times scale·rstd: 4), scale/bias grads included
     Reshape, Flatten  0                                     0
+    Residual    its sublayers' costs (both branches)       its sublayers' + 1 per INPUT element
+                + 1 per output element (main + shortcut)    (the branches' input gradients added)
 
 The resampling layers, per sample (input ``H × W × C``, output ``Ho × Wo × C``; see
 :func:`_resample_rules`)::
@@ -120,6 +122,7 @@ from gan_backends.spec import (
     OptimizerSpec,
     ReLU,
     Reshape,
+    Residual,
     RMSpropSpec,
     SelfAttention,
     Shape,
@@ -249,6 +252,29 @@ FLOP_RULES: dict[type[Layer], FlopRule] = {
     **_resample_rules(),
     SelfAttention: _attention_rule,
 }
+
+
+def _residual(layer: Residual, in_shape: Shape, out_shape: Shape) -> _LayerCost:
+    """A residual block counts as one layer: its sublayers' costs over both branches (recursively),
+    plus one add per output element forward (``main + shortcut``) and one per input element
+    backward (the two branches' input gradients summed). Its backward is counted as a whole: all
+    of it when the block's input gradient is needed (every block after a network's first
+    trainable layer), else its weight gradients and elementwise backward."""
+    subs = [
+        _layer_cost(sub, i, o)
+        for branch, layers in layer.branches()
+        for sub, (i, o) in zip(layers, layer.branch_shapes(in_shape, branch))
+    ]
+    return _LayerCost(
+        sum(c.m for c in subs),
+        sum(c.b for c in subs),
+        sum(c.ew_forward for c in subs) + math.prod(out_shape),
+        sum(c.ew_backward for c in subs) + math.prod(in_shape),
+        any(c.trainable for c in subs),
+    )
+
+
+FLOP_RULES[Residual] = _residual
 
 
 def _layer_cost(layer: Layer, in_shape: Shape, out_shape: Shape) -> _LayerCost:

@@ -20,7 +20,7 @@ without (the D updates' fakes) and 1 with.
 
 from __future__ import annotations
 
-from gan_backends.spec import GANSpec, Layer, Shape
+from gan_backends.spec import GANSpec, Layer, Shape, walk
 from gan_backends.spec.spectral import matrix_shape
 
 
@@ -44,7 +44,7 @@ def step_flops(spec: GANSpec) -> int:
     }
     total = 0
     for net, (with_grads, without) in calls.items():
-        for layer, (in_shape, _) in zip(spec.layers(net), spec.layer_shapes(net)):
+        for _, layer, in_shape in walk(spec.layers(net), spec.input_shape(net), net):  # blocks' layers too
             forward, backward = call_flops(layer, in_shape)
             total += (with_grads + without) * forward + with_grads * backward
     return total

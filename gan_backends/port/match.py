@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import layouts
 from ..params import ParamTree, buffer_shapes, param_shapes
-from ..spec import NETWORKS, GANSpec, Layer, Shape
+from ..spec import NETWORKS, GANSpec, Layer, Shape, describe_path
 from .native import ROLE_ORDER, NativeCheckpoint, NativeTensor, PortError, network_hint, state_layers
 
 # -- layouts -----------------------------------------------------------------------------------
@@ -42,13 +42,13 @@ class _Target:
     """One spec layer with parameters or buffers: its canonical slots ``(name, role, shape)``."""
 
     net: str
-    index: int
+    index: str  # "3", or "2.main.0" inside a residual block
     layer: Layer
     slots: list[tuple[str, str, Shape]]
 
     @property
     def label(self) -> str:
-        return f"{self.net} layer {self.index} {self.layer.describe()}"
+        return f"{describe_path(f'{self.net}.{self.index}')} {self.layer.describe()}"
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 from ..backends import REGISTRY, load_part
 from ..backends.manifest import CheckpointKind
 from ..params import ParamTree, buffer_shapes, check_tree, init_buffers
-from ..spec import NETWORKS, GANSpec, Layer, Shape, SpecError
+from ..spec import NETWORKS, GANSpec, Layer, Shape, SpecError, walk
 
 #: This project's own files (:func:`~gan_backends.params.save_params`, training checkpoints):
 #: canonical names and layouts, read and written without a framework.
@@ -248,13 +248,19 @@ def networks_of(tree: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(n for n in NETWORKS if n in present)
 
 
-def state_layers(spec: GANSpec, net: str) -> Iterator[tuple[int, Layer, list[tuple[str, str, Shape]]]]:
-    """``(index, layer, [(canonical name, role, shape)])`` of every layer of ``net`` with
-    parameters or buffers: what a native file holds, in the spec's order."""
-    for i, (layer, (in_shape, _)) in enumerate(zip(spec.layers(net), spec.layer_shapes(net))):
+def state_layers(spec: GANSpec, net: str) -> Iterator[tuple[str, Layer, list[tuple[str, str, Shape]]]]:
+    """``(path, layer, [(canonical name, role, shape)])`` of every layer of ``net`` with
+    parameters or buffers: what a native file holds, in the spec's order. ``path`` is the
+    layer's index (``"3"``), or its place inside a residual block (``"2.main.0"``: the block's
+    layers in their order, main branch first, as torch's ``state_dict`` lists them)."""
+    for prefix, layer, in_shape in walk(spec.layers(net), spec.input_shape(net), net):
         shapes = {**layer.param_shapes(in_shape), **layer.buffer_shapes(in_shape)}
         if shapes:
-            yield (i, layer, [(f"{net}.{i}.{role}", role, shape) for role, shape in shapes.items()])
+            yield (
+                prefix.split(".", 1)[1],
+                layer,
+                [(f"{prefix}.{role}", role, shape) for role, shape in shapes.items()],
+            )
 
 
 def checked_trees(

@@ -12,6 +12,7 @@ here, so each backend sets it from the spec and never inherits its framework's d
 Layout: :mod:`~gan_backends.spec.base` (``Shape``, :class:`SpecError`, the field checks),
 :mod:`~gan_backends.spec.layers` (the layer specs and their one registry, ``LAYER_TYPES``),
 :mod:`~gan_backends.spec.resample` (``Upsample``, ``AvgPool2D``, ``GlobalSumPool``, registered there too),
+:mod:`~gan_backends.spec.blocks` (the residual block, and the walks into blocks),
 :mod:`~gan_backends.spec.training` (loss, optimisers, numerics, initialisation, data
 parallelism) and :mod:`~gan_backends.spec.gan` (:class:`GANSpec`, loading and saving). Every
 name is imported from here, ``gan_backends.spec``.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from .attention import SelfAttention
 from .base import Shape, SpecError
+from .blocks import Residual, describe_path, layer_at, walk
 from .ema import EmaSpec
 from .gan import NETWORKS, GANSpec
 from .layers import (
@@ -104,6 +106,7 @@ __all__ = [
     "RMSpropSpec",
     "ReLU",
     "Reshape",
+    "Residual",
     "RunningVariance",
     "SGDSpec",
     "SpectralNormSpec",
@@ -116,7 +119,10 @@ __all__ = [
     "UpsampleMethod",
     "conv_pads",
     "conv_transpose_crops",
+    "describe_path",
+    "layer_at",
     "layer_from_dict",
     "optimizer_from_dict",
     "optimizer_slots",
+    "walk",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Shape, SpecError, _require_positive_int
+from .blocks import describe_path, walk
 from .ema import EmaSpec
 from .fields import did_you_mean, field_problems
 from .layers import BatchNorm, Flatten, Layer, Reshape, layer_from_dict
@@ -115,10 +116,10 @@ class GANSpec:
         if self.ema is not None and not isinstance(self.ema, EmaSpec):
             raise SpecError(f"ema must be an EMA spec (decay, start_step, debias) or null, got {self.ema!r}")
         if self.loss.penalty != "none":
-            for i, layer in enumerate(self.discriminator):
+            for path, layer, _ in walk(self.discriminator, self.data_shape, "discriminator"):  # blocks' layers too
                 if isinstance(layer, BatchNorm):
                     raise SpecError(
-                        f"discriminator layer {i} {layer.describe()}: a gradient penalty ({self.loss.penalty}) is "
+                        f"{describe_path(path)} {layer.describe()}: a gradient penalty ({self.loss.penalty}) is "
                         "per sample, and BatchNorm mixes the batch; drop it from the critic (Gulrajani et al. "
                         "2017, section 4) or use no penalty"
                     )
@@ -126,7 +127,7 @@ class GANSpec:
                     # Not yet defined: which penalty calls advance u, v, and the reference's
                     # second-order gradient through W/σ(W) is not written.
                     raise SpecError(
-                        f"discriminator layer {i} {layer.describe()}: a gradient penalty ({self.loss.penalty}) "
+                        f"{describe_path(path)} {layer.describe()}: a gradient penalty ({self.loss.penalty}) "
                         "through a spectrally normalised layer is not supported; drop the penalty (SNGAN uses "
                         "none) or the layer's spectral_norm"
                     )
@@ -161,7 +162,11 @@ class GANSpec:
 
     def has_buffers(self) -> bool:
         """Whether any layer keeps running state (BatchNorm)."""
-        return any(isinstance(layer, BatchNorm) for net in NETWORKS for layer in self.layers(net))
+        return any(
+            isinstance(layer, BatchNorm)
+            for net in NETWORKS
+            for _, layer, _ in walk(self.layers(net), self.input_shape(net), net)
+        )
 
     def layer_shapes(self, net: str) -> list[tuple[Shape, Shape]]:
         """``(input_shape, output_shape)`` of every layer of ``net``, inferred in order."""

@@ -435,6 +435,8 @@ def layer_from_dict(data: dict[str, Any], where: str = "layer") -> Layer:
     if cls is None:
         hint = did_you_mean(str(type_name), LAYER_TYPES)
         raise SpecError(f"{where}: unknown layer type {type_name!r}{hint}; known: {', '.join(LAYER_TYPES)}")
+    if hasattr(cls, "from_fields"):  # a block (spec/blocks.py): its sublayers' errors name their paths
+        return cls.from_fields(kwargs, where)
     problems = field_problems(cls, kwargs)
     if problems:
         raise SpecError(f"{where} {type_name}: {'; '.join(problems)}")

@@ -139,18 +139,21 @@ class JaxBackend(Backend):
         return jax.device_put(np.asarray(value, dtype=self.dtype), self._device)  # see from_numpy
 
     def _to_flax(self, params: ParamTree, net: str) -> dict:
-        tree: dict[str, dict[str, jax.Array]] = {}
+        """``{"0": {"kernel": ...}}``; a residual block's layers nest (``2.main.0.kernel`` ->
+        ``{"2": {"main": {"0": {"kernel"}}}}``, :mod:`.blocks`)."""
+        tree: dict[str, Any] = {}
         for name, value in params.items():
-            owner, idx, short = name.split(".")
+            owner, *path, short = name.split(".")
             if owner == net:
-                tree.setdefault(idx, {})[short] = self._put(value)
+                node = tree
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[short] = self._put(value)
         return tree
 
     def _stats_to_flax(self, buffers: ParamTree, net: str) -> dict:
-        return {
-            idx: {BUFFER_NAMES[short]: value for short, value in sub.items()}
-            for idx, sub in self._to_flax(buffers, net).items()
-        }
+        renamed = {f"{name.rsplit('.', 1)[0]}.{BUFFER_NAMES[name.rsplit('.', 1)[1]]}": v for name, v in buffers.items()}
+        return self._to_flax(renamed, net)
 
     def _fresh_state(self, params: ParamTree, g_stats: dict, d_stats: dict) -> TrainState:
         g, d = self._to_flax(params, "generator"), self._to_flax(params, "discriminator")
@@ -180,7 +183,14 @@ class JaxBackend(Backend):
 
     @staticmethod
     def _from_flax(tree: dict, net: str) -> ParamTree:
-        return {f"{net}.{idx}.{short}": np.asarray(v) for idx, sub in tree.items() for short, v in sub.items()}
+        """The inverse of :meth:`_to_flax`: nested dicts to dotted canonical names."""
+        out: ParamTree = {}
+        for key, value in tree.items():
+            if isinstance(value, dict) or hasattr(value, "items"):  # a (Frozen)dict: a layer or a block
+                out.update(JaxBackend._from_flax(value, f"{net}.{key}"))
+            else:
+                out[f"{net}.{key}"] = np.asarray(value)
+        return out
 
     def _canonical(self, g_tree: dict, d_tree: dict) -> ParamTree:
         flat = {**self._from_flax(g_tree, "generator"), **self._from_flax(d_tree, "discriminator")}
@@ -192,10 +202,9 @@ class JaxBackend(Backend):
     def get_buffers(self) -> ParamTree:
         canonical = {flax_name: name for name, flax_name in BUFFER_NAMES.items()}
         flat = {
-            f"{net}.{idx}.{canonical[short]}": np.asarray(v)
+            f"{name.rsplit('.', 1)[0]}.{canonical[name.rsplit('.', 1)[1]]}": v
             for net, stats in (("generator", self.state.g_stats), ("discriminator", self.state.d_stats))
-            for idx, sub in stats.items()
-            for short, v in sub.items()
+            for name, v in self._from_flax(stats, net).items()
         }
         return {name: flat[name] for name in buffer_shapes(self.spec)}
 

@@ -65,6 +65,7 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     SelfAttention,
     Shape,
     Sigmoid,
@@ -211,6 +212,23 @@ def _conv_transpose(layer: ConvTranspose2D, in_shape: Shape, dtype: Any) -> Call
     )
 
 
+def _residual(layer: Residual, in_shape: Shape, dtype: Any) -> Callable[[jax.Array], jax.Array]:
+    """``main(x) + shortcut(x)``, the branches' modules made in the calling module's scope (main
+    first): a block's layers take the network's next auto names (``Conv_3``, ``Conv_4``) in the
+    spec's walk order, which is the order :func:`flax_variables` numbers them in."""
+
+    def apply(x: jax.Array) -> jax.Array:
+        ends = []
+        for branch, sub in layer.branches():
+            h = x
+            for sublayer, (sub_in, _) in zip(sub, layer.branch_shapes(in_shape, branch)):
+                h = FLAX_LAYERS[type(sublayer)](sublayer, sub_in, dtype)(h)
+            ends.append(h)
+        return ends[0] + ends[1]
+
+    return apply
+
+
 FLAX_LAYERS: dict[type[Layer], FlaxBuilder] = {
     Dense: lambda layer, _, dtype: nn.Dense(
         layer.units, use_bias=layer.use_bias, precision=HI, dtype=dtype, param_dtype=dtype
@@ -232,6 +250,7 @@ FLAX_LAYERS: dict[type[Layer], FlaxBuilder] = {
     GlobalSumPool: lambda layer, _, __: lambda x: global_sum_pool(layer, x),
     # Canonical parameter names (query_kernel ... gamma) under the module's auto name.
     SelfAttention: lambda layer, _, dtype: SelfAttentionModule(layer, dtype),
+    Residual: _residual,
 }
 
 

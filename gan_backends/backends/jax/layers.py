@@ -32,10 +32,12 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     Sigmoid,
     Tanh,
 )
 from .attention import ATTENTION_BUILDERS
+from .blocks import build_residual
 from .resample import RESAMPLE_BUILDERS
 from .spectral import SpectralNormed
 
@@ -266,6 +268,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Flatten: _stateless(lambda layer, x: x.reshape(x.shape[0], -1)),
     **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
     **ATTENTION_BUILDERS,  # SelfAttention (attention.py)
+    Residual: build_residual,
 }
 
 __all__ = [

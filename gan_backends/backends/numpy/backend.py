@@ -131,10 +131,10 @@ class NumpyReference(Backend):
     def _check_penalty_differentiable(self) -> None:
         bad = self.d_net.not_piecewise_linear() if self.spec.loss.penalty != "none" else None
         if bad is not None:
-            i, layer = bad
+            where, layer = bad
             raise NotImplementedError(
                 f"numpy reference: the {self.spec.loss.penalty} penalty's parameter gradient is written for critics "
-                f"that are piecewise linear in their input; discriminator layer {i} {layer.describe()} is not"
+                f"that are piecewise linear in their input; {where} {layer.describe()} is not"
             )
 
     def _penalty(

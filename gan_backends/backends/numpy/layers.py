@@ -20,8 +20,22 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...losses import sigmoid
-from ...spec import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
+from ...spec import (
+    BatchNorm,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Reshape,
+    Residual,
+    Sigmoid,
+    Tanh,
+)
 from .attention import ATTENTION_MATH
+from .blocks import residual_math
 from .resample import RESAMPLE_MATH, RESAMPLE_TANGENTS
 from .spectral import spectral
 
@@ -275,3 +289,10 @@ PIECEWISE_LINEAR: dict[type[Layer], Tangent] = {
     Flatten: lambda layer, p, cache, t: _reshape_fwd(layer, p, t)[0],
     **RESAMPLE_TANGENTS,  # linear layers: their forward
 }
+
+# The residual block walks its branches through these same two tables (blocks.py); it is in
+# PIECEWISE_LINEAR, and Network.not_piecewise_linear looks inside it (a block is piecewise linear
+# when all its sublayers are).
+_RESIDUAL = residual_math(LAYER_MATH, PIECEWISE_LINEAR)
+LAYER_MATH[Residual] = _RESIDUAL[:2]
+PIECEWISE_LINEAR[Residual] = _RESIDUAL[2]

@@ -58,6 +58,7 @@ from ...port.native import (
     PortError,
     network_hint,
     networks_of,
+    state_layers,
 )
 from ...spec import (  # noqa: E402
     AvgPool2D,
@@ -72,6 +73,7 @@ from ...spec import (  # noqa: E402
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     SelfAttention,
     Shape,
     Sigmoid,
@@ -278,7 +280,36 @@ KERAS_LAYERS: dict[type[Layer], KerasBuilder] = {
     AvgPool2D: _avg_pool,
     GlobalSumPool: _own(lambda _, dtype: GlobalSumPooling2D(dtype=dtype)),
     SelfAttention: lambda layer, in_shape, dtype: [(True, keras_self_attention(layer, in_shape, dtype))],
+    # A residual block's own Keras layer is the Add of its branches' outputs; the branches are
+    # built before it by _functional, which makes a network holding a block a functional model.
+    Residual: _own(lambda _, dtype: L.Add(dtype=dtype)),
 }
+
+
+def _functional(
+    layers: Sequence[Layer], shapes: Sequence[tuple[Shape, Shape]], x: Any, dtype: str, prefix: str, owned: dict
+) -> Any:
+    """``x`` through ``layers`` in the Keras functional API, a block as ``Add()([main(x),
+    shortcut(x)])`` (an empty shortcut: ``x`` itself); ``owned[path]`` is the Keras layer of the
+    spec layer at ``path`` (``"2.main.0"``). Layers are made in the spec's walk order (a block's
+    main branch, then its shortcut), which is the order Keras numbers them per class in the file."""
+    for i, (layer, (in_shape, _)) in enumerate(zip(layers, shapes)):
+        path = f"{prefix}{i}"
+        builder = KERAS_LAYERS.get(type(layer))
+        if builder is None:
+            raise PortError(f"no Keras layer for {layer.describe()}")
+        if isinstance(layer, Residual):
+            ends = [
+                _functional(sub, layer.branch_shapes(in_shape, b), x, dtype, f"{path}.{b}.", owned)
+                for b, sub in layer.branches()
+            ]
+            x = builder(layer, in_shape, dtype)[0][1](ends)
+            continue
+        for own, klayer in builder(layer, in_shape, dtype):
+            x = klayer(x)
+            if own:
+                owned[path] = klayer
+    return x
 
 
 def _keras_layers(spec: GANSpec, net: str) -> list[tuple[int | None, keras.layers.Layer]]:
@@ -303,6 +334,9 @@ def keras_model(
     tree = {**(params or {}), **(buffers or {})}
     nets: dict[str, keras.Sequential] = {}
     for net in networks:
+        if any(isinstance(layer, Residual) for layer in spec.layers(net)):
+            nets[net] = _functional_model(spec, net, tree)
+            continue
         pairs = _keras_layers(spec, net)
         model = keras.Sequential(
             [keras.Input(spec.input_shape(net), dtype=spec.numerics.dtype)] + [k for _, k in pairs], name=net
@@ -320,6 +354,21 @@ def keras_model(
     gan = _KerasGAN(nets["generator"], nets["discriminator"])
     gan.built = True
     return gan, nets
+
+
+def _functional_model(spec: GANSpec, net: str, tree: ParamTree) -> keras.Model:
+    """A network with residual blocks as a functional ``keras.Model`` (:func:`_functional`),
+    weights set from ``tree`` layer by layer when it is not empty."""
+    inputs = keras.Input(spec.input_shape(net), dtype=spec.numerics.dtype)
+    owned: dict[str, keras.layers.Layer] = {}
+    dtype = spec.numerics.dtype
+    model = keras.Model(
+        inputs, _functional(spec.layers(net), spec.layer_shapes(net), inputs, dtype, "", owned), name=net
+    )
+    if tree:
+        for path, _, slots in state_layers(spec, net):
+            owned[path].set_weights([tree[name] for name, _, _ in slots])
+    return model
 
 
 class _KerasGAN(keras.Model):

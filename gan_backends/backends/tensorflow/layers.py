@@ -34,11 +34,13 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     Shape,
     Sigmoid,
     Tanh,
 )
 from .attention import ATTENTION_BUILDERS
+from .blocks import ResidualLayer, build_residual
 from .resample import RESAMPLE_BUILDERS
 from .spectral import SpectralNormLayer
 
@@ -245,6 +247,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     Flatten: _elementwise(lambda x: tf.reshape(x, (tf.shape(x)[0], -1))),
     **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
     **ATTENTION_BUILDERS,  # SelfAttention (attention.py)
+    Residual: build_residual,
 }
 
 
@@ -257,6 +260,17 @@ def build_layer(layer: Layer, in_shape: Shape, dtype: tf.DType, name: str, bf16:
     module = builder(layer, in_shape, dtype, name, bf16)
     sn = getattr(layer, "spectral_norm", None)  # a kernel layer's option: spectral.py
     return module if sn is None else SpectralNormLayer(module, sn, dtype, f"{name}_sn")
+
+
+#: The modules that take ``training``/``update_stats`` and may hold buffers.
+BUFFERED = (BatchNormLayer, SpectralNormLayer, ResidualLayer)
+
+
+def call_layer(layer: tf.Module, x: tf.Tensor, training: bool, update_stats: bool) -> tf.Tensor:
+    """One layer's call in a network or a block's branch: the modes to those that take them."""
+    if isinstance(layer, BUFFERED):
+        return layer(x, training=training, update_stats=update_stats)
+    return layer(x)
 
 
 class Sequential(tf.Module):
@@ -272,9 +286,7 @@ class Sequential(tf.Module):
             ]
 
     def call_layer(self, layer: tf.Module, x: tf.Tensor, training: bool, update_stats: bool) -> tf.Tensor:
-        if isinstance(layer, (BatchNormLayer, SpectralNormLayer)):  # the layers with buffers
-            return layer(x, training=training, update_stats=update_stats)
-        return layer(x)
+        return call_layer(layer, x, training, update_stats)
 
     def __call__(self, x: tf.Tensor, training: bool = False, update_stats: bool = False) -> tf.Tensor:
         """``training``: BatchNorm on batch statistics; ``update_stats``: and fold them into the
@@ -295,6 +307,6 @@ class Sequential(tf.Module):
         return {
             f"{net}.{i}.{bname}": var
             for i, layer in enumerate(self.layers)
-            if isinstance(layer, (BatchNormLayer, SpectralNormLayer))
+            if isinstance(layer, BUFFERED)
             for bname, var in layer.buffers().items()
         }

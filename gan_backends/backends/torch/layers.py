@@ -7,8 +7,8 @@ both are ``kernel.transpose(3, 2, 0, 1)``. BatchNorm's ``weight`` is the canonic
 Images are NCHW inside torch and NHWC (canonical) outside: permuted at the network's input and
 output, at a ``Reshape`` to an image and at a ``Flatten`` of an image. The ``nn.Sequential``
 index of every layer equals its index in the spec, so ``state_dict`` keys (``0.weight``,
-``3.running_mean``) line up with canonical names (``generator.0.kernel``,
-``generator.3.running_mean``).
+``3.running_mean``, ``2.main.0.weight`` inside a residual block: :mod:`.blocks`) line up with
+canonical names (``generator.0.kernel``, ``generator.3.running_mean``, ``generator.2.main.0.kernel``).
 
 :data:`LAYER_BUILDERS` maps each spec layer type to the function that builds its module, so a
 new layer type is one entry here (and a missing one is named by :func:`build_layer`). Kept apart
@@ -39,10 +39,13 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     Sigmoid,
     Tanh,
+    layer_at,
 )
 from .attention import ATTENTION_BUILDERS
+from .blocks import build_residual
 from .resample import RESAMPLE_BUILDERS
 from .spectral import BUFFER_NAMES as SN_BUFFER_NAMES
 from .spectral import apply_spectral_norm
@@ -312,6 +315,7 @@ LAYER_BUILDERS: dict[type[Layer], Builder] = {
     Flatten: _flatten,
     **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
     **ATTENTION_BUILDERS,  # SelfAttention (attention.py)
+    Residual: build_residual,
 }
 
 
@@ -365,18 +369,28 @@ def from_torch_layout(name: str, value: np.ndarray) -> np.ndarray:
 # -- canonical names -------------------------------------------------------------------------
 
 
+def _canonical_short(module: nn.Module, layers, tname: str) -> tuple[str, str]:
+    """(layer path, canonical short name) of the torch parameter ``tname``: the path of the spec
+    layer that owns it (``2`` or ``2.main.0`` inside a residual block) and its short name, which a
+    module of several parameters (attention.py) names itself through ``canonical_name``."""
+    parts = tname.split(".")
+    for k in range(1, len(parts)):
+        owner = module.get_submodule(".".join(parts[:k]))
+        if hasattr(owner, "canonical_name"):
+            return ".".join(parts[:k]), owner.canonical_name(".".join(parts[k:]))
+    path, attr = tname.rsplit(".", 1)
+    short = "bias" if attr == "bias" else "scale" if isinstance(layer_at(layers, path), BatchNorm) else "kernel"
+    return path, short
+
+
 def canonical_parameters(spec: GANSpec, net: str, module: nn.Sequential) -> dict[str, nn.Parameter]:
     """Canonical name (``generator.0.kernel``) -> parameter of ``module``, the spec's ``net`` as
     :func:`build_network` makes it: ``weight`` is a BatchNorm's ``scale``, every other layer's ``kernel``."""
     layers = spec.layers(net)
     out = {}
     for tname, param in module.named_parameters():
-        idx, attr = tname.split(".", 1)
-        if hasattr(module[int(idx)], "canonical_name"):  # a module of several parameters (attention.py)
-            short = module[int(idx)].canonical_name(attr)
-        else:
-            short = "bias" if attr == "bias" else "scale" if isinstance(layers[int(idx)], BatchNorm) else "kernel"
-        out[f"{net}.{idx}.{short}"] = param
+        path, short = _canonical_short(module, layers, tname)
+        out[f"{net}.{path}.{short}"] = param
     return out
 
 
@@ -386,11 +400,11 @@ def canonical_buffers(net: str, module: nn.Sequential) -> dict[str, torch.Tensor
     :mod:`.spectral`) of ``module``."""
     out = {}
     for tname, buf in module.named_buffers():
-        idx, attr = tname.split(".")
+        path, attr = tname.rsplit(".", 1)
         if attr in ("running_mean", "running_var"):
-            out[f"{net}.{idx}.{attr}"] = buf
+            out[f"{net}.{path}.{attr}"] = buf
         elif attr in SN_BUFFER_NAMES:
-            out[f"{net}.{idx}.{SN_BUFFER_NAMES[attr]}"] = buf
+            out[f"{net}.{path}.{SN_BUFFER_NAMES[attr]}"] = buf
     return out
 
 

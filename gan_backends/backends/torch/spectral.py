@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...params import ParamTree
-from ...spec import GANSpec
+from ...spec import GANSpec, walk
 from ...spec.spectral import SpectralNormSpec, v_from_torch, v_to_torch
 
 #: torch's buffer names <-> the canonical ones.
@@ -102,9 +102,9 @@ def _kernel_shapes(spec: GANSpec) -> dict[str, tuple[int, ...]]:
     """Canonical ``sn_v`` name -> the canonical kernel shape of its layer."""
     out = {}
     for net in ("generator", "discriminator"):
-        for i, (layer, (in_shape, _)) in enumerate(zip(spec.layers(net), spec.layer_shapes(net))):
+        for path, layer, in_shape in walk(spec.layers(net), spec.input_shape(net), net):  # blocks' layers too
             if getattr(layer, "spectral_norm", None) is not None:
-                out[f"{net}.{i}.sn_v"] = layer.param_shapes(in_shape)["kernel"]
+                out[f"{path}.sn_v"] = layer.param_shapes(in_shape)["kernel"]
     return out
 
 
