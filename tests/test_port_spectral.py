@@ -99,7 +99,8 @@ def saved(request, tmp_path_factory) -> tuple[str, nn.Sequential, str]:
 @pytest.mark.parametrize("to, name", [("flax", "critic.msgpack"), ("keras", "critic.weights.h5")])
 def test_a_spectrally_normalised_torch_critic_ports_with_its_eval_logits(saved, to, name, tmp_path):
     """Both APIs' keys read into kernel + ``sn_u``/``sn_v``; the Flax and Keras files the port
-    writes give the torch module's own eval logits (relative 1e-5)."""
+    writes give the torch module's own eval logits (relative 1e-5), and read back (their
+    ``sn_u``/``sn_v`` found again) they port to a torch file the module loads strictly."""
     api, d, path = saved
     out = tmp_path / name
     result = port(path, _spec(), to, out, models={"discriminator": d})
@@ -107,6 +108,10 @@ def test_a_spectrally_normalised_torch_critic_ports_with_its_eval_logits(saved, 
     x = _images()
     ported = native_outputs(to, _spec(), {"discriminator": x}, path=out)["discriminator"]
     assert _relative(ported, _own_logits(d, x)) < 1e-5, api
+    assert port(out, _spec(), "torch", tmp_path / "back.pt", networks="discriminator").passed
+    back = _critic(OLD)
+    back.load_state_dict(torch.load(tmp_path / "back.pt", weights_only=True), strict=True)
+    assert _relative(_own_logits(back.eval(), x), _own_logits(d, x)) < 1e-6
 
 
 def test_the_torch_file_written_loads_strictly_into_torchs_spectral_norm(saved, tmp_path):
