@@ -7,7 +7,9 @@ BatchNorm scales and statistics are 1-D everywhere. The native layouts:
 ``torch``
     ``nn.Linear.weight`` ``(out, in)`` = kernel.T; ``nn.Conv2d.weight`` OIHW and
     ``nn.ConvTranspose2d.weight`` ``(in, out, kh, kw)`` are both ``kernel.transpose(3, 2, 0, 1)``
-    (no spatial flip).
+    (no spatial flip). Spectral norm's ``weight_v`` of a ``Conv2d`` runs ``(in, kh, kw)`` (the
+    columns of ``weight.reshape(out, -1)``), the canonical ``sn_v`` ``(kh, kw, in)``
+    (:func:`gan_backends.spec.spectral.v_to_torch`); it needs the spec layer.
 ``flax``
     Dense and Conv as canonical; ``nn.ConvTranspose`` with ``transpose_kernel=False`` (its
     default) stores ``(kh, kw, in, out)`` and runs a plain correlation over the stride-dilated
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import ConvTranspose2D, Layer
+from .spec import Conv2D, ConvTranspose2D, Layer
+from .spec.spectral import v_from_torch, v_to_torch
 
 LAYOUTS: tuple[str, ...] = ("canonical", "torch", "flax")
 
@@ -40,6 +43,8 @@ _TORCH_PERMUTATION = {2: ((1, 0), (1, 0)), 4: ((3, 2, 0, 1), (2, 3, 1, 0))}
 
 def _convert(layout: str, role: str, array: np.ndarray, layer: Layer | None, *, inverse: bool) -> np.ndarray:
     _check(layout)
+    if role == "sn_v" and layout == "torch" and isinstance(layer, Conv2D):
+        return _torch_conv_v(array, layer, inverse=inverse)
     if role != "kernel":
         return array
     if layout == "torch" and array.ndim in _TORCH_PERMUTATION:
@@ -49,9 +54,20 @@ def _convert(layout: str, role: str, array: np.ndarray, layer: Layer | None, *, 
     return array
 
 
+def _torch_conv_v(array: np.ndarray, layer: Conv2D, *, inverse: bool) -> np.ndarray:
+    """A Conv2D's spectral-norm ``v`` between canonical ``(kh, kw, in)`` and torch's ``(in, kh,
+    kw)`` order; a length that is no ``k·k·in`` is left as it is (the port's shape check names it)."""
+    k = layer.kernel
+    if array.ndim != 1 or array.size % (k * k):
+        return array
+    kernel_shape = (k, k, array.size // (k * k), layer.filters)
+    return (v_from_torch if inverse else v_to_torch)(array, kernel_shape)
+
+
 def to_native(layout: str, role: str, array: np.ndarray, layer: Layer | None = None) -> np.ndarray:
     """A canonical array of a layer's ``role`` (``kernel``, ``bias``, ...) in ``layout``.
-    ``layer`` (the spec layer) is needed for Flax's transposed-convolution kernel only."""
+    ``layer`` (the spec layer) is needed for Flax's transposed-convolution kernel and torch's
+    conv ``sn_v`` only."""
     return _convert(layout, role, array, layer, inverse=False)
 
 

@@ -21,7 +21,19 @@ from conftest import require_backend
 from gan_backends.backends.numpy.network import Network
 from gan_backends.port import read_native, to_canonical
 from gan_backends.port.spec_from import NotExpressible, load_model, spec_from_models
-from gan_backends.spec import BatchNorm, Conv2D, ConvTranspose2D, Dense, Flatten, LeakyReLU, ReLU, Reshape, Tanh
+from gan_backends.spec import (
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    Flatten,
+    LeakyReLU,
+    ReLU,
+    Reshape,
+    Tanh,
+    Upsample,
+)
 
 LATENT = 8
 
@@ -112,6 +124,42 @@ def test_keras_tutorial_generator_reads_every_default_and_runs_as_the_model(kera
     np.testing.assert_allclose(_reference(read.spec, params, buffers, z), theirs, rtol=0, atol=1e-5)
 
 
+def test_keras_upsampling_and_average_pooling_read_and_run_as_the_model(keras, tmp_path: Path, rng):
+    """``UpSampling2D`` (nearest, bilinear: half-pixel centres) and ``AveragePooling2D`` ('valid';
+    'same' where it pads: the padded zeros not counted, unlike torch's default) as derived by
+    hand; the read spec in the float64 reference gives the model's own output."""
+    L = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((LATENT,)),
+            L.Dense(12),
+            L.Reshape((2, 2, 3)),
+            L.UpSampling2D(2),
+            L.AveragePooling2D(2, strides=1),
+            L.UpSampling2D(2, interpolation="bilinear"),
+            L.AveragePooling2D(3, strides=2, padding="same"),  # 6x6 -> 3x3: one padded row and column
+            L.Activation("tanh"),
+        ]
+    )
+    read = spec_from_models(model)
+    assert read.spec.generator == (
+        Dense(units=12),
+        Reshape(shape=(2, 2, 3)),
+        Upsample(factor=2, method="nearest"),
+        AvgPool2D(pool=2, stride=1, padding="valid"),
+        Upsample(factor=2, method="bilinear", align_corners=False),
+        AvgPool2D(pool=3, stride=2, padding="same", count_include_pad=False),
+        Tanh(),
+    )
+    assert "padded zeros are not counted" in "\n".join(read.notes)
+    path = tmp_path / "g.weights.h5"
+    model.save_weights(str(path))
+    params, buffers = to_canonical(read_native(path), read.spec, networks="generator")
+    z = rng.normal(size=(3, LATENT)).astype(np.float32)
+    theirs = np.asarray(model(z, training=False))
+    np.testing.assert_allclose(_reference(read.spec, params, buffers, z), theirs, rtol=0, atol=1e-5)
+
+
 def test_keras_archive_and_builder_are_read(keras, tmp_path: Path):
     layers = keras.layers
     model = keras.Sequential([keras.Input((6, 6, 2)), layers.Conv2D(4, 3, strides=2, padding="valid")])
@@ -144,7 +192,11 @@ def test_keras_archive_and_builder_are_read(keras, tmp_path: Path):
     [
         (lambda L: L.Dropout(0.3), "layer 1 (Dropout): dropout"),
         (lambda L: L.Conv2D(2, 3, dilation_rate=2), "layer 1 (Conv2D): dilation_rate=(2, 2)"),
-        (lambda L: L.UpSampling2D(), "layer 1 (UpSampling2D): the spec has no UpSampling2D"),
+        (lambda L: L.UpSampling2D(interpolation="bicubic"), "layer 1 (UpSampling2D): interpolation='bicubic'"),
+        (
+            lambda L: L.SpectralNormalization(L.Conv2D(2, 3)),
+            "layer 1 (SpectralNormalization): SpectralNormalization(Conv2D): Keras writes W/σ into the kernel",
+        ),
         (lambda L: L.ReLU(max_value=6.0), "layer 1 (ReLU): max_value=6.0"),
         (lambda L: L.BatchNormalization(center=False), "layer 1 (BatchNormalization): center=False"),
         (lambda L: L.Activation("elu"), "layer 1 (Activation): activation 'elu'"),

@@ -48,10 +48,13 @@ KIND_ALIASES: dict[str, str] = {alias: kind.name for kind in CHECKPOINT_KINDS.va
 #: The layout a source's arrays are in (per kind; Flax trees of this project's JAX backend are canonical).
 LAYOUT_OF_KIND: dict[str, str] = {name: kind.layout for name, kind in CHECKPOINT_KINDS.items()}
 
-#: Roles of a native tensor; ``skip`` is read and ignored (``num_batches_tracked``).
-ROLES: tuple[str, ...] = ("kernel", "bias", "scale", "running_mean", "running_var", "skip")
+#: Roles of a native tensor; ``skip`` is read and ignored (``num_batches_tracked``); ``sn_u`` and
+#: ``sn_v`` are spectral norm's power-iteration vectors (:mod:`gan_backends.spec.spectral`).
+ROLES: tuple[str, ...] = ("kernel", "bias", "scale", "running_mean", "running_var", "sn_u", "sn_v", "skip")
 #: The order of a layer's tensors in every framework: weight (kernel or scale), bias, statistics.
-ROLE_ORDER = {role: i for i, role in enumerate(("kernel", "scale", "bias", "running_mean", "running_var", "skip"))}
+ROLE_ORDER = {
+    role: i for i, role in enumerate(("kernel", "scale", "bias", "running_mean", "running_var", "sn_u", "sn_v", "skip"))
+}
 
 # Container names, lower case without separators: ``netG``, ``net_G``, ``G_model``, ``model_g``, ...
 _G_ALIASES = {"generator", "gen", "g", "netg", "gnet", "netgen", "generatormodel", "gmodel", "modelg"}

@@ -4,11 +4,12 @@ The ``flax`` kind (manifest ``checkpoint_kinds``: ``.msgpack``, ``.flax``, or a 
 ``flax.serialization.msgpack_serialize`` of ``{"params": ..., "batch_stats": ...}`` (or of a
 bare params tree). Flax sorts dict keys, so ``Dense_10`` comes before ``Dense_2`` and
 ``BatchNorm_0`` before ``ConvTranspose_0``; auto names ``Dense_k``, ``Conv_k``,
-``ConvTranspose_k``, ``BatchNorm_k`` give the order per module type only, and the interleaving
-is recovered from the spec as for Keras. ``nn.Sequential``'s ``layers_i`` and this project's
-JAX backend's ``"i"`` carry the full order. Other names are ordered naturally (``fc2`` before
-``fc10``): a guess, said in the notes. Orbax checkpoint directories are read with
-``orbax.checkpoint.StandardCheckpointer().restore``.
+``ConvTranspose_k``, ``BatchNorm_k`` (``SpectralNormDense_k``, ``SpectralNormConv_k``: a
+spectrally normalised layer, its ``sn_u``/``sn_v`` in ``batch_stats``) give the order per
+module type only, and the interleaving is recovered from the spec as for Keras.
+``nn.Sequential``'s ``layers_i`` and this project's JAX backend's ``"i"`` carry the full order.
+Other names are ordered naturally (``fc2`` before ``fc10``): a guess, said in the notes.
+Orbax checkpoint directories are read with ``orbax.checkpoint.StandardCheckpointer().restore``.
 
 Layouts: Dense ``(in, out)``, Conv HWIO as canonical; ``nn.ConvTranspose``
 (``transpose_kernel=False``, the default) stores ``(kh, kw, in, out)`` and runs a plain
@@ -74,11 +75,16 @@ from ...spec import (
 )
 from .attention import SelfAttentionModule
 from .resample import avg_pool, global_sum_pool, upsample
+from .spectral import SpectralNormed
 
 _FLAX_TYPES = {"Dense": "Dense", "Conv": "Conv2D", "ConvTranspose": "ConvTranspose2D", "BatchNorm": "BatchNorm"}
 _FLAX_NAMES = {v: k for k, v in _FLAX_TYPES.items()}
+#: Spectrally normalised layers' module classes (:class:`SpectralNormDense`, :class:`SpectralNormConv`).
+_FLAX_SN_TYPES = {"SpectralNormDense": "Dense", "SpectralNormConv": "Conv2D"}
+_FLAX_SN_NAMES = {v: k for k, v in _FLAX_SN_TYPES.items()}
 _FLAX_ROLES = {"kernel": "kernel", "bias": "bias", "scale": "scale", "mean": "running_mean", "var": "running_var"}
-_FLAX_STATS = {"running_mean": "mean", "running_var": "var"}
+_FLAX_ROLES |= {"sn_u": "sn_u", "sn_v": "sn_v"}
+_FLAX_STATS = {"running_mean": "mean", "running_var": "var", "sn_u": "sn_u", "sn_v": "sn_v"}
 ORBAX_UNSUPPORTED = "orbax checkpoints: not supported yet; export with flax.serialization.to_bytes"
 
 # -- reading -----------------------------------------------------------------------------------
@@ -113,7 +119,7 @@ def read(path: str | Path, *, transpose_kernel: bool = False) -> NativeCheckpoin
     for collection, sub in collections.items():
         for keys, value in _flatten(sub):
             module, leaf = keys[:-1], keys[-1]
-            role = _FLAX_ROLES.get(leaf) if collection == "params" or leaf in ("mean", "var") else None
+            role = _FLAX_ROLES.get(leaf) if collection == "params" or leaf in ("mean", "var", "sn_u", "sn_v") else None
             if role is None or (collection == "params") != (role in ("kernel", "bias", "scale")):
                 raise PortError(f"flax variable {collection}/{'/'.join(keys)} {np.shape(value)}: not understood")
             layers.setdefault(module, {})[role] = ("/".join((collection, *keys)), np.asarray(value))
@@ -122,10 +128,11 @@ def read(path: str | Path, *, transpose_kernel: bool = False) -> NativeCheckpoin
     for module, entries in layers.items():
         container, last = "/".join(module[:-1]), module[-1] if module else ""
         network = next((h for h in map(network_hint, module[:-1]) if h), None)
-        auto = re.fullmatch(r"(Dense|Conv|ConvTranspose|BatchNorm)_(\d+)", last)
+        auto = re.fullmatch(r"(Dense|Conv|ConvTranspose|BatchNorm|SpectralNormDense|SpectralNormConv)_(\d+)", last)
         layout = "flax"
         if auto:
-            ltype, chain, rank = _FLAX_TYPES[auto.group(1)], f"{container}:{auto.group(1)}", int(auto.group(2))
+            ltype = {**_FLAX_TYPES, **_FLAX_SN_TYPES}[auto.group(1)]
+            chain, rank = f"{container}:{auto.group(1)}", int(auto.group(2))
             if ltype == "ConvTranspose2D" and transpose_kernel:
                 layout = "canonical"
         elif re.fullmatch(r"(layers_)?\d+", last):
@@ -254,6 +261,24 @@ FLAX_LAYERS: dict[type[Layer], FlaxBuilder] = {
 }
 
 
+class SpectralNormDense(SpectralNormed):
+    """A spectrally normalised Dense (the spec's semantics, :mod:`.spectral`): ``params``
+    ``kernel``, ``bias``; ``batch_stats`` ``sn_u``, ``sn_v``. A class of its own so that Flax's
+    auto names (``SpectralNormDense_0``) say what the module is, as ``Dense_0`` does."""
+
+
+class SpectralNormConv(SpectralNormed):
+    """A spectrally normalised Conv2D, as :class:`SpectralNormDense`."""
+
+
+def _spectral(layer: Dense | Conv2D, dtype: Any) -> Callable[[jax.Array], jax.Array]:
+    """Inference: ``kernel / σ`` with ``σ = uᵀ W v`` from the stored ``sn_u``, ``sn_v``. Not
+    ``flax.linen.SpectralNorm``, which iterates once more at inference (docs/framework-differences.md)."""
+    cls = SpectralNormConv if isinstance(layer, Conv2D) else SpectralNormDense
+    module = cls(layer, dtype, HI)
+    return lambda x: module(x, False)
+
+
 class SpecModule(nn.Module):
     """A spec network as ``flax.linen`` modules with auto names: ``nn.Dense``, ``nn.Conv``,
     ``nn.ConvTranspose`` (``transpose_kernel=False``) and ``nn.BatchNorm`` (running averages)."""
@@ -266,6 +291,8 @@ class SpecModule(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         for layer, (in_shape, _) in zip(self.layers, self.shapes):
             builder = FLAX_LAYERS.get(type(layer))
+            if getattr(layer, "spectral_norm", None) is not None:
+                builder = lambda layer, _, dtype: _spectral(layer, dtype)  # noqa: E731
             if builder is None:
                 raise PortError(f"no flax module for {layer.describe()}")
             x = builder(layer, in_shape, self.dtype)(x)
@@ -288,7 +315,8 @@ def flax_variables(params: ParamTree, buffers: ParamTree, spec: GANSpec) -> dict
         variables: dict[str, dict[str, Any]] = {"params": {}, "batch_stats": {}}
         counters: dict[str, int] = {}
         for _, layer, slots in state_layers(spec, net):
-            kind = _FLAX_NAMES[layer.type_name]
+            sn = getattr(layer, "spectral_norm", None) is not None
+            kind = (_FLAX_SN_NAMES if sn else _FLAX_NAMES)[layer.type_name]
             module = f"{kind}_{counters.get(kind, 0)}"
             counters[kind] = counters.get(kind, 0) + 1
             for name, role, _ in slots:

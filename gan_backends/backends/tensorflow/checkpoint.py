@@ -28,9 +28,11 @@ own: a ``keras.Model`` holding ``self.generator`` and ``self.discriminator`` is 
 explicit. Layouts are the canonical ones.
 
 Written by building the Keras ``Sequential`` of the spec's layers (:data:`KERAS_LAYERS`;
-integer paddings as ``ZeroPadding2D``/``Cropping2D``), setting its weights and calling
-``save_weights``; both networks as a ``keras.Model`` with ``generator`` and ``discriminator``
-attributes.
+integer paddings as ``ZeroPadding2D``/``Cropping2D``; a spectrally normalised layer as
+:class:`~.keras_spectral.SpectralNormDense`/``SpectralNormConv2D``, groups
+``spectral_norm_dense``/``spectral_norm_conv2d`` holding kernel, bias, ``sn_u``, ``sn_v``),
+setting its weights and calling ``save_weights``; both networks as a ``keras.Model`` with
+``generator`` and ``discriminator`` attributes.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from ...spec import (  # noqa: E402
     conv_pads,
 )
 from .attention import keras_self_attention  # noqa: E402
+from .keras_spectral import SpectralNormConv2D, SpectralNormDense  # noqa: E402
 
 _KERAS_TYPES = {
     "dense": "Dense",
@@ -89,6 +92,8 @@ _KERAS_TYPES = {
     "conv2d_transpose": "ConvTranspose2D",
     "batch_normalization": "BatchNorm",
 }
+#: Spectrally normalised layers (:mod:`.keras_spectral`): kernel, bias (if any), sn_u, sn_v.
+_KERAS_SN_TYPES = {"spectral_norm_dense": "Dense", "spectral_norm_conv2d": "Conv2D"}
 _KERAS_ROLES = {
     "kernel": "kernel",
     "bias": "bias",
@@ -102,8 +107,10 @@ _KERAS_SKIP_TOP = {"optimizer", "metrics", "compile_metrics", "loss", "loss_trac
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _keras_roles(layer_type: str | None, path: str, shapes: list[Shape]) -> list[str]:
+def _keras_roles(layer_type: str | None, path: str, shapes: list[Shape], sn: bool = False) -> list[str]:
     n = len(shapes)
+    if sn and n in (3, 4):
+        return ["kernel", "bias", "sn_u", "sn_v"][: n - 2] + ["sn_u", "sn_v"]
     if layer_type in ("Dense", "Conv2D", "ConvTranspose2D") and n in (1, 2):
         return ["kernel", "bias"][:n]
     if layer_type == "BatchNorm" and n == 4:
@@ -170,11 +177,11 @@ def _read_keras3(f: Any, path: str) -> NativeCheckpoint:
         container, last = "/".join(parts[:-1]), parts[-1]
         match = re.fullmatch(r"(.+?)(?:_(\d+))?", last)
         base, counter = match.group(1), int(match.group(2) or 0)
-        ltype = _KERAS_TYPES.get(base)
+        ltype = _KERAS_TYPES.get(base) or _KERAS_SN_TYPES.get(base)
         network = next((h for h in map(network_hint, parts[:-1]) if h), None)
         keys = sorted(vars_group, key=int)
         arrays = [np.asarray(vars_group[k]) for k in keys]
-        roles = _keras_roles(ltype, lpath, [a.shape for a in arrays])
+        roles = _keras_roles(ltype, lpath, [a.shape for a in arrays], base in _KERAS_SN_TYPES)
         chain = f"{container}:{base}"
         display = vars_group.attrs.get("name", last)
         display = display.decode() if isinstance(display, bytes) else str(display)
@@ -207,8 +214,17 @@ def _conv(layer: Conv2D, in_shape: Shape, dtype: str) -> list[tuple[bool, keras.
     out = []
     if not isinstance(layer.padding, str) and layer.padding:
         out.append((False, L.ZeroPadding2D(layer.pads(in_shape), dtype=dtype)))
-    conv = L.Conv2D(layer.filters, layer.kernel, layer.stride, padding, use_bias=layer.use_bias, dtype=dtype)
+    if layer.spectral_norm is not None:
+        conv = SpectralNormConv2D(layer.filters, layer.kernel, layer.stride, padding, layer.use_bias, dtype=dtype)
+    else:
+        conv = L.Conv2D(layer.filters, layer.kernel, layer.stride, padding, use_bias=layer.use_bias, dtype=dtype)
     return [*out, (True, conv)]
+
+
+def _dense(layer: Dense, dtype: str) -> keras.layers.Layer:
+    if layer.spectral_norm is not None:
+        return SpectralNormDense(layer.units, layer.use_bias, dtype=dtype)
+    return L.Dense(layer.units, use_bias=layer.use_bias, dtype=dtype)
 
 
 def _conv_transpose(layer: ConvTranspose2D, in_shape: Shape, dtype: str) -> list[tuple[bool, keras.layers.Layer]]:
@@ -266,7 +282,7 @@ def _own(make: Callable[[Any, str], keras.layers.Layer]) -> KerasBuilder:
 
 
 KERAS_LAYERS: dict[type[Layer], KerasBuilder] = {
-    Dense: _own(lambda layer, dtype: L.Dense(layer.units, use_bias=layer.use_bias, dtype=dtype)),
+    Dense: _own(_dense),  # spectral_norm: keras_spectral.py (inference layers with torch's σ)
     Conv2D: _conv,
     ConvTranspose2D: _conv_transpose,
     BatchNorm: _own(lambda bn, dtype: L.BatchNormalization(momentum=1.0 - bn.momentum, epsilon=bn.eps, dtype=dtype)),

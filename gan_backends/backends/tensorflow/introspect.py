@@ -8,8 +8,9 @@ the running value: the spec's 0.01; its variance is stored biased); an ``activat
 a ``Dense`` or convolution becomes the spec's activation layer after it. Nested Sequential or
 functional models are read in place. A subclassed model's ``call`` is Python the configs do not
 describe, so it is refused, as is every layer or option the spec cannot express (``Dropout``,
-``UpSampling2D``, a dilation, groups, channels-first data, a BatchNorm without its scale or
-centre, a capped ReLU), named with its position and class.
+``SpectralNormalization``: not torch's semantics, a dilation, groups, channels-first data, a
+BatchNorm without its scale or centre, a capped ReLU), named with its position and class.
+``UpSampling2D`` and ``AveragePooling2D`` are read by :mod:`.introspect_resample`.
 
 ``load_model`` opens a whole ``.keras`` archive with ``safe_mode=True``: a deserialised lambda
 is never run.
@@ -44,6 +45,7 @@ from ...spec import (  # noqa: E402
     SpecError,
     Tanh,
 )
+from .introspect_resample import READERS as RESAMPLE_READERS  # noqa: E402
 
 WHERE = "keras model"
 
@@ -269,8 +271,11 @@ _READERS: dict[str, Callable[[_Reader, int, Any, dict], None]] = {
     # accepting it would port a D whose training no longer matches the user's.
     "Dropout": _refuse("dropout: the spec has no dropout (identity only in inference); remove it or port without D"),
     "SpatialDropout2D": _refuse("dropout: the spec has no dropout"),
+    # UpSampling2D, AveragePooling2D, GlobalSumPooling2D; SpectralNormalization refused with why
+    **RESAMPLE_READERS,
 }
-_SUPPORTED = [k for k in _READERS if k not in ("InputLayer", "Dropout", "SpatialDropout2D")]
+_REFUSED = ("InputLayer", "Dropout", "SpatialDropout2D", "SpectralNormalization", "GlobalSumPooling2D")
+_SUPPORTED = [k for k in _READERS if k not in _REFUSED]
 
 
 def _chain(model: keras.Model) -> list[Any]:

@@ -13,6 +13,13 @@ is module ``i`` (activations, Reshape and Flatten take a position, as in ``nn.Se
 keys are ``0.weight``, ``0.bias``, ``2.weight``, ``3.running_mean``,
 ``3.num_batches_tracked``; both networks as ``{"generator": state_dict, "discriminator":
 state_dict}``. Layouts: :mod:`gan_backends.layouts` (``torch``).
+
+Spectral norm: a spectrally normalised layer's tensors are read under either torch API's keys
+(:data:`SPECTRAL_KEYS`) as its kernel and the buffers ``sn_u``/``sn_v`` (``v`` permuted from
+torch's ``(in, kh, kw)`` order), and written under ``torch.nn.utils.spectral_norm``'s
+(``weight_orig``, ``weight_u``, ``weight_v``: a module wrapped by it loads them strictly). In
+eval mode both APIs compute ``σ = uᵀ W v`` from the stored pair and iterate nothing, as the
+spec does; ``n_power_iterations`` and ``eps`` are in no file: the spec gives them.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +64,44 @@ def _is_state_dict(obj: Any) -> bool:
     return all(isinstance(k, str) and hasattr(v, "shape") and hasattr(v, "detach") for k, v in obj.items())
 
 
-def _torch_role(key: str, value: np.ndarray) -> str:
-    last = key.rsplit(".", 1)[-1]
+#: Spectral norm's keys, by API: ``torch.nn.utils.spectral_norm`` (a forward pre-hook) keeps
+#: ``weight_orig``, ``weight_u``, ``weight_v``; ``torch.nn.utils.parametrizations.spectral_norm``
+#: keeps ``parametrizations.weight.original``, ``parametrizations.weight.0._u`` and ``._v``.
+#: Both store ``v`` in the columns of ``weight.reshape(out, -1)``: ``(in, kh, kw)`` for a conv.
+SPECTRAL_KEYS: dict[str, str] = {
+    "weight_orig": "kernel",
+    "weight_u": "sn_u",
+    "weight_v": "sn_v",
+    "parametrizations.weight.original": "kernel",
+    "parametrizations.weight.0._u": "sn_u",
+    "parametrizations.weight.0._v": "sn_v",
+}
+#: The canonical roles of a spectrally normalised layer -> the keys torch's ``spectral_norm`` gives it.
+SPECTRAL_WRITE = {"kernel": "weight_orig", "sn_u": "weight_u", "sn_v": "weight_v"}
+
+
+def _split_key(key: str, keys: Collection[str]) -> tuple[str, str]:
+    """``(module, what)`` of a state_dict key: ``main.0.weight`` -> ``("main.0", "weight")``;
+    spectral norm's keys (:data:`SPECTRAL_KEYS`) name their module's prefix and a role
+    (``main.0.parametrizations.weight.0._u`` -> ``("main.0", "sn_u")``)."""
+    for suffix, role in SPECTRAL_KEYS.items():
+        if key == suffix or key.endswith("." + suffix):
+            module = key[: -len(suffix)].rstrip(".")
+            orig = f"{module}.weight_orig" if module else "weight_orig"
+            if suffix == "weight_v" and orig not in keys:  # weight_norm's weight_g/weight_v: not spectral norm
+                break
+            return module, role
+    if ".parametrizations." in f".{key}":
+        raise PortError(
+            f"torch tensor {key!r}: a parametrization other than spectral_norm's (weight_norm, orthogonal?): the "
+            "spec has no field for it; remove it before saving (torch.nn.utils.parametrize.remove_parametrizations)"
+        )
+    return (key.rsplit(".", 1)[0] if "." in key else ""), key.rsplit(".", 1)[-1]
+
+
+def _torch_role(key: str, last: str, value: np.ndarray) -> str:
+    if last in ("kernel", "sn_u", "sn_v"):  # spectral norm's keys, as _split_key names them
+        return last
     if last == "num_batches_tracked":
         return "skip"
     if last == "weight":
@@ -66,8 +109,9 @@ def _torch_role(key: str, value: np.ndarray) -> str:
     if last in ("bias", "running_mean", "running_var"):
         return last
     raise PortError(
-        f"torch tensor {key!r} {tuple(value.shape)}: not a weight, bias or BatchNorm statistic (spectral norm or "
-        "another parametrisation? remove it before saving, e.g. torch.nn.utils.remove_spectral_norm)"
+        f"torch tensor {key!r} {tuple(value.shape)}: not a weight, bias, BatchNorm statistic or spectral norm's "
+        "vector (weight_norm or another reparametrisation? remove it before saving, e.g. "
+        "torch.nn.utils.remove_weight_norm)"
     )
 
 
@@ -76,13 +120,13 @@ def _torch_tensors(state: Mapping[str, Any], network: str | None, prefix: str = 
     modules: dict[str, int] = {}
     for key, value in state.items():
         array = _to_numpy(value)
-        module = key.rsplit(".", 1)[0] if "." in key else ""
+        module, last = _split_key(key, state)
         rank = modules.setdefault(module, len(modules))
         tensors.append(
             NativeTensor(
                 name=f"{prefix}{key}",
                 array=array,
-                role=_torch_role(key, array),
+                role=_torch_role(key, last, array),
                 layer=f"{prefix}{module}",
                 network=network,
                 chain=network or "",
@@ -184,8 +228,9 @@ def state_dicts(params: ParamTree, buffers: ParamTree, spec: GANSpec) -> dict[st
     for net in networks_of(params):
         state: dict[str, torch.Tensor] = {}
         for i, layer, slots in state_layers(spec, net):
+            keys = SPECTRAL_WRITE if getattr(layer, "spectral_norm", None) is not None else {"kernel": "weight"}
             for name, role, _ in slots:
-                key = {"kernel": "weight", "scale": "weight"}.get(role, role)
+                key = {"scale": "weight", **keys}.get(role, role)
                 array = np.ascontiguousarray(layouts.to_native("torch", role, tree[name], layer))
                 state[f"{i}.{key}"] = torch.from_numpy(array.copy())
             if isinstance(layer, BatchNorm):

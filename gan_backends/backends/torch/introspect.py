@@ -42,6 +42,7 @@ from ...spec import (
     Tanh,
 )
 from . import introspect_resample
+from .introspect_spectral import spectral_norm_of
 
 _FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.leaky_relu: "leaky_relu", torch.tanh: "tanh", F.tanh: "tanh"}
 _FUNCTIONS |= {torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.flatten: "flatten", torch.reshape: "reshape"}
@@ -69,9 +70,12 @@ def _conv(module: nn.Module, transpose: bool) -> Layer:
         "padding": padding,
         "use_bias": module.bias is not None,
     }
+    sn = spectral_norm_of(module)  # either torch API: introspect_spectral.py
     if transpose:
+        if sn is not None:
+            raise ValueError("spectral norm on a ConvTranspose2d: the spec has it on Linear and Conv2d only")
         return ConvTranspose2D(**common, output_padding=_square(module.output_padding, "output_padding"))
-    return Conv2D(**common)
+    return Conv2D(**common, spectral_norm=sn)
 
 
 def _batchnorm(module: nn.modules.batchnorm._BatchNorm) -> Layer:
@@ -86,7 +90,8 @@ def _batchnorm(module: nn.modules.batchnorm._BatchNorm) -> Layer:
 def _from_module(module: nn.Module) -> Layer | str:
     """The spec layer of a leaf module, or an op name (``flatten``, ``reshape``) to resolve with shapes."""
     if isinstance(module, nn.Linear):
-        return Dense(units=module.out_features, use_bias=module.bias is not None)
+        sn = spectral_norm_of(module)  # either torch API: introspect_spectral.py
+        return Dense(units=module.out_features, use_bias=module.bias is not None, spectral_norm=sn)
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         return _conv(module, isinstance(module, nn.ConvTranspose2d))
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -239,6 +244,11 @@ def _shaped(
         if isinstance(layer, LeakyReLU):
             notes.append(f"LeakyReLU slope {layer.slope:g} (torch's default is 0.01)")
             break
+    if any(getattr(layer, "spectral_norm", None) is not None for layer in layers):
+        notes.append(
+            "spectral norm read from the layers' hook or parametrization (n_power_iterations, eps); in eval mode "
+            "σ = uᵀWv from the stored u, v, as the spec computes it"
+        )
     _check_output(model, where, input_shape, shape)
     return ReadNetwork(tuple(layers), input_shape, shape, notes), kept
 
