@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .presets_resnet import RESNET_PRESETS
 from .spec import (
     AdamSpec,
     BatchNorm,
@@ -285,6 +286,7 @@ PRESETS: dict[str, Callable[..., GANSpec]] = {
     "dcgan-28": dcgan_28,
     "dcgan-32": dcgan_32,
     "dcgan-small": dcgan_small,
+    **RESNET_PRESETS,
 }
 
 

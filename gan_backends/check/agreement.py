@@ -20,7 +20,7 @@ from ..backends import FRAMEWORKS, REGISTRY, Backend, BackendUnavailable, get_ba
 from ..backends import REFERENCE as REFERENCE_BACKEND
 from ..environment import backend_status
 from ..losses import LOSS_TERMS
-from ..params import param_shapes
+from ..params import init_buffers, param_shapes
 from ..spec import GANSpec, Numerics, SpecError
 from .inputs import CheckInputs, draw_inputs
 from .layers import collect_activations, compare_layers, layer_inputs
@@ -185,6 +185,7 @@ def run_check(
         # bf16 is float32 mixed precision: its float64 twin computes in float64 throughout.
         precision64 = "highest" if spec.numerics.matmul_precision == "bf16" else spec.numerics.matmul_precision
         spec64 = spec.replace(numerics=Numerics(dtype="float64", matmul_precision=precision64))
+        buffers32 = {k: v.astype(np.float64) for k, v in init_buffers(spec).items()}
         for name, backend in live.items():
             if dtypes[name] == "float64":
                 continue  # already a float64 run
@@ -192,6 +193,8 @@ def run_check(
                 cls = type(backend)
                 device_arg = None if cls.host_only else device
                 controls[name] = cls(spec64, inputs64.params, mode=backend.mode, device=device_arg)
+                if buffers32:  # the float32 run's starting buffers (spectral norm's u, v drawn in float64, rounded)
+                    controls[name].set_buffers(buffers32)
                 values64[name] = collect_values(controls[name], inputs64)
             except Exception as exc:
                 controls.pop(name, None)
