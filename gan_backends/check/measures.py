@@ -35,10 +35,12 @@ def compare(
 
 
 def flatten_networks(tree: ParamTree) -> dict[str, np.ndarray]:
-    """Each network's parameters as one float64 vector, in canonical order."""
+    """Each network's parameters as one float64 vector, tensors in sorted name order: the same
+    whatever order a backend lists them in (torch lists a module's parameters in its registration
+    order, ``gamma`` of a SelfAttention before or after its kernels)."""
     return {
         net: np.concatenate(
-            [np.asarray(v, dtype=np.float64).ravel() for k, v in tree.items() if k.startswith(net + ".")]
+            [np.asarray(tree[k], dtype=np.float64).ravel() for k in sorted(tree) if k.startswith(net + ".")]
         )
         for net in NETWORKS
     }
@@ -56,11 +58,11 @@ def tracked(spec: GANSpec) -> tuple[str, ...]:
 
 def flatten_state(backend: Any) -> dict[str, np.ndarray]:
     """:func:`flatten_networks` of the backend's parameters, with :data:`EMA_KEY`: its
-    ``get_ema()`` as one float64 vector in canonical order, where the spec keeps one."""
+    ``get_ema()`` as one float64 vector in the same order, where the spec keeps one."""
     out = flatten_networks(backend.get_params())
     if backend.spec.ema is not None:
         ema = backend.get_ema()
-        out[EMA_KEY] = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in ema.params.values()])
+        out[EMA_KEY] = np.concatenate([np.asarray(ema.params[k], dtype=np.float64).ravel() for k in sorted(ema.params)])
     return out
 
 
