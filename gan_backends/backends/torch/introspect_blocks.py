@@ -69,9 +69,7 @@ def is_meta(node: torch.fx.Node) -> bool:
 
 
 def is_add(node: torch.fx.Node) -> bool:
-    return (node.op == "call_function" and node.target in _ADDS) or (
-        node.op == "call_method" and node.target == "add"
-    )
+    return (node.op == "call_function" and node.target in _ADDS) or (node.op == "call_method" and node.target == "add")
 
 
 def _inplace(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
