@@ -161,8 +161,8 @@ def test_a_sequential_mlp_and_a_functional_forward(tmp_path):
             "layer 2 (BatchNorm1d): momentum=None",
         ),  # fmt: skip
         (
-            nn.Sequential(nn.Linear(8, 2 * 4 * 4), nn.Unflatten(1, (2, 4, 4)), nn.ConvTranspose2d(2, 1, 3, 1, 1)),
-            "layer 1 (Unflatten): a view to (C, H, W) = (2, 4, 4) orders features C-major",
+            nn.Sequential(nn.Linear(8, 32), nn.Unflatten(1, (2, 4, 4)), nn.Flatten(), nn.Linear(32, 4)),
+            "layer 2 (Flatten): a flatten of a (4, 4, 2) image orders features C, H, W",
         ),  # fmt: skip
         (
             nn.Sequential(nn.Linear(8, 16), nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 1, 3, dilation=2)),
@@ -187,3 +187,24 @@ def test_an_untraceable_forward_is_refused_with_the_way_out():
 
     with pytest.raises(SpecError, match="torch.fx cannot trace its forward.*nn.Sequential"):
         spec_from_models(Branchy())
+
+
+def test_a_channels_first_view_reads_as_what_torch_computes_in_every_backend(framework, tmp_path):
+    """``Linear`` then ``Unflatten(1, (C, H, W))``: ``Reshape(order="channels_first")``; the
+    reference and each backend, holding the module's weights, give the module's own output."""
+    from gan_backends.backends import get_backend
+
+    torch.manual_seed(0)
+    g = nn.Sequential(nn.Linear(8, 3 * 2 * 4), nn.Unflatten(1, (3, 2, 4)), nn.Conv2d(3, 2, 3, 1, 1), nn.Tanh())
+    spec = spec_from_models(g).spec
+    assert spec.generator[1] == Reshape(shape=(2, 4, 3), order="channels_first")
+    z = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = g(torch.from_numpy(z)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(_reference_out(spec, "generator", g, tmp_path / "g.pth", z), expected, atol=1e-6)
+    params, buffers = to_canonical(read_native(tmp_path / "g.pth"), spec, networks=("generator",))
+    from gan_backends.params import init_params
+
+    full = {**init_params(spec, 0), **params}
+    got = get_backend(framework)(spec, full).generate(z)
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -48,7 +48,7 @@ from .native import (
 )
 from .safetensors import read as read_safetensors
 from .verify import Agreement, native_outputs, verify
-from .verify_model import verify_against_models
+from .verify_model import mapping_from_models, verify_against_models
 
 #: The largest ``max |source - target| / max |source|`` a port passes with. Both sides compute
 #: the same float32 network in different frameworks, so they differ by rounding only (summation
@@ -146,9 +146,13 @@ def port(
 
     ``models`` (``{"generator": model, ...}``, the user's own model objects): each also runs with
     the source's weights against the converted model, and where they part the first layer
-    that differs is named (:func:`~gan_backends.port.verify_model.verify_against_models`)."""
+    that differs is named (:func:`~gan_backends.port.verify_model.verify_against_models`); without a
+    ``mapping``, the file's tensors are matched to the spec by the modules of these models that
+    hold them (:func:`~gan_backends.port.verify_model.mapping_from_models`), then by order."""
     check_out_name(src, to, out, overwrite=overwrite)
     ckpt = read_native(src, kind)
+    if mapping is None and models:  # the user's model names each tensor's layer (registration order aside)
+        mapping = mapping_from_models(ckpt, spec, models) or None
     params, buffers = to_canonical(ckpt, spec, networks=networks, mapping=mapping)
     bad = nonfinite_tensors({**params, **buffers})
     if bad:

@@ -20,8 +20,8 @@ import numpy as np
 from ..backends import load_part
 from ..backends.numpy.network import Network
 from ..params import ParamTree
-from ..spec import GANSpec, Sigmoid
-from .native import canonical_kind
+from ..spec import GANSpec, Sigmoid, SpecError, layer_at
+from .native import NativeCheckpoint, canonical_kind, state_layers
 from .spec_from import framework_of, read_network
 from .verify import Agreement, native_outputs
 
@@ -109,3 +109,52 @@ def verify_against_models(
         if row.max_abs_diff > tolerance * max(row.max_abs_output, 1e-12):
             divergences.append(first_divergence(spec, net, {**params, **buffers}, x, theirs, tolerance))
     return agreement, divergences, notes
+
+
+def mapping_from_models(ckpt: NativeCheckpoint, spec: GANSpec, models: Mapping[str, Any]) -> dict[str, str]:
+    """``{native name: canonical name}`` of the file's tensors by the module that holds each in
+    the user's own model (its package's ``state_modules``: module path -> the spec layer read
+    from it), so that a model whose modules are registered in another order than they are called
+    (Mimicry's ``GBlock``: ``c1, c2, b1, b2``; called ``b1, c1, b2, c2``) is read by name. Only
+    where the spec's layer at that place is the one read from the module, and for a file of one
+    network (no key prefixes) only when exactly one of the models owns every module it names;
+    everything else is left to the matching by order and shape."""
+    owners: dict[str, dict[str, tuple[str, Any]]] = {}
+    for net, model in models.items():
+        part = load_part(framework_of(model), "introspect")
+        if not hasattr(part, "state_modules"):
+            continue
+        try:
+            found = part.state_modules(model, spec.input_shape(net))
+        except SpecError:
+            continue
+        layers = spec.layers(net)
+        owners[net] = {m: (p, layer) for m, (p, layer) in found.items() if _at(layers, p) == layer}
+    slots = {name for net in owners for _, _, s in state_layers(spec, net) for name, _, _ in s}
+    active = [t for t in ckpt.tensors if t.role != "skip"]
+
+    def module_of(t: Any, net: str) -> str | None:
+        # a file of both networks prefixes each module with its key: "generator/block2.c1", "netG.block2.c1"
+        names = [t.layer] + [t.layer.split(sep, 1)[1] for sep in ("/", ".") if t.network and sep in t.layer]
+        return next((n for n in names if n in owners[net]), None)
+
+    out: dict[str, str] = {}
+    for net in owners:
+        mine = [t for t in active if t.network == net]
+        untold = [t for t in active if t.network is None]
+        if untold:
+            others = [n for n in owners if all(module_of(t, n) for t in untold)]
+            mine += untold if others == [net] else []
+        for t in mine:
+            module = module_of(t, net)
+            name = f"{net}.{owners[net][module][0]}.{t.role}" if module else None
+            if name in slots:
+                out[t.name] = name
+    return out
+
+
+def _at(layers: Any, path: str) -> Any:
+    try:
+        return layer_at(layers, path)
+    except (IndexError, AttributeError, ValueError):
+        return None

@@ -130,10 +130,16 @@ class Sigmoid(_Elementwise):
 
 @dataclass(frozen=True, kw_only=True)
 class Reshape(Layer):
-    """Reshape each sample to ``shape`` (row-major, canonical channels-last order)."""
+    """Reshape each sample to ``shape`` (row-major, canonical channels-last order).
+
+    ``order="channels_first"`` (an image ``shape`` only) reads the features in ``(C, H, W)``
+    order and gives the same channels-last image: what torch's ``h.view(N, C, H, W)`` after a
+    ``Linear`` computes (SNGAN's generators), so such a model is described without permuting
+    its ``Linear``'s rows."""
 
     type_name: ClassVar[str] = "Reshape"
     shape: Shape
+    order: str | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else self.shape
@@ -142,6 +148,16 @@ class Reshape(Layer):
         for dim in shape:
             _require_positive_int("Reshape.shape", dim)
         object.__setattr__(self, "shape", shape)
+        if self.order not in (None, "channels_first"):
+            raise SpecError(f"Reshape.order must be 'channels_first' or absent, got {self.order!r}")
+        if self.order and len(shape) != 3:
+            raise SpecError(f"Reshape.order 'channels_first' needs an image shape (H, W, C), got {shape}")
+
+    @property
+    def read_shape(self) -> Shape:
+        """The shape the features are read in: ``(C, H, W)`` for ``channels_first``; then
+        axes ``(1, 2, 0)`` of it are the canonical ``shape``."""
+        return (self.shape[2], self.shape[0], self.shape[1]) if self.order else self.shape
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if math.prod(input_shape) != math.prod(self.shape):

@@ -74,6 +74,7 @@ from ...spec import (
     Upsample,
 )
 from .attention import SelfAttentionModule
+from .layers import reshape
 from .resample import avg_pool, global_sum_pool, upsample
 from .spectral import SpectralNormed
 
@@ -229,7 +230,7 @@ def _residual(layer: Residual, in_shape: Shape, dtype: Any) -> Callable[[jax.Arr
         for branch, sub in layer.branches():
             h = x
             for sublayer, (sub_in, _) in zip(sub, layer.branch_shapes(in_shape, branch)):
-                h = FLAX_LAYERS[type(sublayer)](sublayer, sub_in, dtype)(h)
+                h = _builder(sublayer)(sublayer, sub_in, dtype)(h)  # spectral norm inside blocks too
             ends.append(h)
         return ends[0] + ends[1]
 
@@ -249,7 +250,7 @@ FLAX_LAYERS: dict[type[Layer], FlaxBuilder] = {
     ReLU: lambda *_: nn.relu,
     Tanh: lambda *_: jnp.tanh,
     Sigmoid: lambda *_: nn.sigmoid,
-    Reshape: lambda layer, _, __: lambda x: x.reshape(x.shape[0], *layer.shape),
+    Reshape: lambda layer, _, __: lambda x: reshape(layer, x),
     Flatten: lambda *_: lambda x: x.reshape(x.shape[0], -1),
     # flax.linen.avg_pool with explicit padding and count_include_pad; jax.image.resize / repeat.
     Upsample: lambda layer, _, __: lambda x: upsample(layer, x),
@@ -290,13 +291,18 @@ class SpecModule(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for layer, (in_shape, _) in zip(self.layers, self.shapes):
-            builder = FLAX_LAYERS.get(type(layer))
-            if getattr(layer, "spectral_norm", None) is not None:
-                builder = lambda layer, _, dtype: _spectral(layer, dtype)  # noqa: E731
-            if builder is None:
-                raise PortError(f"no flax module for {layer.describe()}")
-            x = builder(layer, in_shape, self.dtype)(x)
+            x = _builder(layer)(layer, in_shape, self.dtype)(x)
         return x
+
+
+def _builder(layer: Layer) -> FlaxBuilder:
+    """The Flax builder of a spec layer: its type's, or the spectral-norm module's."""
+    if getattr(layer, "spectral_norm", None) is not None:
+        return lambda layer, _, dtype: _spectral(layer, dtype)
+    builder = FLAX_LAYERS.get(type(layer))
+    if builder is None:
+        raise PortError(f"no flax module for {layer.describe()}")
+    return builder
 
 
 def flax_module(spec: GANSpec, net: str) -> SpecModule:

@@ -245,6 +245,12 @@ def _spectral(layer: Dense | Conv2D, net: Sequential, name: str) -> Apply:
     return SpectralNormed(layer, net.dtype, net.precision, name=name)
 
 
+def reshape(layer: Reshape, x: jax.Array) -> jax.Array:
+    """The spec's ``Reshape``; ``order="channels_first"`` reads ``(C, H, W)`` features (a torch view)."""
+    y = x.reshape(x.shape[0], *layer.read_shape)
+    return y.transpose(0, 2, 3, 1) if layer.order else y
+
+
 def _stateless(fn: Callable[[Any, jax.Array], jax.Array]) -> LayerBuilder:
     """The builder of a layer without parameters or buffers: no submodule, ``fn(layer, x)``."""
 
@@ -264,7 +270,7 @@ LAYER_BUILDERS: dict[type[Layer], LayerBuilder] = {
     LeakyReLU: _stateless(lambda layer, x: jnp.where(x > 0, x, layer.slope * x)),
     Tanh: _stateless(lambda layer, x: jnp.tanh(x)),
     Sigmoid: _stateless(lambda layer, x: nn.sigmoid(x)),
-    Reshape: _stateless(lambda layer, x: x.reshape(x.shape[0], *layer.shape)),
+    Reshape: _stateless(reshape),
     Flatten: _stateless(lambda layer, x: x.reshape(x.shape[0], -1)),
     **RESAMPLE_BUILDERS,  # Upsample, AvgPool2D, GlobalSumPool (resample.py)
     **ATTENTION_BUILDERS,  # SelfAttention (attention.py)

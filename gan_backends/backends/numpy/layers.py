@@ -107,12 +107,13 @@ def _sigmoid_bwd(layer, p, y, dy):
 
 
 def _reshape_fwd(layer: Reshape | Flatten, p, x, *, training: bool = False):
-    out = layer.shape if isinstance(layer, Reshape) else (-1,)
-    return x.reshape(x.shape[0], *out), x.shape
+    out = layer.read_shape if isinstance(layer, Reshape) else (-1,)
+    y = x.reshape(x.shape[0], *out)
+    return (y.transpose(0, 2, 3, 1) if getattr(layer, "order", None) else y), x.shape
 
 
 def _reshape_bwd(layer, p, in_shape, dy):
-    return dy.reshape(in_shape), {}
+    return (dy.transpose(0, 3, 1, 2) if getattr(layer, "order", None) else dy).reshape(in_shape), {}
 
 
 # -- convolutions ------------------------------------------------------------------------------

@@ -290,7 +290,11 @@ KERAS_LAYERS: dict[type[Layer], KerasBuilder] = {
     ReLU: _own(lambda _, dtype: L.ReLU(dtype=dtype)),
     Tanh: _own(lambda _, dtype: L.Activation("tanh", dtype=dtype)),
     Sigmoid: _own(lambda _, dtype: L.Activation("sigmoid", dtype=dtype)),
-    Reshape: _own(lambda layer, dtype: L.Reshape(layer.shape, dtype=dtype)),
+    Reshape: lambda layer, _, dtype: (
+        [(False, L.Reshape(layer.read_shape, dtype=dtype)), (True, L.Permute((2, 3, 1), dtype=dtype))]
+        if layer.order  # (C, H, W) features: read as such, then channels last
+        else [(True, L.Reshape(layer.shape, dtype=dtype))]
+    ),
     Flatten: _own(lambda _, dtype: L.Flatten(dtype=dtype)),
     Upsample: _upsample,
     AvgPool2D: _avg_pool,

@@ -230,7 +230,9 @@ def _elementwise(fn: Callable[[tf.Tensor], tf.Tensor]) -> LayerBuilder:
 
 
 def _reshape(layer: Reshape, in_shape: Shape, dtype: tf.DType, name: str, bf16: bool) -> tf.Module:
-    shape = layer.shape
+    shape = layer.read_shape
+    if layer.order:  # (C, H, W) features to the canonical (H, W, C) image
+        return Activation(lambda x: tf.transpose(tf.reshape(x, (-1, *shape)), (0, 2, 3, 1)), name)
     return Activation(lambda x: tf.reshape(x, (-1, *shape)), name)
 
 

@@ -25,7 +25,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from ...port.spec_from import ReadNetwork, not_expressible
+from ...port.spec_from import NotExpressible, ReadNetwork, not_expressible
 from ...spec import (
     BatchNorm,
     Conv2D,
@@ -36,12 +36,16 @@ from ...spec import (
     LeakyReLU,
     ReLU,
     Reshape,
+    Residual,
     Shape,
     Sigmoid,
     SpecError,
     Tanh,
+    layer_at,
+    walk,
 )
 from . import introspect_resample
+from .introspect_blocks import Block, GraphReader, Item, Op, is_add, is_meta
 from .introspect_spectral import spectral_norm_of
 
 _FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.leaky_relu: "leaky_relu", torch.tanh: "tanh", F.tanh: "tanh"}
@@ -162,9 +166,11 @@ def _resolve(op: Layer | str, shape: Shape) -> Layer | None:
         sizes = tuple(total // known if s == -1 else s for s in sizes)
     if len(sizes) == 3:
         c, h, w = sizes
-        if c > 1 and h * w > 1:
-            raise ValueError(f"a view to (C, H, W) = {sizes} orders features C-major; the spec's Reshape is (H, W, C)")
-        return Reshape(shape=(h, w, c))
+        if len(shape) != 1 and c > 1 and h * w > 1:
+            raise ValueError(f"a view of a {shape} value to (C, H, W) = {sizes}: the spec reads flat features only")
+        # torch's view reads the features C-major: the spec's Reshape says so where it matters
+        order = "channels_first" if c > 1 and h * w > 1 else None
+        return Reshape(shape=(h, w, c), order=order)
     return Reshape(shape=sizes)
 
 
@@ -177,7 +183,9 @@ def layers_of(model: nn.Module, input_shape: Shape | None = None) -> ReadNetwork
     return _read(model, input_shape)[0]
 
 
-def _read(model: nn.Module, input_shape: Shape | None) -> tuple[ReadNetwork, list[str | None], torch.fx.GraphModule]:
+def _read(
+    model: nn.Module, input_shape: Shape | None, paths: dict[str, str] | None = None
+) -> tuple[ReadNetwork, list[str | None], torch.fx.GraphModule]:
     """:func:`layers_of`, with the fx node behind each layer (``None``: the input reshape)."""
     where = type(model).__name__
     try:
@@ -188,69 +196,108 @@ def _read(model: nn.Module, input_shape: Shape | None) -> tuple[ReadNetwork, lis
             "write the network as nn.Sequential or without data-dependent control flow"
         ) from None
     modules = dict(model.named_modules())
-    ops: list[tuple[str, Layer | str]] = []
-    nodes: list[str | None] = []
-    for node in traced.graph.nodes:
-        if node.op in ("placeholder", "output"):
+    reads: dict[torch.fx.Node, tuple[str, Layer | str]] = {}
+    nodes = [n for n in traced.graph.nodes if n.op not in ("placeholder", "output") and not is_meta(n)]
+    for index, node in enumerate(nodes):  # in call order: the first layer that cannot be read is named
+        if is_add(node):
             continue
         if node.op == "call_function" and node.target is operator.getitem:
             raise SpecError(f"{where}: indexing a tensor (node {node.name}) has no spec layer")
         label = type(modules[node.target]).__name__ if node.op == "call_module" else str(node.target)
         label = getattr(node.target, "__name__", label) if node.op == "call_function" else label
         try:
-            op = _from_module(modules[node.target]) if node.op == "call_module" else _from_call(node)
+            reads[node] = (label, _from_module(modules[node.target]) if node.op == "call_module" else _from_call(node))
         except (ValueError, SpecError) as exc:
-            raise not_expressible(where, len(ops), label, str(exc)) from None
-        ops.append((label, op))
-        nodes.append(node.name)
-    read, kept = _shaped(model, where, ops, nodes, input_shape)
+            raise not_expressible(where, index, label, str(exc)) from None
+    items = GraphReader(traced, modules, where, reads.__getitem__).items()  # residual adds: introspect_blocks.py
+    read, kept = _shaped(model, where, items, input_shape, paths)
     return read, kept, traced
 
 
+def state_modules(model: nn.Module, input_shape: Shape | None = None) -> dict[str, tuple[str, Layer]]:
+    """``{module path: (canonical layer path, spec layer)}`` of every module of ``model`` read as
+    a layer (``"block2.c1": ("2.main.3", Conv2D(...))``): the key of each ``state_dict`` tensor
+    by its module, so a port matches by name where registration order is not call order
+    (Mimicry's ``GBlock`` registers ``c1, c2, b1, b2``, calls ``b1, c1, b2, c2``). A module
+    called twice (shared weights) is left out: it has no one place in the spec."""
+    paths: dict[str, str] = {}
+    read, _, traced = _read(model, input_shape, paths)
+    calls: dict[str, list[str]] = {}
+    for node in traced.graph.nodes:
+        if node.op == "call_module" and node.name in paths:
+            calls.setdefault(str(node.target), []).append(paths[node.name])
+    return {m: (p[0], layer_at(read.layers, p[0])) for m, p in calls.items() if len(p) == 1}
+
+
 def _shaped(
-    model: nn.Module, where: str, ops: list[tuple[str, Layer | str]], nodes: list[str | None], given: Shape | None
+    model: nn.Module, where: str, items: list[Item], given: Shape | None, paths: dict[str, str] | None = None
 ) -> tuple[ReadNetwork, list[str | None]]:
     notes: list[str] = []
-    if not ops:
+    if not items:
         raise SpecError(f"{where}: no layers found in its forward")
-    first = ops[0][1]
+    first = items[0].op if isinstance(items[0], Op) else None
     if isinstance(first, Dense):
         in_features = next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features
         shape: Shape = (in_features,)
     elif isinstance(first, ConvTranspose2D) and (given is None or len(given) == 1):
         conv = next(m for m in model.modules() if isinstance(m, nn.ConvTranspose2d))
         shape = (conv.in_channels,)
-        ops.insert(0, ("input", Reshape(shape=(1, 1, conv.in_channels))))
-        nodes.insert(0, None)
+        items.insert(0, Op("input", Reshape(shape=(1, 1, conv.in_channels)), None))  # type: ignore[arg-type]
         notes.append(f"input (N, {conv.in_channels}, 1, 1) as the DCGAN tutorial draws it: the spec takes (N, "
                      f"{conv.in_channels}) and reshapes it to (1, 1, {conv.in_channels})")  # fmt: skip
     elif given is not None:
         shape = tuple(given)
     else:
-        raise SpecError(f"{where}: starts with {ops[0][0]}, which does not tell its input shape; give it")
+        label = items[0].label
+        raise SpecError(f"{where}: starts with {label}, which does not tell its input shape; give it")
     if given is not None and len(given) == len(shape) and tuple(given) != shape:
         raise SpecError(f"{where} takes {shape} per sample, not {tuple(given)}")
-    input_shape, layers, kept = shape, [], []
-    for index, (label, op) in enumerate(ops):
-        try:
-            layer = _resolve(op, shape)
-            if layer is not None:
-                shape = layer.output_shape(shape)
-                layers.append(layer)
-                kept.append(nodes[index])
-        except (ValueError, SpecError) as exc:
-            raise not_expressible(where, index, label, str(exc)) from None
-    for layer in layers:
+    input_shape = shape
+    layers, shape, kept = _resolved(items, shape, where, paths if paths is not None else {})
+    walked = [layer for _, layer, _ in walk(layers, input_shape, "")]
+    for layer in walked:
         if isinstance(layer, LeakyReLU):
             notes.append(f"LeakyReLU slope {layer.slope:g} (torch's default is 0.01)")
             break
-    if any(getattr(layer, "spectral_norm", None) is not None for layer in layers):
+    if any(getattr(layer, "spectral_norm", None) is not None for layer in walked):
         notes.append(
             "spectral norm read from the layers' hook or parametrization (n_power_iterations, eps); in eval mode "
             "σ = uᵀWv from the stored u, v, as the spec computes it"
         )
+    if any(isinstance(layer, Residual) for layer in layers):
+        notes.append("residual blocks read from the adds of its forward (main: the add's first operand)")
     _check_output(model, where, input_shape, shape)
     return ReadNetwork(tuple(layers), input_shape, shape, notes), kept
+
+
+def _resolved(
+    items: list[Item], shape: Shape, where: str, paths: dict[str, str] | None = None, prefix: str = ""
+) -> tuple[list[Layer], Shape, list[str | None]]:
+    """The spec layers of ``items`` from ``shape`` on, their output shape, and the node of each;
+    ``paths`` gets each leaf layer's node name -> its canonical path (``2.main.3``)."""
+    layers: list[Layer] = []
+    kept: list[str | None] = []
+    paths = {} if paths is None else paths
+    for index, item in enumerate(items):
+        try:
+            at = f"{prefix}{len(layers)}"
+            if isinstance(item, Block):
+                main, _, _ = _resolved(item.main, shape, where, paths, f"{at}.main.")
+                shortcut, _, _ = _resolved(item.shortcut, shape, where, paths, f"{at}.shortcut.")
+                layer: Layer | None = Residual(main=tuple(main), shortcut=tuple(shortcut))
+            else:
+                layer = _resolve(item.op, shape)
+                if layer is not None and item.node is not None:
+                    paths[item.node] = at
+            if layer is not None:
+                shape = layer.output_shape(shape)
+                layers.append(layer)
+                kept.append(item.node)
+        except (ValueError, SpecError) as exc:
+            if isinstance(exc, NotExpressible):
+                raise
+            raise not_expressible(where, index, item.label, str(exc)) from None
+    return layers, shape, kept
 
 
 def _model_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -77,19 +77,23 @@ class Unflatten(nn.Module):
     """Reshape each sample to ``shape``, row-major over the canonical channels-last order: an
     image input is taken back to NHWC first, an image output is handed on as NCHW."""
 
-    def __init__(self, shape: Shape, in_image: bool = False):
+    def __init__(self, shape: Shape, in_image: bool = False, channels_first: bool = False):
         super().__init__()
         self.shape = tuple(shape)
         self.in_image = in_image
+        self.channels_first = channels_first  # Reshape(order="channels_first"): torch's own view
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_image:
             x = nchw_to_nhwc(x)
+        if self.channels_first:
+            h, w, c = self.shape
+            return x.reshape(x.shape[0], c, h, w)
         x = x.reshape(x.shape[0], *self.shape)
         return nhwc_to_nchw(x) if is_image(self.shape) else x
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}, in_image={self.in_image}"
+        return f"shape={self.shape}, in_image={self.in_image}, channels_first={self.channels_first}"
 
 
 class FlattenImage(nn.Module):
@@ -294,7 +298,7 @@ def _stateless(cls: type[nn.Module]) -> Builder:
 
 
 def _reshape(layer: Reshape, in_shape: Shape, bf16: bool) -> nn.Module:
-    return Unflatten(layer.shape, in_image=is_image(in_shape))
+    return Unflatten(layer.shape, in_image=is_image(in_shape), channels_first=layer.order == "channels_first")
 
 
 def _flatten(layer: Flatten, in_shape: Shape, bf16: bool) -> nn.Module:
