@@ -106,10 +106,12 @@ def sngan(
     dtype: str = "float32",
     name: str = "sngan-32",
 ) -> GANSpec:
-    """SNGAN's CIFAR ResNet (see the module docstring); ``image_size = 4·2ⁿ`` gives n up-blocks
-    in G and, in D, the optimised block, n − 2 down-blocks and ``d_plain_blocks`` blocks at
-    that size. ``attention`` adds SAGAN's self-attention at 16×16 (or G's last block's input
-    and D's first block's output on smaller images)."""
+    """SNGAN's CIFAR-10 ResNet (Miyato et al. 2018): spectrally normalised D, hinge, n_critic 5.
+
+    See the module docstring. ``image_size = 4·2ⁿ`` gives n up-blocks in G and, in D, the
+    optimised block, n − 2 down-blocks and ``d_plain_blocks`` blocks at that size.
+    ``attention`` adds SAGAN's self-attention at 16×16 (at half the image size on smaller
+    images: before G's last up-block, after D's first block)."""
     from .presets import _with_loss  # the loss presets; presets imports this module's factories
 
     n = 0
@@ -151,19 +153,20 @@ def sngan(
 
 
 def sngan_small(**overrides) -> GANSpec:
-    """SNGAN at 8×8×3 with 16 channels, a 16-d latent and one plain D block: every block kind
-    (up, optimised, identity) at CPU-test speed."""
+    """SNGAN at 8×8×3, 16 channels, a 16-d latent: every block kind at CPU-test speed.
+
+    One up-block in G; the optimised block and one identity block in D."""
     kwargs = dict(image_size=8, latent_dim=16, g_features=16, d_features=16, d_plain_blocks=1, name="sngan-small")
     return sngan(**{**kwargs, **overrides})
 
 
 def sagan(**overrides) -> GANSpec:
-    """``sngan-32`` with SAGAN's self-attention in G and D (see the module docstring)."""
+    """SNGAN's ResNet with SAGAN's self-attention (Zhang et al. 2019) at 16×16 in G and D."""
     return sngan(**{"attention": True, "name": "sagan-32", **overrides})
 
 
 def sagan_small(**overrides) -> GANSpec:
-    """``sngan-small`` with self-attention: at 4×4 in G (before its one up-block) and in D."""
+    """sngan-small with self-attention at 4×4 in G (before its up-block) and in D."""
     return sngan_small(**{"attention": True, "name": "sagan-small", **overrides})
 
 

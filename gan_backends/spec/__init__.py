@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from .attention import SelfAttention
 from .base import Shape, SpecError
+from .batchnorm import BatchNorm, RunningVariance
 from .blocks import Residual, describe_path, layer_at, walk
 from .ema import EmaSpec
 from .gan import NETWORKS, GANSpec
 from .layers import (
     LAYER_TYPES,
-    BatchNorm,
     Conv2D,
     ConvTranspose2D,
     Dense,
@@ -37,7 +37,6 @@ from .layers import (
     Padding,
     ReLU,
     Reshape,
-    RunningVariance,
     Sigmoid,
     Tanh,
     conv_pads,

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .base import Shape, SpecError, _require_positive_int
-from .blocks import describe_path, walk
+from .batchnorm import BatchNorm
+from .blocks import chain_shapes, describe_path, walk
 from .ema import EmaSpec
 from .fields import did_you_mean, field_problems
-from .layers import BatchNorm, Flatten, Layer, Reshape, layer_from_dict
+from .layers import Flatten, Layer, Reshape, layer_from_dict
 from .training import (
     OPTIMIZER_TYPES,
     DataParallelSpec,
@@ -170,16 +171,7 @@ class GANSpec:
 
     def layer_shapes(self, net: str) -> list[tuple[Shape, Shape]]:
         """``(input_shape, output_shape)`` of every layer of ``net``, inferred in order."""
-        shape = self.input_shape(net)
-        shapes = []
-        for i, layer in enumerate(self.layers(net)):
-            try:
-                out = layer.output_shape(shape)
-            except SpecError as exc:
-                raise SpecError(f"{net} layer {i} {layer.describe()}: input shape {shape}: {exc}") from None
-            shapes.append((shape, out))
-            shape = out
-        return shapes
+        return chain_shapes(self.layers(net), self.input_shape(net), f"{net} layer ")
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

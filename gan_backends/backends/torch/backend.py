@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import DeviceUnavailable, parse_device
 from ...losses import PENALTY_SITES, LossOps, discriminator_loss, generator_loss, gradient_penalty
 from ...params import ParamTree, check_buffers, init_buffers
 from ...spec import GANSpec, OptimizerSpec
 from ..base import Backend, EmaState, ModeUnavailable, OptimizerState, TrainBatch, check_ema
 from . import MANIFEST, cuda_graph, spectral
 from .cuda_graph import CUDA_GRAPH_MODES, CUDA_GRAPH_WARMUP_STEPS, StepGraph, StepInputs
+from .device import apply_precision, describe_device, select_device
 from .ema import TorchEma
 from .layers import (
     CanonicalIO,
@@ -60,35 +60,6 @@ TORCH_DEFAULT_BCE_OPS = LossOps(
     relu=torch.relu,
     sqrt=torch.sqrt,
 )
-
-
-# -- devices and precision -------------------------------------------------------------------
-
-
-def select_device(requested: str | None) -> torch.device:
-    if requested is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kind, index = parse_device(requested)
-    if kind == "cpu":
-        return torch.device("cpu")
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if (index or 0) >= count:
-        build = " (a CPU-only build of torch)" if torch.version.cuda is None else ""
-        raise DeviceUnavailable(f"device {requested!r}: torch sees {count} CUDA device(s){build}")
-    return torch.device("cuda") if index is None else torch.device("cuda", index)
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
-
-
-def apply_precision(spec: GANSpec) -> None:
-    """TF32 on or off for matmuls and cuDNN convs, from the spec (process-wide in torch)."""
-    tf32 = spec.numerics.matmul_precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
 
 
 # -- the backend -----------------------------------------------------------------------------
