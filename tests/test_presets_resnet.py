@@ -71,9 +71,10 @@ def test_a_penalty_on_the_spectrally_normalised_critic_is_refused_by_name():
 def test_sagan_small_agrees_with_the_reference_lock_step(framework):
     """Up-blocks with BatchNorm, the optimised and identity D blocks, spectral norm's u/v, the
     attention of both networks and hinge with n_critic 5: two steps free-running and lock-step.
-    TensorFlow and JAX run eagerly: their compiled modes are the same ops (the compiled modes are
-    checked on the smaller presets), and tracing these graphs would take most of the test."""
-    modes = {"tensorflow": "eager", "jax": "eager"}
+    TensorFlow runs eagerly (tracing these graphs in tf.function takes most of the test; its
+    compiled modes are checked on the smaller presets); JAX jits, which here is twice as fast as
+    its op-by-op eager mode (36 s against 70 s, measured on this CPU)."""
+    modes = {"tensorflow": "eager"}
     spec = get_preset("sagan-small", n_critic=2)  # n_critic itself is checked on the wgan presets
     report = run_check(spec, [framework, "numpy"], steps=2, batch_size=8, modes=modes)
     failed = [(p.a, p.b, r.quantity, r.rel) for p in report.pairs for r in p.rows if not r.passed]
