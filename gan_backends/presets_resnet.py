@@ -16,11 +16,13 @@ write it (Mimicry's ``SNGANGenerator32``/``SNGANDiscriminator32``, PyTorch-Studi
   positions (``torch.sum(h, dim=(2, 3))``) and Dense(1).
 - Hinge loss, Adam(2e-4, β = (0, 0.9), eps 1e-8) for both, n_critic 5.
 
-A convolution that a BatchNorm follows has no bias (the ports keep one; BatchNorm cancels it, so
-its gradient is rounding noise that Adam would turn into ±lr steps): the first 3×3 of each
-up-block, and the last up-block's output convolutions, which G's final BatchNorm follows. The
-attention's 1×1 convolutions have none either, as in BigGAN-PyTorch and StudioGAN. Upsampling
-is nearest, as in the authors' Chainer code (``unpooling_2d``) and StudioGAN
+G's block convolutions have no biases (the ports keep them). In training mode each is dead: a
+per-channel constant added to a block's input is cancelled by the BatchNorm that opens its main
+branch and passes its shortcut (nearest upsampling, a 1×1 conv) as another per-channel
+constant, down to G's final BatchNorm, which cancels it. Their gradient is rounding noise that
+Adam turns into ±lr steps no two stacks share (a check of sngan-32 with them fails on it).
+The attention's 1×1 convolutions have none either, as in BigGAN-PyTorch and StudioGAN.
+Upsampling is nearest, as in the authors' Chainer code (``unpooling_2d``) and StudioGAN
 (Mimicry uses bilinear: ``upsample="bilinear"`` gives that). Initialisation is the spec's
 ``glorot_uniform`` for every kernel (the authors' code: Glorot-uniform with gain √2 in the blocks'
 3×3 convolutions, 1 elsewhere; a gain is not a spec option), biases 0.
@@ -69,14 +71,12 @@ def _conv(filters: int, kernel: int) -> Conv2D:
     return Conv2D(filters=filters, kernel=kernel, stride=1, padding=(kernel - 1) // 2, spectral_norm=_sn())
 
 
-def _up_block(channels: int, upsample: str, out_bias: bool) -> Residual:
+def _up_block(channels: int, upsample: str) -> Residual:
     up = Upsample(factor=2, method=upsample)  # type: ignore[arg-type]
-    conv = lambda k, bias=True: Conv2D(filters=channels, kernel=k, stride=1, padding=(k - 1) // 2, use_bias=bias)  # noqa: E731
+    conv = lambda k: Conv2D(filters=channels, kernel=k, stride=1, padding=(k - 1) // 2, use_bias=False)  # noqa: E731
     bn = BatchNorm(momentum=0.1, eps=1e-5)
-    # No bias on the conv a BatchNorm follows: BN cancels it, its gradient is rounding noise.
-    # The last block's output convs have none either: G's final BatchNorm follows their sum.
-    main = (bn, ReLU(), up, conv(3, bias=False), bn, ReLU(), conv(3, bias=out_bias))
-    return Residual(main=main, shortcut=(up, conv(1, bias=out_bias)))
+    # No biases: BatchNorm cancels every one of them in training (the module docstring).
+    return Residual(main=(bn, ReLU(), up, conv(3), bn, ReLU(), conv(3)), shortcut=(up, conv(1)))
 
 
 def _down_block(channels: int, *, first: bool, downsample: bool) -> Residual:
@@ -123,10 +123,10 @@ def sngan(
 
     generator: list[Layer] = [Dense(units=4 * 4 * g_features), Reshape(shape=(4, 4, g_features))]
     size = 4
-    for i in range(n):
+    for _ in range(n):
         if attention and size == attend_at:
             generator.append(SelfAttention(key_channels=max(g_features // 8, 1), use_bias=False))
-        generator.append(_up_block(g_features, upsample, out_bias=i < n - 1))
+        generator.append(_up_block(g_features, upsample))
         size *= 2
     generator += [BatchNorm(momentum=0.1, eps=1e-5), ReLU(), Conv2D(filters=channels, kernel=3, padding=1), Tanh()]
 

@@ -24,22 +24,20 @@ def _count(shapes: dict) -> int:
 
 def test_sngan_32_has_the_papers_networks_and_training():
     """Miyato et al. 2018, table 4 (CIFAR-10 ResNet), counted by hand. G: Dense 128 -> 4·4·256
-    (128·4096 + 4096); three up-blocks of 256 channels, each 2 BatchNorms (4·256), a 3×3 conv
-    without bias (9·256²), a 3×3 conv and a 1×1 shortcut with biases but in the last block
-    (9·256² + 256, 256² + 256); BatchNorm(256) and a 3×3 conv to 3 (9·256·3 + 3).
+    (128·4096 + 4096); three up-blocks of 256 channels, each 2 BatchNorms (4·256), two 3×3 convs
+    (2·9·256²) and a 1×1 shortcut (256²), all without bias; BatchNorm(256) and a 3×3 conv to 3
+    (9·256·3 + 3).
     D (128 channels): the optimised block 3×3 3->128, 3×3, 1×1 3->128 (9·3·128 + 128 + 9·128² +
     128 + 3·128 + 128); a down-block and two plain blocks: 2 × (9·128² + 128) each, the down-block
     with a 1×1 (128² + 128); Dense 128 -> 1 (129)."""
     spec = get_preset("sngan-32")
-    up_block = 2 * 2 * 256 + 9 * 256**2 + (9 * 256**2 + 256) + (256**2 + 256)
-    last_block = up_block - 2 * 256  # its 3×3 and 1×1 outputs feed G's final BatchNorm: no biases
-    g = 128 * 4096 + 4096 + 2 * up_block + last_block + 2 * 256 + 9 * 256 * 3 + 3
-    # Mimicry's SNGANGenerator32 has 4,276,739 with a bias on every conv; the 5 × 256 that a
-    # BatchNorm cancels are left out here.
+    up_block = 2 * 2 * 256 + 2 * 9 * 256**2 + 256**2  # no biases: BatchNorm cancels them all
+    g = 128 * 4096 + 4096 + 3 * up_block + 2 * 256 + 9 * 256 * 3 + 3
+    # Mimicry's SNGANGenerator32 has 4,276,739 with a bias on each of the blocks' 9 convs.
     d = (9 * 3 * 128 + 128) + (9 * 128**2 + 128) + (3 * 128 + 128)
     d += 3 * 2 * (9 * 128**2 + 128) + (128**2 + 128) + 129
     shapes = param_shapes(spec)
-    assert _count({k: v for k, v in shapes.items() if k.startswith("generator.")}) == g == 4_276_739 - 5 * 256
+    assert _count({k: v for k, v in shapes.items() if k.startswith("generator.")}) == g == 4_276_739 - 9 * 256
     assert _count({k: v for k, v in shapes.items() if k.startswith("discriminator.")}) == d
     assert spec.data_shape == (32, 32, 3) and spec.latent_dim == 128
     assert spec.loss.name == "hinge" and spec.n_critic == 5
