@@ -77,6 +77,7 @@ def bench(
     from ..bench import Sweep, default_sweep, run_sweep
     from ..bench.outputs import results_meta, write_outputs
     from ..bench.report import progress_line, render
+    from ..bench.sweep import RESULTS, read_records
     from ..environment import nvidia_gpus
 
     try:
@@ -136,6 +137,12 @@ def bench(
                     on_record=on_record,
                 )
         except KeyboardInterrupt:
+            # The file is the truth: a record is appended before on_record sees it, and the
+            # interrupt can land between the two (then `finished` lacks it).
+            keys = {run.key for run in runs}
+            recorded = [r for r in read_records(Path(out) / RESULTS) if r.get("key") in keys]
+            seen = {r.get("key") for r in finished}
+            finished += [r for r in recorded if r["key"] not in seen]
             kept = f"{len(finished)} of {len(runs)} runs are in {out}/results.jsonl"
             if finished:
                 written = write_outputs(finished, out, results_meta(sweep, sys.argv[1:]))
