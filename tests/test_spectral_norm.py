@@ -220,6 +220,52 @@ def test_lockstep_check_compares_the_vectors(framework):
     assert len(report.lock.buffers[framework].rel) == 2
 
 
+def test_check_starts_from_settled_vectors_whose_sigma_is_the_spectral_norm():
+    """The check's start pair gives σ = uᵀWv near the top singular value (from NumPy's SVD), where
+    the drawn pair's uᵀWv is a cancelling sum far below it (sngan-32's D(x) reached 1e16)."""
+    from gan_backends.check.inputs import draw_inputs
+
+    spec = get_preset("sngan-small")
+    inputs = draw_inputs(spec, batch_size=2, steps=1, seed=0)
+    drawn = init_buffers(spec, 0)
+    names = [n[: -len("sn_u")] for n in inputs.buffers if n.endswith(".sn_u")]
+    assert len(names) >= 5
+    for prefix in names:
+        kernel = inputs.params[prefix + "kernel"].astype(np.float64)
+        w = kernel.reshape(-1, kernel.shape[-1]).T
+        top = np.linalg.svd(w, compute_uv=False)[0]
+        u, v = (inputs.buffers[prefix + k].astype(np.float64) for k in ("sn_u", "sn_v"))
+        assert inputs.buffers[prefix + "sn_u"].dtype == np.float32
+        assert 0.5 * top < u @ w @ v <= top * (1 + 1e-6), prefix
+        u0, v0 = drawn[prefix + "sn_u"].astype(np.float64), drawn[prefix + "sn_v"].astype(np.float64)
+        if w.shape[0] > 1:  # a 1-row matrix's u is ±1 either way
+            assert abs(u0 @ w @ v0) < 0.5 * top, prefix
+    for name, value in inputs.buffers.items():
+        if name.endswith(("running_mean", "running_var")):
+            assert np.array_equal(value, drawn[name]), name  # BatchNorm starts as every framework does
+
+
+def test_check_sets_its_start_buffers_on_every_backend_and_twin(monkeypatch):
+    require_backend("torch")
+    from gan_backends.check import agreement
+
+    seen: dict[str, dict[str, np.ndarray]] = {}
+    collect = agreement.collect_values
+
+    def spy(backend, inputs):
+        seen[f"{backend.name}/{backend.dtype}"] = backend.get_buffers()
+        return collect(backend, inputs)
+
+    monkeypatch.setattr(agreement, "collect_values", spy)
+    spec = sn_spec("float32")
+    expected = agreement.draw_inputs(spec, batch_size=2, steps=1, seed=0).buffers
+    agreement.run_check(spec, ["numpy", "torch"], steps=1, batch_size=2, seed=0, lockstep=False)
+    assert sorted(seen) == ["numpy/float64", "torch/float32", "torch/float64"]
+    for who, buffers in seen.items():
+        for name, value in expected.items():
+            np.testing.assert_array_equal(np.asarray(buffers[name], np.float64), value, err_msg=f"{who} {name}")
+
+
 # -- the torch layer against torch's own spectral_norm --------------------------------------------
 
 

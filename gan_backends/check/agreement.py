@@ -20,7 +20,7 @@ from ..backends import FRAMEWORKS, REGISTRY, Backend, BackendUnavailable, get_ba
 from ..backends import REFERENCE as REFERENCE_BACKEND
 from ..environment import backend_status
 from ..losses import LOSS_TERMS
-from ..params import init_buffers, param_shapes
+from ..params import param_shapes
 from ..spec import GANSpec, Numerics, SpecError
 from .inputs import CheckInputs, draw_inputs
 from .layers import collect_activations, compare_layers, layer_inputs
@@ -165,6 +165,8 @@ def run_check(
         try:
             cls = get_backend(name)
             backend = cls(spec, inputs.params, mode=modes.get(cls.name), device=None if cls.host_only else device)
+            if inputs.buffers:
+                backend.set_buffers(inputs.buffers)
             info = BackendInfo(cls.name, backend.mode, backend.device, cls.framework_version(), str(backend.dtype))
             values[cls.name] = collect_values(backend, inputs)
             activations[cls.name] = collect_activations(backend, inputs_by_net)
@@ -185,7 +187,6 @@ def run_check(
         # bf16 is float32 mixed precision: its float64 twin computes in float64 throughout.
         precision64 = "highest" if spec.numerics.matmul_precision == "bf16" else spec.numerics.matmul_precision
         spec64 = spec.replace(numerics=Numerics(dtype="float64", matmul_precision=precision64))
-        buffers32 = {k: v.astype(np.float64) for k, v in init_buffers(spec).items()}
         for name, backend in live.items():
             if dtypes[name] == "float64":
                 continue  # already a float64 run
@@ -193,8 +194,8 @@ def run_check(
                 cls = type(backend)
                 device_arg = None if cls.host_only else device
                 controls[name] = cls(spec64, inputs64.params, mode=backend.mode, device=device_arg)
-                if buffers32:  # the float32 run's starting buffers (spectral norm's u, v drawn in float64, rounded)
-                    controls[name].set_buffers(buffers32)
+                if inputs64.buffers:  # the float32 run's starting buffers (spectral norm's u, v rounded), upcast
+                    controls[name].set_buffers(inputs64.buffers)
                 values64[name] = collect_values(controls[name], inputs64)
             except Exception as exc:
                 controls.pop(name, None)
@@ -245,6 +246,8 @@ def _run_lock_step(
     followers = {n: b for n, b in live.items() if n not in report.free_run.failed and n != REFERENCE_BACKEND}
     try:
         source = get_backend(REFERENCE_BACKEND)(spec, inputs64.params)
+        if inputs64.buffers:
+            source.set_buffers(inputs64.buffers)
     except (BackendUnavailable, NotImplementedError) as exc:
         return LockStep(steps, REFERENCE_BACKEND, {}, {}, skipped=f"no float64 reference for this spec: {exc}")
     tols = {n: tolerance(str(b.dtype), "float64", spec.numerics.matmul_precision) for n, b in followers.items()}
