@@ -6,7 +6,8 @@ that keeps the batch axis can be told from one that does not), in inference mode
 ``__call__`` takes a ``train``/``training``/``deterministic`` flag, and then traced once with
 ``jax.make_jaxpr`` under ``nn.intercept_methods``:
 
-- every call of ``nn.Dense``, ``nn.Conv``, ``nn.ConvTranspose`` and ``nn.BatchNorm`` runs
+- every call of ``nn.Dense``, ``nn.Conv``, ``nn.ConvTranspose``, ``nn.BatchNorm`` and
+  ``nn.SpectralNorm`` (:mod:`.introspect_spectral`) runs
   inside a ``jax.named_scope`` of its own and its output passes a marker (a jitted identity),
   so the jaxpr's equations are grouped by the leaf call they belong to; the module's fields
   (every default explicit in a dataclass) give the spec layer;
@@ -59,6 +60,7 @@ from ...spec import (
     conv_transpose_crops,
 )
 from .introspect_ops import ACTIVATIONS, computes, op_name
+from .introspect_spectral import spectral_norm
 
 WHERE = "flax module"
 BATCH = 2
@@ -66,6 +68,7 @@ _SCOPE = "gan_backends_leaf"
 _MARK = "gan_backends_leaf_out"
 #: Flags that put a module's BatchNorm (and Dropout) in inference mode, with that value.
 INFERENCE_FLAGS = {"train": False, "training": False, "is_training": False, "deterministic": True}
+INFERENCE_FLAGS["update_stats"] = False  # nn.SpectralNorm's, often passed through by the caller
 
 
 def _mark_out(y: jax.Array) -> jax.Array:
@@ -74,6 +77,7 @@ def _mark_out(y: jax.Array) -> jax.Array:
 
 _mark_out.__name__ = _MARK
 _marker = jax.jit(_mark_out)
+_ACTIVE: list[Any] = []  # the leaf call being recorded (at most one)
 
 
 @dataclass
@@ -305,6 +309,7 @@ _LEAVES: dict[type, Callable[[_Reader, _Call], None]] = {
     nn.Conv: _Reader.conv,
     nn.ConvTranspose: _Reader.conv_transpose,
     nn.BatchNorm: _Reader.batchnorm,
+    nn.SpectralNorm: spectral_norm,  # the wrapped Dense or Conv with the spec's spectral_norm
     nnx.Linear: _Reader.dense,
     nnx.Conv: _Reader.conv,
     nnx.ConvTranspose: _Reader.conv_transpose,
@@ -355,10 +360,17 @@ def _trace(module: nn.Module, shape: Shape) -> tuple[Any, list[_Call], Shape, di
 
 
 def record_leaf(calls: list[_Call], module: Any, call: Callable[..., Any], args: Any, kw: Any) -> Any:
-    """One leaf call, in a named scope of its own, its output through the marker."""
+    """One leaf call, in a named scope of its own, its output through the marker; a leaf's own
+    submodule calls (``nn.SpectralNorm``'s wrapped layer) belong to it and are not recorded."""
+    if _ACTIVE:
+        return call(*args, **kw)
     with jax.named_scope(f"{_SCOPE}{len(calls)}"):
         calls.append(_Call(module, tuple(args[0].shape[1:]), dict(kw)))
-        y = call(*args, **kw)
+        _ACTIVE.append(module)
+        try:
+            y = call(*args, **kw)
+        finally:
+            _ACTIVE.pop()
     return _marker(y) if isinstance(y, jax.Array) else y
 
 
