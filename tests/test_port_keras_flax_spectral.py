@@ -231,3 +231,39 @@ def test_a_flax_spectral_norm_critic_ports_with_its_eval_logits(flax_d, backend,
     error = _relative(logits, flax_d["expected"])
     print(f"flax SpectralNorm -> {backend}: logits relative error {error:.2e}")
     assert error < 1e-5, error
+
+
+def test_flax_vectors_follow_the_specs_n_power_iterations_and_eps(tmp_path):
+    """``n_steps=2``, ``epsilon=1e-3`` (in no file: the spec gives them), the wrapper built outside
+    any module (its kernel under ``layer_instance``): the reference's eval logits are Flax's
+    own; a spec with one iteration (as the default) is not."""
+    require_backend("jax")
+    import flax.linen as nn
+    import jax
+    from flax import serialization
+
+    from gan_backends.backends.numpy.network import Network
+    from gan_backends.port import read_native, to_canonical
+    from gan_backends.presets import get_preset
+    from gan_backends.spec import Dense, Tanh
+
+    rng = np.random.default_rng(3)
+    theirs = nn.SpectralNorm(nn.Dense(1), n_steps=2, epsilon=1e-3)
+    x = rng.uniform(-1, 1, (4, 6)).astype(np.float32)
+    variables = jax.tree_util.tree_map(np.asarray, theirs.init(jax.random.PRNGKey(0), x, update_stats=False))
+    variables["params"]["layer_instance"]["kernel"] = rng.normal(size=(6, 1)).astype(np.float32)
+    (tmp_path / "d.msgpack").write_bytes(serialization.to_bytes(variables))
+    expected = np.asarray(theirs.apply(variables, x, update_stats=False))
+
+    def logits(sn: dict) -> np.ndarray:
+        spec = get_preset("dcgan-small").replace(
+            latent_dim=2,
+            data_shape=(6,),
+            generator=(Dense(units=6), Tanh()),
+            discriminator=(Dense(units=1, spectral_norm=sn),),
+        )
+        params, buffers = to_canonical(read_native(tmp_path / "d.msgpack"), spec, networks="discriminator")
+        return Network(spec, "discriminator").forward({**params, **buffers}, x.astype(np.float64))[0]
+
+    assert _relative(logits({"n_power_iterations": 2, "eps": 1e-3}), expected) < 1e-5
+    assert _relative(logits({"n_power_iterations": 1, "eps": 1e-3}), expected) > 1e-4
