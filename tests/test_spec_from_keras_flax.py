@@ -193,9 +193,10 @@ def test_keras_archive_and_builder_are_read(keras, tmp_path: Path):
         (lambda L: L.Dropout(0.3), "layer 1 (Dropout): dropout"),
         (lambda L: L.Conv2D(2, 3, dilation_rate=2), "layer 1 (Conv2D): dilation_rate=(2, 2)"),
         (lambda L: L.UpSampling2D(interpolation="bicubic"), "layer 1 (UpSampling2D): interpolation='bicubic'"),
+        # Dense and Conv2D are read (tests/test_port_keras_flax_spectral.py)
         (
-            lambda L: L.SpectralNormalization(L.Conv2D(2, 3)),
-            "layer 1 (SpectralNormalization): SpectralNormalization(Conv2D): Keras writes W/σ into the kernel",
+            lambda L: L.SpectralNormalization(L.Conv2DTranspose(2, 3)),
+            "layer 1 (SpectralNormalization): SpectralNormalization(Conv2DTranspose): the spec's spectral norm",
         ),
         (lambda L: L.ReLU(max_value=6.0), "layer 1 (ReLU): max_value=6.0"),
         (lambda L: L.BatchNormalization(center=False), "layer 1 (BatchNormalization): center=False"),
@@ -330,6 +331,10 @@ def relu(x):
         (lambda nn, x: x + nn.Dense(16)(x), r"layer 2 \(jax op add\): does not take the previous layer's output"),
         (lambda nn, x: x * 2.0, r"layer 1 \(jax op mul\): the spec has no layer for it"),
         (lambda nn, x: nn.LayerNorm()(x), r"layer 1 \(nn.LayerNorm\)"),
+        (
+            lambda nn, x: nn.SpectralNorm(nn.ConvTranspose(2, (3, 3)))(x.reshape(-1, 4, 4, 1), update_stats=False),
+            r"layer 2 \(nn.SpectralNorm\): SpectralNorm_0: SpectralNorm\(ConvTranspose\): the spec's spectral norm",
+        ),
         (lambda nn, x: nn.Dropout(0.3, deterministic=False)(x), r"layer 1 \(nn.Dropout\)"),
         (lambda nn, x: x.reshape(-1), r"layer 1 \(jax op reshape\): reshape to \(32,\) mixes the batch axis in"),
         (lambda nn, x: nn.Dense(1)(x).reshape(-1), r"layer 2 \(jax op reshape\): reshape to \(batch,\) drops"),

@@ -20,6 +20,7 @@ from .. import layouts
 from ..params import ParamTree, buffer_shapes, param_shapes
 from ..spec import NETWORKS, GANSpec, Layer, Shape, describe_path
 from .native import ROLE_ORDER, NativeCheckpoint, NativeTensor, PortError, network_hint, state_layers
+from .spectral_vectors import flax_vectors
 
 # -- layouts -----------------------------------------------------------------------------------
 
@@ -232,11 +233,26 @@ def _match(
         left = [slot for slot in target.slots if slot[0] not in out]
         if left:
             remaining.append(_Target(target.net, target.index, target.layer, left))
+    sources = {canonical: by_name[native] for native, canonical in mapping.items()}
     for nl, target in _assign(_native_layers(rest), remaining, header):
         by_role = {t.role: t for t in nl.tensors}
         for name, role, _ in target.slots:
             out[name] = from_native_layout(by_role[role].layout, target.layer, role, by_role[role].array)
+            sources[name] = by_role[role]
+    for target in targets:
+        _derive_vectors(target, out, sources)
     return out
+
+
+def _derive_vectors(target: _Target, out: dict[str, np.ndarray], sources: Mapping[str, NativeTensor]) -> None:
+    """The spec's ``sn_u``, ``sn_v`` of a Flax ``nn.SpectralNorm`` layer, from its kernel and
+    stored ``u`` with the spec layer's ``n_power_iterations`` and ``eps`` (in no file)."""
+    names = {role: name for name, role, _ in target.slots}
+    if "sn_u" not in names or sources[names["sn_u"]].derive != "flax":
+        return
+    sn = target.layer.spectral_norm
+    u, v = flax_vectors(out[names["kernel"]], out[names["sn_u"]], sn.n_power_iterations, sn.eps, target.label)
+    out[names["sn_u"]], out[names["sn_v"]] = u, v
 
 
 def to_canonical(

@@ -89,7 +89,10 @@ class NativeTensor:
     ordered with respect to each other (Keras classes, Flax module types); ``layer_type`` is
     the spec layer type the file names (``Dense``, ``Conv2D``, ``ConvTranspose2D``,
     ``BatchNorm``) or ``None``; ``network`` is set where the file says which network it belongs
-    to; ``layout`` is ``torch``, ``flax`` or ``canonical``.
+    to; ``layout`` is ``torch``, ``flax`` or ``canonical``. ``derive`` is set on the ``sn_u``
+    and ``sn_v`` of a spectral norm whose vectors are not the spec's pair: ``"flax"`` (``sn_u``
+    holds ``nn.SpectralNorm``'s stored ``u``, ``sn_v`` a stand-in), turned into the spec's pair
+    once the spec layer is known (its ``n_power_iterations``, ``eps``; :mod:`.spectral_vectors`).
     """
 
     name: str
@@ -101,6 +104,7 @@ class NativeTensor:
     chain: str = ""
     rank: float = 0
     layout: str = "canonical"
+    derive: str = ""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

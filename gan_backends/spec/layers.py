@@ -345,8 +345,7 @@ def _require_image(name: str, input_shape: Shape) -> None:
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.type_name: cls
-    for cls in (Dense, Conv2D, ConvTranspose2D, ReLU, LeakyReLU, Tanh, Sigmoid, Reshape, Flatten)
+    cls.type_name: cls for cls in (Dense, Conv2D, ConvTranspose2D, ReLU, LeakyReLU, Tanh, Sigmoid, Reshape, Flatten)
 }
 
 

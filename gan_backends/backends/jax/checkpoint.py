@@ -10,6 +10,8 @@ module type only, and the interleaving is recovered from the spec as for Keras.
 ``nn.Sequential``'s ``layers_i`` and this project's JAX backend's ``"i"`` carry the full order.
 Other names are ordered naturally (``fc2`` before ``fc10``): a guess, said in the notes.
 Orbax checkpoint directories are read with ``orbax.checkpoint.StandardCheckpointer().restore``.
+``flax.linen.SpectralNorm``'s ``u`` (``batch_stats/SpectralNorm_k/Conv_0/kernel/u``) joins the
+layer it normalises (:mod:`.checkpoint_spectral`).
 
 Layouts: Dense ``(in, out)``, Conv HWIO as canonical; ``nn.ConvTranspose``
 (``transpose_kernel=False``, the default) stores ``(kh, kw, in, out)`` and runs a plain
@@ -74,6 +76,7 @@ from ...spec import (
     Upsample,
 )
 from .attention import SelfAttentionModule
+from .checkpoint_spectral import place, split_stats
 from .layers import reshape
 from .resample import avg_pool, global_sum_pool, upsample
 from .spectral import SpectralNormed
@@ -116,6 +119,7 @@ def read(path: str | Path, *, transpose_kernel: bool = False) -> NativeCheckpoin
             notes.append(f"ignored top-level entries {ignored}")
     else:
         collections = {"params": tree, "batch_stats": {}}
+    collections["batch_stats"], found = split_stats(collections["batch_stats"])
     layers: dict[tuple[str, ...], dict[str, tuple[str, np.ndarray]]] = {}
     for collection, sub in collections.items():
         for keys, value in _flatten(sub):
@@ -124,6 +128,16 @@ def read(path: str | Path, *, transpose_kernel: bool = False) -> NativeCheckpoin
             if role is None or (collection == "params") != (role in ("kernel", "bias", "scale")):
                 raise PortError(f"flax variable {collection}/{'/'.join(keys)} {np.shape(value)}: not understood")
             layers.setdefault(module, {})[role] = ("/".join((collection, *keys)), np.asarray(value))
+    flax_sn = place(found, collections["params"])
+    for module, (name, u) in flax_sn.items():
+        # Flax's u, and a stand-in v: both become the spec's pair once the spec layer is known
+        fan_in = int(np.prod(layers[module]["kernel"][1].shape[:-1]))
+        layers[module] |= {"sn_u": (name, u), "sn_v": (f"{name} (v: Flax's inference iteration)", np.zeros(fan_in))}
+    if flax_sn:
+        notes.append(
+            "flax.linen.SpectralNorm: u read from batch_stats (sigma is not: inference iterates from u); the spec's "
+            "sn_u, sn_v are the (u, v) of Flax's own inference iteration, with the spec's n_power_iterations and eps"
+        )
     tensors: list[NativeTensor] = []
     guessed = False
     for module, entries in layers.items():
@@ -146,9 +160,14 @@ def read(path: str | Path, *, transpose_kernel: bool = False) -> NativeCheckpoin
             ltype = "BatchNorm"
         elif ltype is None and entries.get("kernel", ("", np.zeros(0)))[1].ndim == 2:
             ltype = "Dense"
+        elif ltype is None and module in flax_sn:
+            ltype = "Conv2D"  # a 4-D kernel SpectralNorm wraps: the spec normalises Conv2D, not ConvTranspose2D
         for role in sorted(entries, key=ROLE_ORDER.__getitem__):
             name, array = entries[role]
-            tensors.append(NativeTensor(name, array, role, "/".join(module), ltype, network, chain, rank, layout))
+            derive = "flax" if module in flax_sn and role in ("sn_u", "sn_v") else ""
+            tensors.append(
+                NativeTensor(name, array, role, "/".join(module), ltype, network, chain, rank, layout, derive)
+            )
     if guessed:
         custom = sorted({t.layer for t in tensors if t.chain.endswith(":*")}, key=natural_key)
         order = {name: i for i, name in enumerate(custom)}

@@ -6,7 +6,8 @@ that keeps the batch axis can be told from one that does not), in inference mode
 ``__call__`` takes a ``train``/``training``/``deterministic`` flag, and then traced once with
 ``jax.make_jaxpr`` under ``nn.intercept_methods``:
 
-- every call of ``nn.Dense``, ``nn.Conv``, ``nn.ConvTranspose`` and ``nn.BatchNorm`` runs
+- every call of ``nn.Dense``, ``nn.Conv``, ``nn.ConvTranspose``, ``nn.BatchNorm`` and
+  ``nn.SpectralNorm`` (:mod:`.introspect_spectral`) runs
   inside a ``jax.named_scope`` of its own and its output passes a marker (a jitted identity),
   so the jaxpr's equations are grouped by the leaf call they belong to; the module's fields
   (every default explicit in a dataclass) give the spec layer;
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import flax.linen as nn
@@ -58,32 +58,16 @@ from ...spec import (
     conv_pads,
     conv_transpose_crops,
 )
+from .introspect_leaf import MARK, leaf_of, record_leaf
+from .introspect_leaf import Call as _Call
 from .introspect_ops import ACTIVATIONS, computes, op_name
+from .introspect_spectral import spectral_norm
 
 WHERE = "flax module"
 BATCH = 2
-_SCOPE = "gan_backends_leaf"
-_MARK = "gan_backends_leaf_out"
 #: Flags that put a module's BatchNorm (and Dropout) in inference mode, with that value.
 INFERENCE_FLAGS = {"train": False, "training": False, "is_training": False, "deterministic": True}
-
-
-def _mark_out(y: jax.Array) -> jax.Array:
-    return y
-
-
-_mark_out.__name__ = _MARK
-_marker = jax.jit(_mark_out)
-
-
-@dataclass
-class _Call:
-    """One leaf submodule call: the module (bound clone), its per-sample input shape, its
-    keyword arguments (``use_running_average`` may come with the call)."""
-
-    module: nn.Module
-    in_shape: Shape
-    kwargs: dict[str, Any]
+INFERENCE_FLAGS["update_stats"] = False  # nn.SpectralNorm's, often passed through by the caller
 
 
 def _features(module: Any) -> int:
@@ -305,6 +289,7 @@ _LEAVES: dict[type, Callable[[_Reader, _Call], None]] = {
     nn.Conv: _Reader.conv,
     nn.ConvTranspose: _Reader.conv_transpose,
     nn.BatchNorm: _Reader.batchnorm,
+    nn.SpectralNorm: spectral_norm,  # the wrapped Dense or Conv with the spec's spectral_norm
     nnx.Linear: _Reader.dense,
     nnx.Conv: _Reader.conv,
     nnx.ConvTranspose: _Reader.conv_transpose,
@@ -354,22 +339,6 @@ def _trace(module: nn.Module, shape: Shape) -> tuple[Any, list[_Call], Shape, di
     return closed, calls, tuple(out[1:]), kwargs
 
 
-def record_leaf(calls: list[_Call], module: Any, call: Callable[..., Any], args: Any, kw: Any) -> Any:
-    """One leaf call, in a named scope of its own, its output through the marker."""
-    with jax.named_scope(f"{_SCOPE}{len(calls)}"):
-        calls.append(_Call(module, tuple(args[0].shape[1:]), dict(kw)))
-        y = call(*args, **kw)
-    return _marker(y) if isinstance(y, jax.Array) else y
-
-
-def _leaf_of(eqn: Any) -> int | None:
-    stack = str(eqn.source_info.name_stack)
-    for part in stack.split("/"):
-        if part.startswith(_SCOPE) and part[len(_SCOPE) :].isdigit():
-            return int(part[len(_SCOPE) :])
-    return None
-
-
 def _shape(var: Any) -> Shape:
     return tuple(int(d) for d in var.aval.shape[1:])
 
@@ -397,12 +366,12 @@ def layers_of(module: nn.Module, input_shape: Shape | None = None) -> ReadNetwor
     leaf_eqns: dict[int, list[Any]] = {}
     marks = 0
     for eqn in jaxpr.eqns:
-        j = _leaf_of(eqn)
+        j = leaf_of(eqn)
         if j is not None:
             leaf_eqns.setdefault(j, []).append(eqn)
             continue
         done = len(reader.layers)
-        if op_name(eqn) == _MARK:
+        if op_name(eqn) == MARK:
             current = _finish_leaf(reader, calls[marks], leaf_eqns.get(marks, []), current, eqn, jaxpr, spec_shape)
             marks += 1
         else:

@@ -24,7 +24,9 @@ from flax import nnx
 
 from ...port.native import PortError
 from ...spec import Shape
-from .introspect import BATCH, _Call, record_leaf
+from .introspect import BATCH
+from .introspect_leaf import Call as _Call
+from .introspect_leaf import record_leaf
 
 
 def _leaf_classes() -> list[type]:

@@ -84,7 +84,7 @@ from ...spec import (  # noqa: E402
     conv_pads,
 )
 from .attention import keras_self_attention  # noqa: E402
-from .keras_spectral import SpectralNormConv2D, SpectralNormDense  # noqa: E402
+from .keras_spectral import SpectralNormConv2D, SpectralNormDense, is_keras_wrapper, wrapper_tensors  # noqa: E402
 
 _KERAS_TYPES = {
     "dense": "Dense",
@@ -170,10 +170,14 @@ def _read_keras3(f: Any, path: str) -> NativeCheckpoint:
     if skipped:
         notes.append(f"skipped {', '.join(skipped)} (not layers)")
     renamed = ""
+    by_path = dict(groups)
+    wrappers = {p for p in by_path if is_keras_wrapper(p) and f"{p}/layer" in by_path}
     for lpath, vars_group in groups:
         parts = lpath.split("/") if lpath else []
         if not parts or parts[0] in _KERAS_SKIP_TOP or "seed_generator" in parts:
             continue
+        if parts[-1] == "layer" and "/".join(parts[:-1]) in wrappers:
+            continue  # a SpectralNormalization's wrapped layer: read with its wrapper
         container, last = "/".join(parts[:-1]), parts[-1]
         match = re.fullmatch(r"(.+?)(?:_(\d+))?", last)
         base, counter = match.group(1), int(match.group(2) or 0)
@@ -181,14 +185,20 @@ def _read_keras3(f: Any, path: str) -> NativeCheckpoint:
         network = next((h for h in map(network_hint, parts[:-1]) if h), None)
         keys = sorted(vars_group, key=int)
         arrays = [np.asarray(vars_group[k]) for k in keys]
-        roles = _keras_roles(ltype, lpath, [a.shape for a in arrays], base in _KERAS_SN_TYPES)
+        if lpath in wrappers:
+            inner = by_path[f"{lpath}/layer"]
+            ltype, keys, arrays, roles = wrapper_tensors(
+                lpath, arrays, [np.asarray(inner[k]) for k in sorted(inner, key=int)]
+            )
+            notes.append(f"{lpath}: keras.layers.SpectralNormalization read as {ltype} with the spec's spectral norm")
+        else:
+            roles = _keras_roles(ltype, lpath, [a.shape for a in arrays], base in _KERAS_SN_TYPES)
         chain = f"{container}:{base}"
         display = vars_group.attrs.get("name", last)
         display = display.decode() if isinstance(display, bytes) else str(display)
         for key, array, role in zip(keys, arrays, roles):
-            tensors.append(
-                NativeTensor(f"{lpath}/vars/{key}", array, role, lpath, ltype, network, chain, counter, "canonical")
-            )
+            name = f"{lpath}/{key}" if "/" in key else f"{lpath}/vars/{key}"  # a wrapper's keys are paths
+            tensors.append(NativeTensor(name, array, role, lpath, ltype, network, chain, counter, "canonical"))
         if display != last and not renamed:
             renamed = f"h5 groups are named by class and position, not by layer name ({lpath} holds {display!r})"
             notes.append(renamed)

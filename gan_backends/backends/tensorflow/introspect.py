@@ -7,10 +7,11 @@ holds in other words is converted and noted (Keras' BatchNorm momentum 0.99 is t
 the running value: the spec's 0.01; its variance is stored biased); an ``activation=`` inside
 a ``Dense`` or convolution becomes the spec's activation layer after it. Nested Sequential or
 functional models are read in place. A subclassed model's ``call`` is Python the configs do not
-describe, so it is refused, as is every layer or option the spec cannot express (``Dropout``,
-``SpectralNormalization``: not torch's semantics, a dilation, groups, channels-first data, a
-BatchNorm without its scale or centre, a capped ReLU), named with its position and class.
-``UpSampling2D`` and ``AveragePooling2D`` are read by :mod:`.introspect_resample`.
+describe, so it is refused, as is every layer or option the spec cannot express (``Dropout``, a dilation, groups,
+channels-first data, a BatchNorm without its scale or centre, a capped ReLU), named with its
+position and class. ``UpSampling2D``, ``AveragePooling2D`` and ``SpectralNormalization`` (of a
+``Dense`` or ``Conv2D``: that layer with the spec's ``spectral_norm``) are read by
+:mod:`.introspect_resample`.
 
 ``load_model`` opens a whole ``.keras`` archive with ``safe_mode=True``: a deserialised lambda
 is never run.
@@ -271,10 +272,10 @@ _READERS: dict[str, Callable[[_Reader, int, Any, dict], None]] = {
     # accepting it would port a D whose training no longer matches the user's.
     "Dropout": _refuse("dropout: the spec has no dropout (identity only in inference); remove it or port without D"),
     "SpatialDropout2D": _refuse("dropout: the spec has no dropout"),
-    # UpSampling2D, AveragePooling2D, GlobalSumPooling2D; SpectralNormalization refused with why
+    # UpSampling2D, AveragePooling2D, GlobalSumPooling2D; SpectralNormalization of a Dense or Conv2D
     **RESAMPLE_READERS,
 }
-_REFUSED = ("InputLayer", "Dropout", "SpatialDropout2D", "SpectralNormalization", "GlobalSumPooling2D")
+_REFUSED = ("InputLayer", "Dropout", "SpatialDropout2D", "GlobalSumPooling2D")
 _SUPPORTED = [k for k in _READERS if k not in _REFUSED]
 
 

@@ -1,5 +1,6 @@
 """Keras' resampling and pooling layers read into the spec's (for :mod:`.introspect`), and
-Keras' ``SpectralNormalization`` refused with the reason.
+Keras' ``SpectralNormalization`` of a ``Dense`` or ``Conv2D`` read as that layer with the spec's
+``spectral_norm`` (anything else it wraps refused).
 
 ``UpSampling2D(size, interpolation)``: ``'nearest'`` repeats each pixel, ``'bilinear'`` is
 ``tf.image.resize``'s half-pixel centres (the spec's ``align_corners=False``; Keras has no
@@ -11,9 +12,12 @@ index, layer, config)`` as :data:`.introspect._READERS` calls it.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from ...spec import AvgPool2D, GlobalSumPool, Upsample
+import keras
+
+from ...spec import AvgPool2D, GlobalSumPool, SpectralNormSpec, Upsample
 
 
 def _pair(reader: Any, index: int, layer: Any, config: dict, key: str) -> int:
@@ -58,14 +62,31 @@ def global_sum_pooling2d(reader: Any, index: int, layer: Any, config: dict) -> N
 
 
 def spectral_normalization(reader: Any, index: int, layer: Any, config: dict) -> None:
-    inner = config.get("layer", {}).get("class_name", "a layer")
-    raise reader.fail(
+    """``SpectralNormalization(Dense or Conv2D, power_iterations)``: the wrapped layer read as
+    usual, with the spec's ``spectral_norm``. Keras' ``normalize`` is ``x / max(‖x‖, eps)`` with
+    ``eps = keras.config.epsilon()`` (keras/src/ops/nn.py), torch's form, so that is the spec's
+    eps. The port makes the spec's σ 1 on the kernel Keras stores (gan_backends.port.spectral_vectors),
+    so the eval logits are Keras' own; training is where the two differ, and the note says how."""
+    inner = getattr(layer, "layer", None)
+    kind = type(inner).__name__
+    if kind not in ("Dense", "Conv2D"):
+        raise reader.fail(
+            index, layer, f"SpectralNormalization({kind}): the spec's spectral norm is an option of Dense and Conv2D"
+        )
+    start = len(reader.layers)
+    reader.read(index, inner)
+    iterations, eps = int(config["power_iterations"]), float(keras.config.epsilon())
+    sn = SpectralNormSpec(n_power_iterations=iterations, eps=eps)
+    reader.layers[start] = dataclasses.replace(reader.layers[start], spectral_norm=sn)
+    reader.note(
         index,
         layer,
-        f"SpectralNormalization({inner}): Keras writes W/σ into the kernel in training calls (its gradient has no σ "
-        "term, the optimiser steps the normalised kernel) and applies the kernel as stored at inference, without σ; "
-        "the spec's spectral_norm is torch's (the kernel kept, divided by σ = uᵀWv on every call), so Keras' layer "
-        "cannot be expressed. Remove it, or build the model in torch with torch.nn.utils.spectral_norm",
+        f"SpectralNormalization({kind}, power_iterations={iterations}), normalize's eps {eps:g} (keras.config."
+        f"epsilon()) -> spectral_norm(n_power_iterations={iterations}, eps={eps:g}). The port's sn_v makes "
+        "σ = uᵀWv = 1 on the stored kernel, which Keras' inference applies as is: the eval logits are Keras' own. "
+        "Training continues under torch's semantics: the kernel is kept and divided by σ on every call, its "
+        "gradient with the σ term, where Keras' training calls overwrote the kernel with W/σ and stepped it "
+        "with the plain gradient",
     )
 
 

@@ -10,14 +10,50 @@ tree's order (``kernel``, ``bias``, then the non-trainable ``sn_u`` ``(out,)`` a
 an inference call applies ``kernel / σ`` with ``σ = uᵀ W v`` from the stored vectors, as torch
 does in eval mode (:mod:`gan_backends.spec.spectral`). They are inference layers: a training
 call is refused (the TF backend trains the spec, power iteration included).
+
+:func:`wrapper_tensors` reads a ``keras.layers.SpectralNormalization`` wrapper out of a Keras 3
+weights file: Keras 3.15 files it as ``<wrapper>/layer/vars`` (the wrapped layer's kernel,
+bias) and ``<wrapper>/vars`` (``0``: the same kernel again, the wrapper's ``self.kernel``;
+``1``: ``vector_u`` ``(1, out)``), converted to the spec's tensors by
+:func:`gan_backends.port.spectral_vectors.keras_vectors`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
+
+from ...port.native import PortError
+from ...port.spectral_vectors import keras_vectors
+
+
+def is_keras_wrapper(path: str) -> bool:
+    """A weights-file group of a ``SpectralNormalization`` (named by class and counter)."""
+    return re.fullmatch(r"spectral_normalization(_\d+)?", path.rsplit("/", 1)[-1]) is not None
+
+
+def wrapper_tensors(
+    path: str, own: list[np.ndarray], inner: list[np.ndarray]
+) -> tuple[str, list[str], list[np.ndarray], list[str]]:
+    """``(layer type, keys, arrays, roles)`` of one wrapper: the wrapped layer's kernel and bias,
+    ``sn_u`` = ``vector_u`` and ``sn_v`` with ``uᵀWv = 1``, so the spec's inference applies the
+    kernel as stored, as Keras' does (its training calls already divided it by σ)."""
+    if not inner or len(inner) > 2 or len(own) != 2:
+        shapes = [a.shape for a in own], [a.shape for a in inner]
+        raise PortError(f"keras layer {path}: SpectralNormalization variables {shapes} are not a kernel, bias, u")
+    kernel, vector_u = inner[0], own[1]
+    if kernel.ndim not in (2, 4):
+        raise PortError(f"keras layer {path}: a SpectralNormalization of a {kernel.ndim}-D kernel; Dense or Conv2D")
+    if own[0].shape != kernel.shape or not np.array_equal(own[0], kernel):
+        raise PortError(f"keras layer {path}: the wrapper's kernel is not its layer's kernel")
+    u, v = keras_vectors(kernel, vector_u, f"keras layer {path}")
+    keys = [f"layer/vars/{i}" for i in range(len(inner))] + ["vars/1", "vars/1 (v: uᵀWv = 1)"]
+    roles = ["kernel", "bias"][: len(inner)] + ["sn_u", "sn_v"]
+    return ("Dense" if kernel.ndim == 2 else "Conv2D"), keys, [*inner, u, v], roles
 
 
 class _SpectralNormKernel(keras.layers.Layer):
