@@ -97,6 +97,11 @@ def standard_cases(devices: int, batch_per_device: int = 8, seed: int = 0) -> li
     # in float32 the third of three Adam updates already amplifies summation-order rounding in
     # near-zero gradient elements past the float32 bounds (1.6e-4 measured, torch and TF, with 4
     # devices), while in float64 the N-device step is the one-device step within the float64 bounds.
+    # BatchNorm inside residual blocks (sngan-small's G), synchronised: a block's layers are not
+    # the network's own, and an engine that converts only those would leave them per device.
+    spec = with_batchnorm(get_preset("sngan-small").replace(n_critic=1), "sync")
+    params, batch = draw_inputs(spec, batch_per_device * devices, seed)
+    cases.append(Case("sngan-small-blocks-sync", spec, params, batch))
     spec = get_preset("mlp", loss="wgan-gp", g_hidden=(32,), d_hidden=(32,))
     spec = spec.replace(n_critic=3, numerics=Numerics(dtype="float64"))
     params, batch = draw_inputs(spec, batch_per_device * devices, seed)

@@ -38,6 +38,7 @@ from ...params import ParamTree
 from ...spec import GANSpec
 from ..base import TrainBatch
 from .backend import TF_OPS, TensorFlowBackend
+from .blocks import ResidualLayer
 from .layers import BatchNormLayer
 from .optim import TorchFormOptimizer
 
@@ -129,9 +130,7 @@ class TensorFlowDataParallel(WrapsBackend):
         b.g_opt, b.d_opt = ReplicaSummedGradients(b.g_opt), ReplicaSummedGradients(b.d_opt)
         if self.batchnorm == "sync":
             for net in (b.G, b.D):
-                for i, layer in enumerate(net.layers):
-                    if isinstance(layer, BatchNormLayer):
-                        net.layers[i] = CrossReplicaBatchNorm(layer)
+                _synchronise_batchnorm(net.layers)
         self._step = tf.function(self._replicated_step)
         resolver = getattr(strategy, "cluster_resolver", None)
         self.is_main = resolver is None or not resolver.task_type or resolver.task_id == 0  # worker 0 writes
@@ -188,6 +187,17 @@ def launch(devices: int, job: Any, *, platform: str | None = None, threads: int 
             "run the data-parallel job in a fresh process"
         ) from None
     return job(lambda spec, params: TensorFlowDataParallel(spec, params, strategy=strategy))
+
+
+def _synchronise_batchnorm(layers: list) -> None:
+    """Each BatchNorm layer of ``layers`` replaced by its :class:`CrossReplicaBatchNorm`, in the
+    branches of residual blocks too (a block's BatchNorm is not one of the network's layers)."""
+    for i, layer in enumerate(layers):
+        if isinstance(layer, BatchNormLayer):
+            layers[i] = CrossReplicaBatchNorm(layer)
+        elif isinstance(layer, ResidualLayer):
+            for branch in layer.branches.values():
+                _synchronise_batchnorm(branch)
 
 
 __all__ = ["launch", "CrossReplicaBatchNorm", "ReplicaSummedGradients", "TensorFlowDataParallel", "make_strategy"]

@@ -112,15 +112,23 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 def synchronise_batchnorm(net: nn.Sequential, cuda: bool) -> None:
     """Every BatchNorm layer of ``net`` on global-batch statistics, in place (same parameters,
-    same buffers, same ``nn.Sequential`` indices)."""
+    same buffers, same names), those inside residual blocks included: a block's BatchNorm is a
+    grandchild of the network, and replacing only the network's own children left it on the
+    device's statistics while the spec said ``sync``."""
     plain = (nn.BatchNorm1d, nn.BatchNorm2d)
-    layers = [m for m in net if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if cuda and all(type(m) in plain for m in layers):
-        nn.SyncBatchNorm.convert_sync_batchnorm(net)  # replaces the children of net itself
+        nn.SyncBatchNorm.convert_sync_batchnorm(net)  # replaces them at every depth of net
         return
-    for i, module in enumerate(net):
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            net[i] = AllReduceBatchNorm(module)
+    _replace_batchnorm(net)
+
+
+def _replace_batchnorm(parent: nn.Module) -> None:
+    for name, child in parent.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            parent.add_module(name, AllReduceBatchNorm(child))
+        else:
+            _replace_batchnorm(child)
 
 
 class _FixedAware:
