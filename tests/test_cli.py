@@ -294,6 +294,13 @@ def test_framework_start_up_logs_are_filtered_by_level():
     assert not is_dropped(error, 2) and is_dropped(error, 3)  # errors show unless the user asks for level 3
     assert not any(is_dropped(line, 0) for line in (one_dnn, pre_init, cuda, error, tf_own))  # level 0: everything
     assert not is_dropped("Traceback (most recent call last):", 2) and not is_dropped("torch vs numpy: PASS", 2)
+    # grappler's remapper on a residual graph: an ERROR line about an optimisation it skipped
+    remapper = (
+        "E0000 00:00:1796234119.755529    2418 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: "
+        "Mutation::Apply error: fanout 'Relu_7' exist for missing node 'add_3'."
+    )
+    assert is_dropped(remapper, 2) and not is_dropped(remapper, 1)
+    assert not is_dropped(remapper.replace("remapper failed", "layout failed"), 2)  # only that pass's line
 
 
 def test_tensorflow_start_up_logs_are_shown_when_asked():
