@@ -165,3 +165,13 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert len(commands) == 2, commands
     ci = [line for line in (root / ".ci" / "run").read_text(encoding="utf-8").splitlines() if "pytest" in line]
     assert ci == [commands[1]]
+
+
+@pytest.mark.xdist_group("house-xdist-group")
+def test_xdist_groups_reach_the_scheduler(request: pytest.FixtureRequest) -> None:
+    """Under ``--dist loadgroup`` (the README's test command) a grouped test's nodeid carries its
+    group, which is what the scheduler groups by. pytest 9.2 with xdist 3.8 dropped it silently
+    (pyproject's pin): both workers then built each module's engines and trained models."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not run by xdist with --dist loadgroup")
+    assert request.node.nodeid.endswith("@house-xdist-group"), request.node.nodeid
