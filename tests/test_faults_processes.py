@@ -125,10 +125,11 @@ def test_a_loss_that_cannot_be_called_is_bad_input(tmp_path, source, message):
 @pytest.mark.long
 def test_bench_interrupted_writes_what_finished_and_the_same_command_resumes(tmp_path):
     """bench, Ctrl-C after the first run, re-run: the finished run is in the tables at once, and
-    the re-run measures only what is missing."""
+    the re-run measures only what is missing. Three runs: with two, the second (a process of
+    its own, a second or two) once finished before the signal under a loaded fresh-clone suite."""
     require_backend("torch")
     out = tmp_path / "bench"
-    args = ["bench", "--backends", "torch", "--mode", "torch=eager", "--spec", "tiny", "--batch-sizes", "4,8"]
+    args = ["bench", "--backends", "torch", "--mode", "torch=eager", "--spec", "tiny", "--batch-sizes", "4,8,16"]
     args += ["--device", "cpu", "--threads", "1", "--warmup", "1", "--repeats", "1", "--min-block", "0.001"]
     args += ["--out", str(out)]
     proc = cli_process(*args)
@@ -138,10 +139,10 @@ def test_bench_interrupted_writes_what_finished_and_the_same_command_resumes(tmp
     _, stderr = stop(proc)
     assert proc.returncode == 130, stderr
     done = len(results.read_text().splitlines())
-    assert f"interrupted: {done} of 2 runs are in {results}" in stderr.replace("\n", "")
+    assert f"interrupted: {done} of 3 runs are in {results}" in stderr.replace("\n", "")
     assert "the same command resumes" in stderr and (out / "summary.md").exists()
     again = cli_process(*args)
     again_out, again_err = stop(again, timeout=300)
     assert again.returncode == 0, again_out + again_err
     assert again_out.count("already recorded") == done
-    assert len(results.read_text().splitlines()) == 2
+    assert len(results.read_text().splitlines()) == 3
