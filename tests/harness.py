@@ -10,7 +10,10 @@ The scenarios that the quirks re-run in a framework's other modes live here too.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -57,6 +60,16 @@ MINI_DCGAN_GENERATOR = (
     ConvTranspose2D(filters=1, kernel=4, stride=2, padding=1, use_bias=False),
     Tanh(),
 )
+
+
+def user_module(path: Path, code: str, name: str) -> ModuleType:
+    """``code`` written to ``path`` and imported as module ``name``: a user's own model file, as
+    ``spec-from`` and ``port --model`` read it by path."""
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make(framework: str, spec: GANSpec, params: dict, mode: str | None = None) -> Backend:

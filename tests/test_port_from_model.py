@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 from conftest import require_backend
+from harness import user_module
 from typer.testing import CliRunner
 
 from gan_backends.cli import app
@@ -72,15 +73,10 @@ def _invoke(*args) -> str:
 @pytest.fixture(scope="module")
 def user(tmp_path_factory) -> dict:
     require_backend("torch")
-    import importlib.util
-
     import torch
 
     folder = tmp_path_factory.mktemp("user")
-    (folder / "models.py").write_text(USER_CODE)
-    spec = importlib.util.spec_from_file_location("user_models_for_test", folder / "models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = user_module(folder / "models.py", USER_CODE, "user_models_for_test")
     netG = module.trained()
     torch.save(netG.state_dict(), folder / "netG.pth")
     z = np.random.default_rng(1).standard_normal((5, 16, 1, 1)).astype(np.float32)
@@ -187,15 +183,10 @@ def test_a_flax_module_saved_with_to_bytes_ports_to_torch_and_samples_as_itself(
     """A linen generator, its variables (BatchNorm statistics away from (0, 1)) saved with
     ``flax.serialization.to_bytes``: one ``port --model`` command, then ``sample`` in torch."""
     require_backend("jax")
-    import importlib.util
-
     import jax
     from flax import serialization
 
-    (tmp_path / "flax_models.py").write_text(FLAX_CODE)
-    spec = importlib.util.spec_from_file_location("flax_models_for_test", tmp_path / "flax_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = user_module(tmp_path / "flax_models.py", FLAX_CODE, "flax_models_for_test")
     G, rng = module.Generator(), np.random.default_rng(6)
     z = rng.standard_normal((4, 16)).astype(np.float32)
     variables = jax.tree_util.tree_map(np.asarray, G.init(jax.random.PRNGKey(0), z, train=False))

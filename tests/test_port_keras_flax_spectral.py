@@ -14,13 +14,13 @@ forms, ``discriminate`` in each backend. Every expected value is the framework's
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import require_backend
+from harness import user_module
 from typer.testing import CliRunner
 
 from gan_backends.cli import app
@@ -166,10 +166,7 @@ def flax_d(tmp_path_factory) -> dict:
     from flax import serialization
 
     folder = tmp_path_factory.mktemp("flax_sn")
-    (folder / "flax_sn_models.py").write_text(FLAX_CODE)
-    loader = importlib.util.spec_from_file_location("flax_sn_models_for_test", folder / "flax_sn_models.py")
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
+    module = user_module(folder / "flax_sn_models.py", FLAX_CODE, "flax_sn_models_for_test")
     d = module.Discriminator()
     rng = np.random.default_rng(1)
     variables = d.init(jax.random.PRNGKey(0), np.zeros((2, 8, 8, 3), np.float32))
