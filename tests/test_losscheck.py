@@ -122,10 +122,13 @@ def test_bad_input_is_named() -> None:
         check_loss(lambda f: f, "hinge", role="penalty", framework="torch")
     with pytest.raises(SpecError, match="unknown loss parameter"):
         check_loss(lambda f: f, "hinge", role="g", framework="torch", loss_params={"margin": 2.0})
-    with pytest.raises(SpecError, match="relativistic loss 'rpgan'"):
+    # A relativistic G loss reads D(real) too, and R3GAN's penalty takes both batches.
+    with pytest.raises(SpecError, match=r"role g makes: fn\(real_logits, fake_logits\)"):
         check_loss(lambda f: f, "r3gan", role="g", framework="torch")
-    with pytest.raises(SpecError, match="r1_r2 penalty"):
+    with pytest.raises(SpecError, match=r"or fn\(critic, real, fake\)"):
         check_loss(lambda f: f, "r3gan", role="penalty", framework="torch")
+    with pytest.raises(SpecError, match="compares logits: run it with --inputs logits"):
+        check_loss(lambda r, f: r, "rasgan", role="d", framework="torch", inputs="probabilities")
     with pytest.raises(SpecError, match="MODULE:FUNCTION"):
         load_function("no_colon_here")
     with pytest.raises(SpecError, match="no attribute"):

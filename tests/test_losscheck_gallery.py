@@ -31,6 +31,13 @@ GALLERY: dict[str, tuple[str, str, str, str, str | None, str]] = {
     "gp_unweighted": ("penalty", GP, "critic", "penalty_weight", "penalty_weight=1", "without its weight"),
     "r1_mean_over_pixels": ("penalty", "r1", "critic", "element_mean", None, "averages g² over each sample's values"),
     "gp_no_create_graph": ("penalty", GP, "critic", "error", None, "create_graph=True"),
+    "d_ralsgan_halved": ("d", "ralsgan", "logits", "scale", "scale=0.5", "RaLSGAN author's code"),
+    "d_rasgan_detached": ("d", "rasgan", "logits", "detached_average", None, "BasicSR's ESRGAN"),
+    "g_rasgan_fake_term_only": ("g", "rasgan", "logits", "g_real_term", None, "only its fake-side term"),
+    "d_rasgan_paired": ("d", "rasgan", "logits", "loss", None, "pairs each real logit with the fake logit"),
+    "d_rahinge_sum": ("d", "rahinge", "logits", "reduction", "reduction=sum", "sums over the logits"),
+    "r2_at_real": ("penalty", "r2", "critic", "site", None, "this is r1"),
+    "r3gan_averaged": ("penalty", "r3gan", "critic", "penalty_weight", "penalty_weight=5", "R1 and R2 averaged"),
 }  # fmt: skip
 
 #: Where a framework reads a number the way its user would not have to: the plateau of its saturated log.

@@ -18,7 +18,13 @@ def losscheck(
     target: Annotated[str, typer.Argument(help="Your loss: MODULE:FUNCTION or path/to/file.py:FUNCTION.")],
     framework: Annotated[str, typer.Option("--framework", "-f", help="torch, tensorflow or jax: where it runs.")],
     loss: Annotated[str, typer.Option(help="The zoo loss it should equal (hinge, least_squares, wgan_gp, r1, ...).")],
-    role: Annotated[str, typer.Option(help="d: fn(real_logits, fake_logits); g: fn(fake_logits); penalty.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="d: fn(real_logits, fake_logits); g: fn(fake_logits) (relativistic: fn(real_logits, fake_logits)); "
+            "penalty: fn(critic, real, fake, alpha)."
+        ),
+    ],
     convention: Annotated[
         list[str], typer.Option(help="KEY=VALUE you follow on purpose (scale=0.5, reduction=sum, ...); repeatable.")
     ] = [],  # noqa: B006

@@ -9,11 +9,12 @@ with the float64 reference, and on a mismatch raises with a diagnosis ("your los
 squares without the ½ factor"; "a per-pixel norm: the gradient norm is taken over channels").
 The command line is ``gan-backends losscheck MODULE:FUNCTION --framework F --loss NAME --role R``.
 
-Layout: ``models`` (the zoo's losses and their variants in float64), ``critic`` (the penalty's
-critic and every way of writing the penalty), ``battery``, ``runners`` (reaches each framework
+Layout: ``models`` (the zoo's losses and their variants in float64), ``relativistic`` (the
+relativistic losses and theirs), ``critic`` (the penalty's critic and every way of writing the
+penalty: WGAN-GP, R1, R2, R1 + R2), ``battery``, ``runners`` (reaches each framework
 package's ``losscheck`` module: ``backends/<framework>/losscheck.py``), ``judge``, ``fit`` and
-``diagnose`` (``findings``, ``logit_diagnosis``, ``penalty_diagnosis``), ``conventions`` (what a
-user may declare), ``check`` (the API).
+``diagnose`` (``findings``, ``logit_diagnosis``, ``penalty_diagnosis``,
+``relativistic_diagnosis``), ``conventions`` (what a user may declare), ``check`` (the API).
 """
 
 from __future__ import annotations

@@ -14,14 +14,15 @@ from typing import Any
 
 from ..backends import canonical_name
 from ..presets import LOSS_PRESETS
-from ..spec import LOSS_NAMES, PENALTIES, LossSpec, SpecError
+from ..spec import ALL_LOSS_NAMES, PENALTIES, LossSpec, SpecError
 from . import conventions as conv
 from .battery import PENALTY_TOLERANCES, REDUCED, TOLERANCES, Case, logit_cases, penalty_cases
 from .critic import PenaltyForm
 from .diagnose import Diagnosis, diagnose_logits, diagnose_penalty
 from .judge import CaseResult, judge_logits, judge_penalty, skip_unsupported
 from .models import ROLES
-from .runners import get_runner
+from .relativistic_diagnosis import diagnose_relativistic
+from .runners import Evaluation, get_runner
 
 INPUTS = ("logits", "probabilities")
 
@@ -109,14 +110,14 @@ def resolve_loss(loss: str | LossSpec, role: str, params: Mapping[str, float] | 
     """A zoo name (``hinge``), a preset (``wgan-gp``) or a penalty (``wgan_gp``, ``r1``) as a LossSpec."""
     if isinstance(loss, LossSpec):
         spec = loss
-    elif loss in LOSS_NAMES:
+    elif loss in ALL_LOSS_NAMES:
         spec = LossSpec(name=loss)  # type: ignore[arg-type]
     elif loss in LOSS_PRESETS:
         spec = LOSS_PRESETS[loss].loss
     elif loss in PENALTIES and loss != "none":
         spec = LossSpec(name="wasserstein", penalty=loss)  # type: ignore[arg-type]
     else:
-        known = sorted(set(LOSS_NAMES) | set(LOSS_PRESETS) | {"wgan_gp", "r1"})
+        known = sorted(set(ALL_LOSS_NAMES) | set(LOSS_PRESETS) | (set(PENALTIES) - {"none"}))
         raise SpecError(f"unknown loss {loss!r}; known: {', '.join(known)}")
     if params:
         unknown = set(params) - set(vars(spec))
@@ -125,14 +126,10 @@ def resolve_loss(loss: str | LossSpec, role: str, params: Mapping[str, float] | 
         spec = LossSpec(**{**vars(spec), **params})
     if role not in ROLES:
         raise SpecError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    # losscheck's judge calls a user's d(real, fake) / g(fake) and its own penalty model (R1 and
-    # WGAN-GP): a relativistic G loss (it reads D(real) too) and R2 are not judged yet.
-    if spec.relativistic and role != "penalty":
-        raise SpecError(f"losscheck does not judge the relativistic loss {spec.name!r} yet (its G loss reads D(real))")
-    if role == "penalty" and spec.penalty in ("r2", "r1_r2"):
-        raise SpecError(f"losscheck does not judge the {spec.penalty} penalty yet; wgan_gp and r1 it does")
     if role == "penalty" and spec.penalty == "none":
-        raise SpecError(f"role penalty needs a loss with a gradient penalty (wgan_gp, r1), got {spec.name!r}")
+        raise SpecError(
+            f"role penalty needs a loss with a gradient penalty (wgan_gp, r1, r2, r1_r2), got {spec.name!r}"
+        )
     return spec
 
 
@@ -167,8 +164,12 @@ def load_function(target: str) -> Callable:
     return fn
 
 
-#: How each role calls the user's function.
+#: How each role calls the user's function (a relativistic G loss: as D's, it reads D(real) too).
 CALLS = {"d": "fn(real_logits, fake_logits)", "g": "fn(fake_logits)", "penalty": "fn(critic, real, fake, alpha)"}
+#: The shorter calls a penalty may take instead of ``fn(critic, real, fake, alpha)``: the batches
+#: it needs, after the critic (R1 at real, R2 at fake, R1 + R2 at both).
+SHORT_PENALTY_CALLS: dict[str, tuple[str, ...]] = {"r1": ("real",), "r2": ("fake",), "r1_r2": ("real", "fake")}
+FULL_PENALTY_CALL = ("real", "fake", "alpha")
 
 
 def _required_positional(signature: inspect.Signature) -> int:
@@ -184,21 +185,31 @@ def _takes(signature: inspect.Signature, count: int) -> bool:
     return True
 
 
-def check_arity(fn: Callable, role: str, spec: LossSpec) -> int:
-    """How many positional arguments ``fn`` gets in ``role`` (:data:`CALLS`; R1 also
-    ``fn(critic, real)`` when that is all it requires), checked against its signature before it
-    runs: a :class:`SpecError` naming the calling convention when it cannot take them."""
+def call_text(role: str, spec: LossSpec) -> str:
+    if role == "g" and spec.relativistic:
+        return CALLS["d"]
+    short = SHORT_PENALTY_CALLS.get(spec.penalty) if role == "penalty" else None
+    also = f" or fn(critic, {', '.join(short)})" if short else ""
+    return CALLS.get(role, "?") + also
+
+
+def check_arity(fn: Callable, role: str, spec: LossSpec) -> tuple[str, ...]:
+    """The arguments ``fn`` gets in ``role`` (:data:`CALLS`; a penalty also its short call of
+    :data:`SHORT_PENALTY_CALLS` when that is all it requires), checked against its signature
+    before it runs: a :class:`SpecError` naming the calling convention when it cannot take them."""
+    logits = ("real", "fake") if role == "d" or spec.relativistic else ("fake",)
+    full = logits if role != "penalty" else FULL_PENALTY_CALL
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin without a signature: call it and see
-        return {"d": 2, "g": 1}.get(role, 4)
-    if role == "penalty" and spec.penalty == "r1" and _takes(signature, 2) and _required_positional(signature) <= 2:
-        return 2
-    count = {"d": 2, "g": 1}.get(role, 4)
+        return full
+    short = SHORT_PENALTY_CALLS.get(spec.penalty) if role == "penalty" else None
+    if short and _takes(signature, len(short) + 1) and _required_positional(signature) <= len(short) + 1:
+        return short
+    count = len(full) + (1 if role == "penalty" else 0)
     if _takes(signature, count):
-        return count
-    also = " or fn(critic, real)" if role == "penalty" and spec.penalty == "r1" else ""
-    raise SpecError(f"the function{signature} cannot take the call role {role} makes: {CALLS.get(role, '?')}{also}")
+        return full
+    raise SpecError(f"the function{signature} cannot take the call role {role} makes: {call_text(role, spec)}")
 
 
 def check_loss(
@@ -233,10 +244,11 @@ def check_loss(
     label = name or getattr(fn, "__qualname__", repr(fn))
     if role == "penalty":
         return _check_penalty(fn, spec, runner, framework, declared, dtypes, seed, label, announce)
-    check_arity(fn, role, spec)
+    order = check_arity(fn, role, spec)
+    if spec.relativistic:
+        return _check_relativistic(fn, spec, role, runner, framework, declared, inputs, dtypes, seed, label, announce)
     model = conv.logit_model(spec, role, declared)  # type: ignore[arg-type]
     probabilities = conv.declared_probabilities(declared)
-    order = ("real", "fake") if role == "d" else ("fake",)
     cases = logit_cases(role, seed, dtypes)
 
     def run(case_inputs: dict, dtype: str = "float32", case: str = "a diagnosis probe"):
@@ -252,16 +264,52 @@ def check_loss(
     return report
 
 
+def _check_relativistic(
+    fn,
+    spec: LossSpec,
+    role: str,
+    runner,
+    framework: str,
+    declared,
+    inputs: str,
+    dtypes,
+    seed: int,
+    label: str,
+    announce: Callable,
+) -> LossCheckReport:
+    """A relativistic loss: both roles read both logits (G's judged on its fake-logit gradient)."""
+    if inputs != "logits":
+        raise SpecError(f"the relativistic loss {spec.name!r} compares logits: run it with --inputs logits")
+    model = conv.relativistic_model(spec, role, declared)  # type: ignore[arg-type]
+    cases = logit_cases("d", seed, dtypes)  # real and fake logits, for G's loss as well
+
+    def run(case: Case) -> Evaluation:
+        announce(case.name)
+        return runner.run_logits(fn, case.inputs, ("real", "fake"), case.dtype, False)
+
+    evals = [run(c) for c in cases]
+    results = [judge_logits(c, e, model, TOLERANCES[c.dtype], False) for c, e in zip(cases, evals)]
+    skip_unsupported(results)
+    report = LossCheckReport(label, framework, role, spec, declared, inputs, results)
+    if role == "g":
+        report.notes.append(
+            "G's loss is judged on its gradient w.r.t. the fake logits: D(real) is a constant of G's step"
+        )
+    if not report.passed:
+        report.diagnosis = diagnose_relativistic(model, cases, evals, TOLERANCES)
+    return report
+
+
 def _check_penalty(
     fn, spec: LossSpec, runner, framework: str, declared, dtypes, seed: int, label: str, announce: Callable
 ) -> LossCheckReport:
     form: PenaltyForm = conv.penalty_form(spec, declared)
     cases: list[Case] = penalty_cases(runner.IMAGE_LAYOUT, seed, dtypes)
-    arity = check_arity(fn, "penalty", spec)
+    call = check_arity(fn, "penalty", spec)
 
     def run(case: Case):
         announce(case.name)
-        return runner.run_penalty(fn, case, case.dtype, arity)
+        return runner.run_penalty(fn, case, case.dtype, call)
 
     evals = [run(c) for c in cases]
     results = [judge_penalty(c, e, form, PENALTY_TOLERANCES[c.dtype]) for c, e in zip(cases, evals)]

@@ -15,11 +15,21 @@ Logit losses (D and G)::
     margin=m                hinge margin
     probabilities=true      computed from sigmoid probabilities: judged only where they do not saturate
 
+Relativistic losses (rasgan, ralsgan, rahinge, rpgan)::
+
+    scale=k                 the whole loss times k (the RaLSGAN author's code: scale=0.5)
+    reduction=sum           a sum over the logits instead of their mean
+
 Penalties::
 
     penalty_weight=λ        the weight inside the returned penalty (1: the caller multiplies)
     reduction=sum           summed over the batch
-    one_sided=true          relu(‖g‖ - 1)² (Gulrajani et al.'s appendix variant)
+    one_sided=true          relu(‖g‖ - γ)² (Gulrajani et al.'s appendix variant)
+    target=γ                WGAN-GP's norm target: (‖g‖ - γ)²/γ² (Karras et al. 2017)
+
+A spec field's own name declares it too (``d_scale``, ``g_scale``, ``label_smoothing``,
+``one_sided_label_smoothing``, ``penalty_weight``, ``penalty_target``, ``penalty_one_sided``),
+so every option a training spec has can be declared: :data:`SPEC_FIELDS` maps each to its key.
 """
 
 from __future__ import annotations
@@ -30,12 +40,37 @@ from collections.abc import Mapping
 from ..spec import LossSpec
 from .critic import PenaltyForm
 from .models import LogitModel, Role, reference_model, with_term
+from .relativistic import RelativisticModel, reference_relativistic
 
 LOGIT_KEYS = (
     "scale", "reduction", "offset", "real_target", "fake_target", "label_smoothing", "label_smoothing_both",
     "one_sided_label_smoothing", "a", "b", "c", "margin", "probabilities",
 )  # fmt: skip
-PENALTY_KEYS = ("penalty_weight", "reduction", "one_sided", "scale")
+PENALTY_KEYS = ("penalty_weight", "reduction", "one_sided", "scale", "target")
+RELATIVISTIC_KEYS = ("scale", "reduction")
+
+#: LossSpec fields (``--loss-param``) and the conventions that declare the same difference; the
+#: fields not listed choose the loss itself (``name``, ``penalty``) or do not change its value
+#: (``norm_eps`` keeps a gradient finite, ``clip_value`` acts on D's weights after the step).
+SPEC_FIELDS: dict[str, str] = {
+    "d_scale": "scale", "g_scale": "scale", "a": "a", "b": "b", "c": "c",
+    "label_smoothing": "label_smoothing", "one_sided_label_smoothing": "one_sided_label_smoothing",
+    "penalty_weight": "penalty_weight", "penalty_target": "target", "penalty_one_sided": "one_sided",
+}  # fmt: skip
+NOT_DECLARED = ("name", "penalty", "norm_eps", "clip_value")
+
+
+def _aliases(conventions: Mapping[str, object], role: str) -> dict[str, object]:
+    """Spec field names read as the conventions they declare (``d_scale`` only for D, ``g_scale`` for G)."""
+    out: dict[str, object] = {}
+    for key, value in conventions.items():
+        if key in ("d_scale", "g_scale"):
+            if (key == "d_scale") != (role in ("d", "penalty")):
+                raise ConventionError(f"{key} weighs the {key[0].upper()} loss, not a {role} loss")
+            if role == "penalty":
+                raise ConventionError(f"{key} does not weigh the penalty, which carries its own penalty_weight")
+        out[SPEC_FIELDS.get(key, key)] = value
+    return out
 
 
 class ConventionError(ValueError):
@@ -78,6 +113,7 @@ def declared_probabilities(conventions: Mapping[str, object]) -> bool:
 
 def logit_model(loss: LossSpec, role: Role, conventions: Mapping[str, object]) -> LogitModel:
     """The zoo's loss for ``role`` with the declared conventions applied."""
+    conventions = _aliases(conventions, role)
     unknown = set(conventions) - set(LOGIT_KEYS)
     if unknown:
         raise ConventionError(
@@ -100,7 +136,7 @@ def logit_model(loss: LossSpec, role: Role, conventions: Mapping[str, object]) -
     if bce_keys & set(conventions):
         if any(t.kind != "bce" for t in model.sides().values()):
             raise ConventionError(f"label targets apply to the cross-entropy losses, not {loss.name}")
-        real_t, fake_t = _targets(conventions)
+        real_t, fake_t = _targets(conventions, model.real.param if model.real else 1.0, model.fake.param)
         if role == "d":
             model = with_term(with_term(model, "real", param=real_t), "fake", param=fake_t)
         elif "fake_target" in conventions:
@@ -113,8 +149,7 @@ def logit_model(loss: LossSpec, role: Role, conventions: Mapping[str, object]) -
     return model
 
 
-def _targets(conventions: Mapping[str, object]) -> tuple[float, float]:
-    real_t, fake_t = 1.0, 0.0
+def _targets(conventions: Mapping[str, object], real_t: float, fake_t: float) -> tuple[float, float]:
     if "one_sided_label_smoothing" in conventions:
         real_t = 1.0 - _float("one_sided_label_smoothing", conventions["one_sided_label_smoothing"])
     if "label_smoothing" in conventions:
@@ -131,6 +166,7 @@ def _targets(conventions: Mapping[str, object]) -> tuple[float, float]:
 
 def penalty_form(loss: LossSpec, conventions: Mapping[str, object]) -> PenaltyForm:
     """The zoo's penalty (``loss.penalty``) with the declared conventions applied."""
+    conventions = _aliases(conventions, "penalty")
     unknown = set(conventions) - set(PENALTY_KEYS)
     if unknown:
         raise ConventionError(
@@ -141,7 +177,30 @@ def penalty_form(loss: LossSpec, conventions: Mapping[str, object]) -> PenaltyFo
     red = str(conventions.get("reduction", "mean"))
     if red not in ("mean", "sum"):
         raise ConventionError(f"reduction is mean or sum, got {red!r}")
-    one_sided = _bool("one_sided", conventions.get("one_sided", "false"))
-    if one_sided and loss.penalty != "wgan_gp":
-        raise ConventionError("one_sided applies to the wgan_gp penalty")
-    return PenaltyForm(kind=loss.penalty, weight=weight, reduction=red, one_sided=one_sided)
+    one_sided = _bool("one_sided", conventions.get("one_sided", loss.penalty_one_sided))
+    target = _float("target", conventions.get("target", loss.penalty_target))
+    if (one_sided or target != 1.0) and loss.penalty != "wgan_gp":
+        raise ConventionError("one_sided and target apply to the wgan_gp penalty")
+    if target <= 0:
+        raise ConventionError(f"target is the gradient norm's target, a positive number, got {target:g}")
+    return PenaltyForm(kind=loss.penalty, weight=weight, reduction=red, one_sided=one_sided, target=target)
+
+
+def relativistic_model(loss: LossSpec, role: Role, conventions: Mapping[str, object]) -> RelativisticModel:
+    """The zoo's relativistic loss for ``role`` with the declared conventions applied."""
+    conventions = _aliases(conventions, role)
+    unknown = set(conventions) - set(RELATIVISTIC_KEYS)
+    if unknown:
+        raise ConventionError(
+            f"unknown convention(s) {sorted(unknown)} for the relativistic loss {loss.name}; "
+            f"known: {', '.join(RELATIVISTIC_KEYS)}"
+        )
+    model = reference_relativistic(loss, role)
+    if "scale" in conventions:
+        model = dataclasses.replace(model, scale=model.scale * _float("scale", conventions["scale"]))
+    if "reduction" in conventions:
+        red = str(conventions["reduction"])
+        if red not in ("mean", "sum"):
+            raise ConventionError(f"reduction is mean or sum, got {red!r}")
+        model = dataclasses.replace(model, reduction=red)  # type: ignore[arg-type]
+    return model

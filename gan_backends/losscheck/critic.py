@@ -10,8 +10,11 @@ at an input where every ``h_k ≤ 0`` (the "norm at 0" case), and it depends on 
 
 A penalty of per-sample input gradients ``g_i`` (at ``x̂_i = α_i·real_i + (1-α_i)·fake_i``)::
 
-    wgan_gp (Gulrajani et al. 2017, eq. 3)   λ · mean_i (‖g_i‖ - 1)²      (one-sided: relu(‖g_i‖ - 1)²)
+    wgan_gp (Gulrajani et al. 2017, eq. 3)   λ · mean_i (‖g_i‖ - γ)²/γ²   (one-sided: relu(‖g_i‖ - γ)²/γ²;
+                                             norm target γ = 1 but in Karras et al. 2017)
     r1 (Mescheder et al. 2018, eq. 9)         γ/2 · mean_i ‖g_i‖²          (at x̂ = real)
+    r2 (the same paper, eq. 10)               γ/2 · mean_i ‖g_i‖²          (at x̂ = fake)
+    r1_r2 (Huang et al. 2025, R3GAN)          γ/2 · (mean_i ‖g_i‖² at real + mean_i ‖g_i‖² at fake)
 
 ``‖g_i‖`` is the norm over *every* axis but the batch. Its derivative at ``g = 0`` is taken as
 its limit with ``sqrt(‖g‖² + ε)``, ε → 0: zero (torch.norm's choice; ``tf.norm`` and
@@ -103,7 +106,7 @@ class PenaltyForm:
     """One way of writing the penalty: its norm axes (None: every non-batch axis), the square
     root's epsilon, one- or two-sided, α on real or on fake, the reduction and the weight."""
 
-    kind: str = "wgan_gp"  # "wgan_gp" | "r1"
+    kind: str = "wgan_gp"  # "wgan_gp" | "r1" | "r2" | "r1_r2"
     axes: tuple[int, ...] | None = None
     eps: float = 0.0
     one_sided: bool = False
@@ -112,12 +115,21 @@ class PenaltyForm:
     weight: float = 10.0
     squared: bool = True  # r1 only: ‖g‖² (True) or ‖g‖
     element_mean: bool = False  # g² averaged over each sample's values instead of summed
+    target: float = 1.0  # wgan_gp only: the norm target γ
 
-    def interpolate(self, real: np.ndarray, fake: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        if self.kind == "r1":
-            return real
-        a = 1.0 - alpha if self.swapped else alpha
-        return a * real + (1.0 - a) * fake
+    @property
+    def squared_norm(self) -> bool:
+        """R1, R2 and their sum: penalties of ``‖g‖²`` (WGAN-GP's is of ``‖g‖``'s distance to γ)."""
+        return self.kind in ("r1", "r2", "r1_r2")
+
+    def sites(self, real: np.ndarray, fake: np.ndarray, alpha: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Where the input gradient is taken, each with ``(x, ∂x/∂real as a factor)``: ``∂x/∂fake``
+        is one minus it (WGAN-GP's ``x̂ = α·real + (1 - α)·fake``; R1 at real: 1; R2 at fake: 0)."""
+        if self.kind == "wgan_gp":
+            a = 1.0 - alpha if self.swapped else alpha
+            return [(a * real + (1.0 - a) * fake, a)]
+        one, zero = np.ones_like(alpha), np.zeros_like(alpha)
+        return {"r1": [(real, one)], "r2": [(fake, zero)]}.get(self.kind, [(real, one), (fake, zero)])
 
     def _norm_axes(self, ndim: int) -> tuple[int, ...]:
         return tuple(range(1, ndim)) if self.axes is None else self.axes
@@ -129,18 +141,18 @@ class PenaltyForm:
         sq = np.sum(g * g, axis=axes, keepdims=True) / values
         norm = np.sqrt(sq + self.eps)
         safe = np.where(norm > 0, norm, 1.0)
-        if self.kind == "r1":
+        if self.squared_norm:
             per = sq + self.eps if self.squared else norm
             dper_dg = 2.0 * g if self.squared else np.where(norm > 0, g / safe, 0.0)
         else:
-            gap = norm - 1.0
+            gap = norm - self.target
             if self.one_sided:
                 gap = np.maximum(gap, 0.0)
-            per = gap * gap
-            dper_dg = np.where(norm > 0, 2.0 * gap * g / safe, 0.0)
+            per = gap * gap / (self.target * self.target)
+            dper_dg = np.where(norm > 0, 2.0 * gap * g / safe, 0.0) / (self.target * self.target)
         dper_dg = dper_dg / values
         count = per.size if self.reduction == "mean" else 1.0
-        scale = self.weight * (0.5 if self.kind == "r1" else 1.0) / count
+        scale = self.weight * (0.5 if self.squared_norm else 1.0) / count
         return float(scale * np.sum(per)), scale * np.broadcast_to(dper_dg, g.shape)
 
     def describe_axes(self, layout: str, ndim: int) -> str:
@@ -187,16 +199,15 @@ def evaluate_penalty(
     Arrays are in the user's ``layout`` ("nchw", "nhwc" or "flat"); the critic works in NHWC.
     """
     to_c, from_c = _layout_maps(layout, real.ndim)
-    x_hat = form.interpolate(to_c(real), to_c(fake), to_c(alpha))
-    g_user = from_c(critic.input_grad(x_hat))
-    value, u_user = form.from_grad(g_user)
-    param_grads, dx = critic.backprop(x_hat, to_c(u_user))
-    if form.kind == "r1":
-        d_real, d_fake = dx, np.zeros_like(dx)
-    else:
-        a = 1.0 - to_c(alpha) if form.swapped else to_c(alpha)
-        d_real, d_fake = a * dx, (1.0 - a) * dx
-    return PenaltyEval(value, {**param_grads, "real": from_c(d_real), "fake": from_c(d_fake)})
+    value, grads = 0.0, {name: np.zeros_like(p) for name, p in critic.params.items()}
+    d_real, d_fake = np.zeros_like(to_c(real)), np.zeros_like(to_c(fake))
+    for x_hat, on_real in form.sites(to_c(real), to_c(fake), to_c(alpha)):
+        site_value, u_user = form.from_grad(from_c(critic.input_grad(x_hat)))
+        param_grads, dx = critic.backprop(x_hat, to_c(u_user))
+        value += site_value
+        grads = {name: grads[name] + g for name, g in param_grads.items()}
+        d_real, d_fake = d_real + on_real * dx, d_fake + (1.0 - on_real) * dx
+    return PenaltyEval(value, {**grads, "real": from_c(d_real), "fake": from_c(d_fake)})
 
 
 def _layout_maps(layout: str, ndim: int):

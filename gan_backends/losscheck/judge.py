@@ -21,6 +21,7 @@ import numpy as np
 from .battery import Case
 from .critic import PenaltyForm, evaluate_penalty
 from .models import LogitModel
+from .relativistic import RelativisticModel
 from .runners import Evaluation
 
 
@@ -93,7 +94,7 @@ def _max_abs(x: np.ndarray) -> float:
 
 
 def judge_logits(
-    case: Case, ev: Evaluation, model: LogitModel, tol: tuple[float, float], probabilities: bool
+    case: Case, ev: Evaluation, model: LogitModel | RelativisticModel, tol: tuple[float, float], probabilities: bool
 ) -> CaseResult:
     result = CaseResult(case.name, case.dtype, case.shape(), tol)
     if ev.error is not None:
@@ -112,11 +113,7 @@ def judge_logits(
             f"value not judged: logits beyond ±{saturation_bound(case.dtype):.1f} (probabilities declared)"
         )
     expected = model.grads(inputs)
-    weights = [
-        abs(model.scale * t.coef) / (inputs[s].size if model.reduction == "mean" else 1)
-        for s, t in model.sides().items()
-    ]
-    scale = max([_max_abs(expected[s][masks[s]]) for s in expected] + [1e-3 * max(weights)])
+    scale = max([_max_abs(expected[s][masks[s]]) for s in expected] + [model.grad_floor(inputs)])
     diffs = []
     for side, want in expected.items():
         got = ev.grads.get(side)

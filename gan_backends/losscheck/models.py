@@ -126,6 +126,11 @@ class LogitModel:
             self.offset
         )
 
+    def grad_floor(self, inputs: dict[str, np.ndarray]) -> float:
+        """A thousandth of one logit's weight: the gradient yardstick where every term is flat
+        (a hinge with every logit past its margin has a zero gradient)."""
+        return 1e-3 * max(abs(self._weight(inputs[s]) * t.coef) for s, t in self.sides().items())
+
     def formula(self) -> str:
         red = "mean" if self.reduction == "mean" else "sum"
         parts = [f"{red}({t.formula()}) over {s} logits" for s, t in self.sides().items()]
@@ -135,7 +140,9 @@ class LogitModel:
 
 
 def reference_model(loss: LossSpec, role: Role) -> LogitModel:
-    """The zoo's loss ``loss`` for ``role`` ("d" or "g") as a :class:`LogitModel`."""
+    """The zoo's loss ``loss`` for ``role`` ("d" or "g") as a :class:`LogitModel`, every option of
+    the spec applied (``d_scale``/``g_scale``, least squares' targets, both label smoothings): the
+    formulas of :mod:`gan_backends.losses`, term by term."""
     name = loss.name
     if role == "g":
         if name == "minimax":
@@ -146,11 +153,11 @@ def reference_model(loss: LossSpec, role: Role) -> LogitModel:
             term = Term("square", loss.c)
         else:  # hinge and wasserstein: G maximises the critic's score
             term = Term("linear", coef=-1.0)
-        return LogitModel("g", fake=term)
+        return LogitModel("g", fake=term, scale=loss.g_scale)
     if role != "d":
         raise ValueError(f"reference_model covers roles d and g, not {role!r}")
     if name in ("minimax", "non_saturating"):
-        real, fake = Term("bce", 1.0), Term("bce", 0.0)
+        real, fake = Term("bce", loss.real_target), Term("bce", 0.0)
     elif name == "least_squares":
         real, fake = Term("square", loss.b), Term("square", loss.a)
     elif name == "hinge":

@@ -21,23 +21,28 @@ from .fit import nice
 from .judge import judge_penalty
 from .runners import Evaluation
 
+#: Where R1, R2 and their sum take the gradient: a user's penalty at another site is named.
+R_KINDS = ("r1", "r2", "r1_r2")
+
 
 def _penalty_forms(ref: PenaltyForm, ndim: int) -> list[PenaltyForm]:
     forms = []
     sides = (False, True) if ref.kind == "wgan_gp" else (False,)
-    squares = (True, False) if ref.kind == "r1" else (True,)
-    for axes in axis_choices(ndim):
-        for one_sided in sides:
-            for swapped in sides:
-                for reduction in ("mean", "sum"):
-                    for squared in squares:
-                        for element_mean in (False, True):
-                            forms.append(
-                                dataclasses.replace(
-                                    ref, axes=axes, one_sided=one_sided, swapped=swapped, reduction=reduction,
-                                    squared=squared, element_mean=element_mean, weight=1.0,
-                                )
-                            )  # fmt: skip
+    squares = (True, False) if ref.squared_norm else (True,)
+    kinds = (ref.kind, *(k for k in R_KINDS if k != ref.kind)) if ref.squared_norm else (ref.kind,)
+    for kind in kinds:
+        for axes in axis_choices(ndim):
+            for one_sided in sides:
+                for swapped in sides:
+                    for reduction in ("mean", "sum"):
+                        for squared in squares:
+                            for element_mean in (False, True):
+                                forms.append(
+                                    dataclasses.replace(
+                                        ref, kind=kind, axes=axes, one_sided=one_sided, swapped=swapped,
+                                        reduction=reduction, squared=squared, element_mean=element_mean, weight=1.0,
+                                    )
+                                )  # fmt: skip
     return forms
 
 
@@ -111,6 +116,14 @@ def diagnose_penalty(
     return Diagnosis(summary, findings, explained, formula)
 
 
+_SITES = {
+    "r1": "the gradient taken at the real batch",
+    "r2": "the gradient taken at the generated batch",
+    "r1_r2": "the gradient taken at both the real and the generated batch",
+    "wgan_gp": "the gradient taken at the interpolates",
+}
+
+
 def _penalty_error_text(error: str) -> str:
     if "does not depend on its inputs" in error or "does not require grad" in error:
         return (
@@ -155,15 +168,24 @@ def _penalty_findings(best: PenaltyForm, ref: PenaltyForm, cases, evals, images)
                 "sum): the norm shrinks by √D, the squared norm by D, D = values per sample",
             )
         )
-    if best.kind == "r1" and not best.squared:
-        out.append(Finding("r1_norm", "R1 with the norm ‖g‖ where Mescheder et al. have the squared norm ‖g‖²"))
+    if best.kind != ref.kind:
+        out.append(Finding("site", f"{_SITES[best.kind]}: this is {best.kind}, where {ref.kind} is {_SITES[ref.kind]}"))
+    if best.squared_norm and not best.squared:
+        out.append(
+            Finding("r1_norm", f"{best.kind} with the norm ‖g‖ where Mescheder et al. have the squared norm ‖g‖²")
+        )
     if best.reduction != ref.reduction:
         out.append(Finding("reduction", "sums the penalty over the batch instead of averaging it", "reduction=sum"))
     if best.weight != ref.weight:
         if best.weight == 1.0:
             text = f"returns the penalty without its weight λ = {ref.weight:g} (the caller must multiply it in)"
-        elif best.kind == "r1" and math.isclose(best.weight, 2 * ref.weight):
-            text = "R1 without the ½: γ·mean‖g‖² where Mescheder et al. have γ/2·mean‖g‖²"
+        elif best.squared_norm and math.isclose(best.weight, 2 * ref.weight):
+            text = f"{best.kind} without the ½: γ·mean‖g‖² where Mescheder et al. have γ/2·mean‖g‖²"
+        elif best.kind == "r1_r2" and math.isclose(best.weight, 0.5 * ref.weight):
+            text = (
+                "R1 and R2 averaged (one mean over the real and fake batches together, γ/2·(R1 + R2)/2), where "
+                "R3GAN adds them: γ/2·(R1 + R2)"
+            )
         else:
             text = f"weight λ = {best.weight:g} inside the penalty, not {ref.weight:g}"
         out.append(Finding("penalty_weight", text, f"penalty_weight={best.weight:g}"))

@@ -5,7 +5,7 @@ imported on first use (the core never imports a framework), exposes::
 
     IMAGE_LAYOUT: str                                        # "nchw" (torch) or "nhwc"
     run_logits(fn, inputs, order, dtype, probabilities) -> Evaluation
-    run_penalty(fn, case, dtype, arity) -> Evaluation
+    run_penalty(fn, case, dtype, call) -> Evaluation        # fn(critic, *batches named by call)
 
 ``inputs`` are float64 NumPy arrays; the runner casts them to ``dtype``, differentiates the
 user's scalar with the framework's own autodiff (w.r.t. the logits; for a penalty w.r.t. the

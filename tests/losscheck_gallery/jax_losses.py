@@ -104,3 +104,43 @@ def d_swapped(fake, real):  # the arguments in the other order
 def r1_mean_over_pixels(critic, real):
     g = jax.grad(lambda x: critic(x).sum())(real)
     return 10.0 / 2 * jnp.mean(g**2)
+
+
+# -- relativistic losses and R2 (the right forms are in tests/test_losscheck_relativistic.py) --
+
+
+def d_ralsgan_halved(real, fake):  # the RaLSGAN author's code: both losses halved
+    return (jnp.mean((real - fake.mean() - 1) ** 2) + jnp.mean((fake - real.mean() + 1) ** 2)) / 2
+
+
+def d_rasgan_detached(real, fake):  # BasicSR's ESRGAN: the other kind's average detached
+    mean_real, mean_fake = jax.lax.stop_gradient(real.mean()), jax.lax.stop_gradient(fake.mean())
+    return (
+        optax.sigmoid_binary_cross_entropy(real - mean_fake, jnp.ones_like(real)).mean()
+        + optax.sigmoid_binary_cross_entropy(fake - mean_real, jnp.zeros_like(fake)).mean()
+    )
+
+
+def g_rasgan_fake_term_only(real, fake):  # G's real-side term left out
+    return optax.sigmoid_binary_cross_entropy(fake - real.mean(), jnp.ones_like(fake)).mean()
+
+
+def d_rasgan_paired(real, fake):  # RSGAN's pairs where the average was meant
+    return optax.sigmoid_binary_cross_entropy(real - fake, jnp.ones_like(real)).mean()
+
+
+def d_rahinge_sum(real, fake):
+    return jax.nn.relu(1 - (real - fake.mean())).sum() + jax.nn.relu(1 + (fake - real.mean())).sum()
+
+
+def _sq_grad_norm(critic, x):
+    g = jax.grad(lambda x: critic(x).sum())(x)
+    return (g**2).reshape(g.shape[0], -1).sum(1)
+
+
+def r2_at_real(critic, real, fake, alpha):  # R2 meant, R1's batch taken
+    return 10.0 / 2 * _sq_grad_norm(critic, real).mean()
+
+
+def r3gan_averaged(critic, real, fake, alpha):  # one mean over both batches: (R1 + R2)/2
+    return 10.0 / 2 * jnp.concatenate([_sq_grad_norm(critic, real), _sq_grad_norm(critic, fake)]).mean()

@@ -101,3 +101,50 @@ def r1_mean_over_pixels(critic, real):
         out = critic(real, training=True)
     g = tape.gradient(out, real)
     return 10.0 / 2 * tf.reduce_mean(tf.square(g))
+
+
+# -- relativistic losses and R2 (the right forms are in tests/test_losscheck_relativistic.py) --
+
+_bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+
+
+def d_ralsgan_halved(real, fake):  # the RaLSGAN author's code: both losses halved
+    return (
+        tf.reduce_mean(tf.square(real - tf.reduce_mean(fake) - 1.0))
+        + tf.reduce_mean(tf.square(fake - tf.reduce_mean(real) + 1.0))
+    ) / 2.0
+
+
+def d_rasgan_detached(real, fake):  # BasicSR's ESRGAN: the other kind's average detached
+    mean_real, mean_fake = tf.stop_gradient(tf.reduce_mean(real)), tf.stop_gradient(tf.reduce_mean(fake))
+    return _bce(tf.ones_like(real), real - mean_fake) + _bce(tf.zeros_like(fake), fake - mean_real)
+
+
+def g_rasgan_fake_term_only(real, fake):  # G's real-side term left out
+    return _bce(tf.ones_like(fake), fake - tf.reduce_mean(real))
+
+
+def d_rasgan_paired(real, fake):  # RSGAN's pairs where the average was meant
+    return _bce(tf.ones_like(real), real - fake)
+
+
+def d_rahinge_sum(real, fake):
+    return tf.reduce_sum(tf.nn.relu(1.0 - (real - tf.reduce_mean(fake)))) + tf.reduce_sum(
+        tf.nn.relu(1.0 + (fake - tf.reduce_mean(real)))
+    )
+
+
+def _sq_grad_norm(critic, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = critic(x, training=True)
+    g = tape.gradient(out, x)
+    return tf.reduce_sum(tf.reshape(tf.square(g), (tf.shape(g)[0], -1)), axis=1)
+
+
+def r2_at_real(critic, real, fake, alpha):  # R2 meant, R1's batch taken
+    return 10.0 / 2 * tf.reduce_mean(_sq_grad_norm(critic, real))
+
+
+def r3gan_averaged(critic, real, fake, alpha):  # one mean over both batches: (R1 + R2)/2
+    return 10.0 / 2 * tf.reduce_mean(tf.concat([_sq_grad_norm(critic, real), _sq_grad_norm(critic, fake)], 0))

@@ -102,3 +102,42 @@ def r1_mean_over_pixels(critic, real):  # .mean() where the squared norm needs a
     out = critic(real)
     (g,) = torch.autograd.grad(out, real, torch.ones_like(out), create_graph=True)
     return 10.0 / 2 * g.pow(2).mean()
+
+
+# -- relativistic losses and R2 (the right forms are in tests/test_losscheck_relativistic.py) --
+
+
+def d_ralsgan_halved(real, fake):  # the RaLSGAN author's code: both losses halved
+    return (torch.mean((real - fake.mean() - 1) ** 2) + torch.mean((fake - real.mean() + 1) ** 2)) / 2
+
+
+def d_rasgan_detached(real, fake):  # BasicSR's ESRGAN: the other kind's average detached
+    ones, zeros = torch.ones_like(real), torch.zeros_like(fake)
+    return bce_logits(real - fake.detach().mean(), ones) + bce_logits(fake - real.detach().mean(), zeros)
+
+
+def g_rasgan_fake_term_only(real, fake):  # G's real-side term left out
+    return bce_logits(fake - real.mean(), torch.ones_like(fake))
+
+
+def d_rasgan_paired(real, fake):  # RSGAN's pairs where the average was meant
+    return bce_logits(real - fake, torch.ones_like(real))
+
+
+def d_rahinge_sum(real, fake):
+    return F.relu(1 - (real - fake.mean())).sum() + F.relu(1 + (fake - real.mean())).sum()
+
+
+def _sq_grad_norm(critic, x):
+    x = x.detach().requires_grad_(True)
+    out = critic(x)
+    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return g.pow(2).flatten(1).sum(1)
+
+
+def r2_at_real(critic, real, fake, alpha):  # R2 meant, R1's batch taken
+    return 10.0 / 2 * _sq_grad_norm(critic, real).mean()
+
+
+def r3gan_averaged(critic, real, fake, alpha):  # one mean over both batches: (R1 + R2)/2
+    return 10.0 / 2 * torch.cat([_sq_grad_norm(critic, real), _sq_grad_norm(critic, fake)]).mean()

@@ -85,15 +85,17 @@ def critic_fn(params: dict, layout: str) -> Callable:
     return critic
 
 
-def run_penalty(fn: Callable, case: Case, dtype: str, arity: int) -> Evaluation:
+def run_penalty(fn: Callable, case: Case, dtype: str, call: tuple[str, ...]) -> Evaluation:
+    """``fn(critic, *batches)``, the batches named by ``call`` (e.g. ``("real", "fake", "alpha")``)."""
     params = {k: _cast(v, dtype) for k, v in case.critic.params.items()}
     arrays = {k: _cast(v, dtype) for k, v in case.inputs.items()}
 
     def loss(p, real, fake, alpha):
         critic = critic_fn(p, case.layout)
-        return fn(critic, real) if arity == 2 else fn(critic, real, fake, alpha)
+        batches = {"real": real, "fake": fake, "alpha": alpha}
+        return fn(critic, *(batches[k] for k in call))
 
     args = [params, arrays["real"], arrays["fake"], arrays["alpha"]]
-    ev = _run((fn, "penalty", case.layout, arity), loss, args, 3, ["params", "real", "fake"])
+    ev = _run((fn, "penalty", case.layout, call), loss, args, 3, ["params", "real", "fake"])
     ev.inputs = {k: _numpy(v) for k, v in arrays.items()}
     return ev

@@ -71,11 +71,13 @@ class SquaredReLUCritic(tf.Module):
         return (0.5 * h * h) @ self.out_kernel + self.out_bias
 
 
-def run_penalty(fn: Callable, case: Case, dtype: str, arity: int) -> Evaluation:
+def run_penalty(fn: Callable, case: Case, dtype: str, call: tuple[str, ...]) -> Evaluation:
+    """``fn(critic, *batches)``, the batches named by ``call`` (e.g. ``("real", "fake", "alpha")``)."""
     critic = SquaredReLUCritic(case.critic, dtype)
     arrays = {k: _cast(v, dtype) for k, v in case.inputs.items()}
     real, fake, alpha = arrays["real"], arrays["fake"], arrays["alpha"]
-    args = (critic, real) if arity == 2 else (critic, real, fake, alpha)
+    batches = {"real": real, "fake": fake, "alpha": alpha}
+    args = (critic, *(batches[k] for k in call))
     variables = [critic.hidden_kernel, critic.hidden_bias, critic.out_kernel, critic.out_bias]
     names = ["hidden.weight", "hidden.bias", "out.weight", "out.bias", "real", "fake"]
     ev = _run(lambda: fn(*args), [*variables, real, fake], names)

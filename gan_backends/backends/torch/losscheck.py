@@ -80,12 +80,14 @@ class SquaredReLUCritic(nn.Module):
         return self.out(0.5 * h * h)
 
 
-def run_penalty(fn: Callable, case: Case, dtype: str, arity: int) -> Evaluation:
+def run_penalty(fn: Callable, case: Case, dtype: str, call: tuple[str, ...]) -> Evaluation:
+    """``fn(critic, *batches)``, the batches named by ``call`` (e.g. ``("real", "fake", "alpha")``)."""
     dt = _dtype(dtype)
     critic = SquaredReLUCritic(case.critic, case.layout, dt)
     arrays = {k: torch.tensor(v, dtype=torch.float64).to(dt) for k, v in case.inputs.items()}
     real, fake = arrays["real"].requires_grad_(True), arrays["fake"].requires_grad_(True)
-    args = (critic, real) if arity == 2 else (critic, real, fake, arrays["alpha"])
+    batches = {**arrays, "real": real, "fake": fake}
+    args = (critic, *(batches[k] for k in call))
     params = dict(critic.named_parameters())
     ev = _run(lambda: fn(*args), [*params.values(), real, fake], [*params, "real", "fake"])
     for name in ("out.weight", "out.bias"):
