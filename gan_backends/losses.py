@@ -1,7 +1,7 @@
 """GAN losses on discriminator logits, written once for every backend.
 
 Each function takes ``ops``, a tiny namespace with the primitives the formulas need
-(``softplus``, ``mean``, ``relu``, ``sqrt``), so the same math runs on NumPy arrays, torch tensors, TF tensors
+(``softplus``, ``mean``, ``relu``, ``sqrt``, ``sum``), so the same math runs on NumPy arrays, torch tensors, TF tensors
 and JAX arrays. Every formula is on logits ``l`` with ``D(x) = sigmoid(l)``, using the stable
 identities
 
@@ -30,6 +30,7 @@ class LossOps(NamedTuple):
     mean: Callable[[Any], Any]
     relu: Callable[[Any], Any]
     sqrt: Callable[[Any], Any]
+    sum: Callable[[Any], Any]
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
@@ -43,9 +44,14 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 #: The primitives on NumPy arrays: the float64 reference's, and losscheck's judge's.
-NUMPY_OPS = LossOps(softplus=softplus, mean=np.mean, relu=lambda x: np.maximum(x, 0.0), sqrt=np.sqrt)
+NUMPY_OPS = LossOps(softplus=softplus, mean=np.mean, relu=lambda x: np.maximum(x, 0.0), sqrt=np.sqrt, sum=np.sum)
 
 LOSS_TERMS: tuple[str, ...] = ("d_real", "d_fake", "d_penalty", "d_loss", "g_loss")
+
+
+def reduce(ops: LossOps, terms: Any, spec: LossSpec) -> Any:
+    """A term's mean over every logit (or sample), or its sum with ``reduction="sum"``."""
+    return ops.mean(terms) if spec.reduction == "mean" else ops.sum(terms)
 
 
 def _per_logit(spec: LossSpec) -> None:
@@ -60,7 +66,8 @@ def real_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
       with a smoothed real target ``t`` (``LossSpec.real_target``) the cross-entropy
       ``t·softplus(-l) + (1 - t)·softplus(l) = -t log D(x) - (1 - t) log(1 - D(x))``
     - ``least_squares`` (Mao et al. 2017, eq. 2, D's target for real data ``b``): ``(l - b)^2 / 2``
-    - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018, eq. 17): ``relu(1 - l)``
+    - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018, eq. 17): ``relu(1 - l)``; with a margin m
+      (``hinge_margin``, TF-GAN's ``real_hinge``): ``relu(m - l)``
     - ``wasserstein`` (Arjovsky et al. 2017, eq. 3, the critic maximises the real score): ``-l``
 
     The relativistic losses have no per-logit terms: :func:`relativistic_terms`.
@@ -71,7 +78,7 @@ def real_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
     if spec.name == "least_squares":
         return 0.5 * (logits - spec.b) * (logits - spec.b)
     if spec.name == "hinge":
-        return ops.relu(1.0 - logits)
+        return ops.relu(spec.hinge_margin - logits)
     t = spec.real_target
     if t != 1.0:
         return t * ops.softplus(-logits) + (1.0 - t) * ops.softplus(logits)
@@ -81,9 +88,11 @@ def real_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
 def fake_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
     """D's per-sample loss on generated data, ``f(l)``:
 
-    - ``minimax``, ``non_saturating``: ``softplus(l) = -log(1 - D(G(z)))``
+    - ``minimax``, ``non_saturating``: ``softplus(l) = -log(1 - D(G(z)))``; with a smoothed fake
+      target ``u`` (``LossSpec.fake_target``, Keras' label smoothing on both labels)
+      ``u·softplus(-l) + (1 - u)·softplus(l)``
     - ``least_squares`` (target for fake data ``a``): ``(l - a)^2 / 2``
-    - ``hinge``: ``relu(1 + l)``
+    - ``hinge``: ``relu(1 + l)``; with a margin m: ``relu(m + l)``
     - ``wasserstein``: ``l``
     """
     _per_logit(spec)
@@ -92,7 +101,10 @@ def fake_term(ops: LossOps, logits: Any, spec: LossSpec) -> Any:
     if spec.name == "least_squares":
         return 0.5 * (logits - spec.a) * (logits - spec.a)
     if spec.name == "hinge":
-        return ops.relu(1.0 + logits)
+        return ops.relu(spec.hinge_margin + logits)
+    u = spec.fake_target
+    if u != 0.0:
+        return u * ops.softplus(-logits) + (1.0 - u) * ops.softplus(logits)
     return ops.softplus(logits)
 
 
@@ -146,20 +158,22 @@ def gradient_penalty(ops: LossOps, sq_norms: Any, spec: LossSpec, fake_sq_norms:
       update): ``γ/2 · mean_i s_i``.
     - ``r1_r2`` (Huang et al. 2025, R3GAN: ``γ/2 · (R1 + R2)``), ``sq_norms`` at the real and
       ``fake_sq_norms`` at the generated batch: ``γ/2 · (mean_i s_i + mean_i s̃_i)``.
+
+    With ``reduction="sum"`` each ``mean_i`` is a sum over the samples.
     """
     if spec.penalty == "wgan_gp":
         target = spec.penalty_target
         dev = ops.sqrt(sq_norms + spec.norm_eps) - target
         if spec.penalty_one_sided:
             dev = ops.relu(dev)
-        value = spec.penalty_weight * ops.mean(dev * dev)
+        value = spec.penalty_weight * reduce(ops, dev * dev, spec)
         return value if target == 1.0 else value / (target * target)
     if spec.penalty in ("r1", "r2"):
-        return 0.5 * spec.penalty_weight * ops.mean(sq_norms)
+        return 0.5 * spec.penalty_weight * reduce(ops, sq_norms, spec)
     if spec.penalty == "r1_r2":
         if fake_sq_norms is None:
             raise ValueError("the r1_r2 penalty needs the input-gradient norms at the fake batch too")
-        return 0.5 * spec.penalty_weight * (ops.mean(sq_norms) + ops.mean(fake_sq_norms))
+        return 0.5 * spec.penalty_weight * (reduce(ops, sq_norms, spec) + reduce(ops, fake_sq_norms, spec))
     raise ValueError(f"loss {spec.name!r} has no gradient penalty")
 
 
@@ -221,16 +235,16 @@ def discriminator_loss(
     with ``r`` and ``f`` from :func:`real_term` and :func:`fake_term`; for the relativistic
     losses ``d_real`` and ``d_fake`` are the means of :func:`relativistic_terms` (``rpgan``:
     ``d_real`` is the pair term, ``d_fake`` 0). The means run over every logit (a PatchGAN's
-    ``(N, H, W, 1)`` as well as ``(N, 1)``). For the cross-entropy losses ``d_scale`` is 1 in
-    Goodfellow et al. and 0.5 in several tutorials; LSGAN's ½ is inside ``r`` and ``f``; the
-    penalty carries its own weight.
+    ``(N, H, W, 1)`` as well as ``(N, 1)``); with ``reduction="sum"`` they are sums. For the
+    cross-entropy losses ``d_scale`` is 1 in Goodfellow et al. and 0.5 in several tutorials;
+    LSGAN's ½ is inside ``r`` and ``f``; the penalty carries its own weight.
     """
     if spec.relativistic:
         on_real, on_fake = relativistic_terms(ops, real_logits, fake_logits, spec, "d")
-        d_real, d_fake = ops.mean(on_real), ops.mean(on_fake)
+        d_real, d_fake = reduce(ops, on_real, spec), reduce(ops, on_fake, spec)
     else:
-        d_real = ops.mean(real_term(ops, real_logits, spec))
-        d_fake = ops.mean(fake_term(ops, fake_logits, spec))
+        d_real = reduce(ops, real_term(ops, real_logits, spec), spec)
+        d_fake = reduce(ops, fake_term(ops, fake_logits, spec), spec)
     # The same value written with the fewest ops (×1 and +0 are exact): each op is a kernel
     # launch and an autograd node in an eager step.
     d_loss = d_real + d_fake if spec.d_scale == 1.0 else spec.d_scale * (d_real + d_fake)
@@ -247,9 +261,10 @@ def generator_loss(ops: LossOps, fake_logits: Any, spec: LossSpec, real_logits: 
         if real_logits is None:
             raise ValueError(f"the relativistic loss {spec.name!r}: G's loss needs D's logits on real data")
         on_real, on_fake = relativistic_terms(ops, real_logits, fake_logits, spec, "g")
-        g_loss = ops.mean(on_real) if spec.name == "rpgan" else ops.mean(on_real) + ops.mean(on_fake)
+        on_real = reduce(ops, on_real, spec)
+        g_loss = on_real if spec.name == "rpgan" else on_real + reduce(ops, on_fake, spec)
     else:
-        g_loss = ops.mean(generator_term(ops, fake_logits, spec))
+        g_loss = reduce(ops, generator_term(ops, fake_logits, spec), spec)
     return g_loss if spec.g_scale == 1.0 else spec.g_scale * g_loss
 
 
@@ -271,6 +286,7 @@ __all__ = [
     "gradient_penalty",
     "linear_critic",
     "real_term",
+    "reduce",
     "relativistic_forms",
     "relativistic_terms",
     "sigmoid",

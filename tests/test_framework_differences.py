@@ -188,3 +188,10 @@ def test_label_smoothing_means_three_things():
     assert float(smooth(tf.ones_like(logits), logits)) == pytest.approx(bce(0.9), rel=1e-6)
     assert float(smooth(tf.zeros_like(logits), logits)) == pytest.approx(bce(0.1), rel=1e-6)
     assert bce(0.9) != pytest.approx(bce(0.8), rel=1e-3)  # one-sided 0.2 would be target 0.8
+    # The spec trains Keras' meaning: label_smoothing and fake_label_smoothing s on D's two terms
+    from gan_backends.losses import get
+
+    real, fake = logits, logits[::-1] - 1.0
+    keras_d = float(smooth(tf.ones_like(real), real)) + float(smooth(tf.zeros_like(fake), fake))
+    ours = get("non_saturating", label_smoothing=0.2, fake_label_smoothing=0.2).d(real, fake)
+    assert ours == pytest.approx(keras_d, rel=1e-6)

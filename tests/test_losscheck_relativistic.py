@@ -124,6 +124,7 @@ OPTION_CASES: dict[str, tuple[str, object]] = {
     "b": ("least_squares", 2.0), "c": ("least_squares", 0.5), "label_smoothing": ("non_saturating", 0.25),
     "one_sided_label_smoothing": ("minimax", 0.1), "penalty_weight": ("wgan-gp", 3.0),
     "penalty_target": ("wgan-gp", 2.0), "penalty_one_sided": ("wgan-gp", True),
+    "fake_label_smoothing": ("non_saturating", 0.2), "hinge_margin": ("hinge", 2.0), "reduction": ("hinge", "sum"),
 }  # fmt: skip
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -59,6 +60,14 @@ class LossCheckReport:
             return "mismatch (a known convention, undeclared)"
         return "mismatch"
 
+    def spec_options(self) -> dict[str, object] | None:
+        """The LossSpec options that train what the diagnosis found (its declarations, on top of
+        the spec checked against), or None where one of them is no spec option."""
+        if self.diagnosis is None or not self.diagnosis.explained or not self.diagnosis.conventions:
+            return None
+        found = conv.as_spec_options(self.diagnosis.conventions, self.role)
+        return None if found is None else {**_changed(self.loss), **found}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "function": self.function,
@@ -71,6 +80,7 @@ class LossCheckReport:
             "verdict": self.verdict,
             "cases": [c.to_json() for c in self.cases],
             "diagnosis": None if self.diagnosis is None else self.diagnosis.to_json(),
+            "spec_options": self.spec_options(),
             "notes": self.notes,
         }
 
@@ -94,8 +104,20 @@ class LossCheckReport:
             lines.append(f"diagnosis: {self.diagnosis.summary}")
             if self.diagnosis.conventions:
                 lines.append(f"  if intended, declare: --convention {','.join(self.diagnosis.conventions)}")
+                if (options := self.spec_options()) is not None:
+                    lines.append(f"  to train it: {_spec_text(options)}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _changed(loss: LossSpec) -> dict[str, object]:
+    """The loss's fields that differ from a LossSpec of its name (a preset's penalty, a --loss-param)."""
+    plain = vars(LossSpec(name=loss.name))
+    return {k: v for k, v in vars(loss).items() if v != plain[k]}
+
+
+def _spec_text(options: dict[str, object]) -> str:
+    return '"loss": {' + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in options.items()) + "}"
 
 
 def _fmt(x: float | None) -> str:

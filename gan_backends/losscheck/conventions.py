@@ -10,6 +10,7 @@ Logit losses (D and G)::
     real_target=t           cross-entropy target of real logits (one-sided label smoothing s: t = 1 - s)
     fake_target=u           cross-entropy target of fake logits (G: its target label)
     label_smoothing=s       TF-GAN's: real labels smoothed toward ½, t = 1 - s/2
+    fake_label_smoothing=s  fake labels smoothed toward ½: u = s/2
     label_smoothing_both=s  Keras' BinaryCrossentropy(label_smoothing=s) on both terms: t = 1 - s/2, u = s/2
     a=, b=, c=              least squares targets (Mao et al. 2017)
     margin=m                hinge margin
@@ -35,7 +36,7 @@ so every option a training spec has can be declared: :data:`SPEC_FIELDS` maps ea
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..spec import LossSpec
 from .critic import PenaltyForm
@@ -44,7 +45,7 @@ from .relativistic import RelativisticModel, reference_relativistic
 
 LOGIT_KEYS = (
     "scale", "reduction", "offset", "real_target", "fake_target", "label_smoothing", "label_smoothing_both",
-    "one_sided_label_smoothing", "a", "b", "c", "margin", "probabilities",
+    "one_sided_label_smoothing", "fake_label_smoothing", "a", "b", "c", "margin", "probabilities",
 )  # fmt: skip
 PENALTY_KEYS = ("penalty_weight", "reduction", "one_sided", "scale", "target")
 RELATIVISTIC_KEYS = ("scale", "reduction")
@@ -56,6 +57,7 @@ SPEC_FIELDS: dict[str, str] = {
     "d_scale": "scale", "g_scale": "scale", "a": "a", "b": "b", "c": "c",
     "label_smoothing": "label_smoothing", "one_sided_label_smoothing": "one_sided_label_smoothing",
     "penalty_weight": "penalty_weight", "penalty_target": "target", "penalty_one_sided": "one_sided",
+    "fake_label_smoothing": "fake_label_smoothing", "hinge_margin": "margin", "reduction": "reduction",
 }  # fmt: skip
 NOT_DECLARED = ("name", "penalty", "norm_eps", "clip_value")
 
@@ -132,7 +134,10 @@ def logit_model(loss: LossSpec, role: Role, conventions: Mapping[str, object]) -
         model = dataclasses.replace(model, reduction=red)
     if "offset" in conventions:
         model = dataclasses.replace(model, offset=_float("offset", conventions["offset"]))
-    bce_keys = {"real_target", "fake_target", "label_smoothing", "label_smoothing_both", "one_sided_label_smoothing"}
+    bce_keys = {
+        "real_target", "fake_target", "label_smoothing", "label_smoothing_both", "one_sided_label_smoothing",
+        "fake_label_smoothing",
+    }  # fmt: skip
     if bce_keys & set(conventions):
         if any(t.kind != "bce" for t in model.sides().values()):
             raise ConventionError(f"label targets apply to the cross-entropy losses, not {loss.name}")
@@ -154,6 +159,8 @@ def _targets(conventions: Mapping[str, object], real_t: float, fake_t: float) ->
         real_t = 1.0 - _float("one_sided_label_smoothing", conventions["one_sided_label_smoothing"])
     if "label_smoothing" in conventions:
         real_t = 1.0 - 0.5 * _float("label_smoothing", conventions["label_smoothing"])
+    if "fake_label_smoothing" in conventions:
+        fake_t = 0.5 * _float("fake_label_smoothing", conventions["fake_label_smoothing"])
     if "label_smoothing_both" in conventions:
         s = _float("label_smoothing_both", conventions["label_smoothing_both"])
         real_t, fake_t = 1.0 - 0.5 * s, 0.5 * s
@@ -174,7 +181,7 @@ def penalty_form(loss: LossSpec, conventions: Mapping[str, object]) -> PenaltyFo
         )
     weight = _float("penalty_weight", conventions.get("penalty_weight", loss.penalty_weight))
     weight *= _float("scale", conventions.get("scale", 1.0))
-    red = str(conventions.get("reduction", "mean"))
+    red = str(conventions.get("reduction", loss.reduction))
     if red not in ("mean", "sum"):
         raise ConventionError(f"reduction is mean or sum, got {red!r}")
     one_sided = _bool("one_sided", conventions.get("one_sided", loss.penalty_one_sided))
@@ -204,3 +211,47 @@ def relativistic_model(loss: LossSpec, role: Role, conventions: Mapping[str, obj
             raise ConventionError(f"reduction is mean or sum, got {red!r}")
         model = dataclasses.replace(model, reduction=red)  # type: ignore[arg-type]
     return model
+
+
+#: Each convention as training-spec options, where it is one: ``(value, role) -> LossSpec fields``.
+#: ``offset`` changes no gradient (nothing to train), ``probabilities`` is how the inputs reach
+#: the loss (a Sigmoid output layer), and G's own target label (TF-GAN's
+#: ``modified_generator_loss(label_smoothing=s)``) has no LossSpec field yet.
+AS_SPEC: dict[str, Callable[[float, str], dict[str, object]]] = {
+    "scale": lambda v, role: {"g_scale" if role == "g" else "d_scale": v},
+    "reduction": lambda v, role: {"reduction": v},
+    "real_target": lambda v, role: {"one_sided_label_smoothing": round(1.0 - v, 12)},
+    "fake_target": lambda v, role: {"fake_label_smoothing": 2.0 * v} if role == "d" else {},
+    "label_smoothing": lambda v, role: {"label_smoothing": v},
+    "one_sided_label_smoothing": lambda v, role: {"one_sided_label_smoothing": v},
+    "fake_label_smoothing": lambda v, role: {"fake_label_smoothing": v},
+    "label_smoothing_both": lambda v, role: {"label_smoothing": v, "fake_label_smoothing": v},
+    "a": lambda v, role: {"a": v}, "b": lambda v, role: {"b": v}, "c": lambda v, role: {"c": v},
+    "margin": lambda v, role: {"hinge_margin": v},
+    "penalty_weight": lambda v, role: {"penalty_weight": v},
+    "one_sided": lambda v, role: {"penalty_one_sided": v},
+    "target": lambda v, role: {"penalty_target": v},
+}  # fmt: skip
+NOT_SPEC_OPTIONS = ("offset", "probabilities")
+
+
+def as_spec_options(declarations: list[str], role: str) -> dict[str, object] | None:
+    """``["scale=0.5", "reduction=sum"]`` as the LossSpec fields that train the same loss
+    (``{"d_scale": 0.5, "reduction": "sum"}``), or None when one of them is no spec option."""
+    out: dict[str, object] = {}
+    for key, value in parse(declarations).items():
+        key = SPEC_FIELDS.get(key, key)
+        if key not in AS_SPEC:
+            return None
+        parsed: object = value
+        if key == "one_sided":
+            parsed = _bool(key, value)
+        elif key != "reduction":
+            parsed = _float(key, value)
+        if key == "penalty_weight" and parsed == 1.0:
+            return None  # a penalty returned without its weight: the caller multiplies λ in
+        fields = AS_SPEC[key](parsed, role)  # type: ignore[arg-type]
+        if not fields:
+            return None
+        out.update(fields)
+    return out

@@ -184,19 +184,24 @@ def deviations(fitted: LogitModel, ref: LogitModel, name: str) -> list[Finding] 
     elif (rho := next(iter(rhos.values()))) != 1.0:
         findings.append(Finding("scale", _ratio_text(rho, fitted.role, kind, name), f"scale={rho:g}"))
     if fitted.reduction != ref.reduction:
-        findings.append(
-            Finding(
-                "reduction",
-                "sums over the logits instead of averaging them: the loss grows with the batch",
-                "reduction=sum",
-            )
-        )
+        findings.append(reduction_finding(fitted.reduction))
     if fitted.offset != ref.offset:
         c = fitted.offset - ref.offset
         findings.append(
             Finding("offset", f"adds the constant {name_constant(c)} (it changes no gradient)", f"offset={c:.6g}")
         )
     return findings
+
+
+def reduction_finding(found: str) -> Finding:
+    """A loss reduced by ``found`` where the reference reduces the other way."""
+    if found == "sum":
+        return Finding(
+            "reduction",
+            "sums over the logits instead of averaging them: the loss grows with the batch",
+            "reduction=sum",
+        )
+    return Finding("reduction", "averages over the logits where the spec sums them", "reduction=mean")
 
 
 SWAPPED = Finding(

@@ -141,7 +141,8 @@ class LogitModel:
 
 def reference_model(loss: LossSpec, role: Role) -> LogitModel:
     """The zoo's loss ``loss`` for ``role`` ("d" or "g") as a :class:`LogitModel`, every option of
-    the spec applied (``d_scale``/``g_scale``, least squares' targets, both label smoothings): the
+    the spec applied (``d_scale``/``g_scale``, least squares' targets, the label smoothings, the
+    hinge margin, the reduction): the
     formulas of :mod:`gan_backends.losses`, term by term."""
     name = loss.name
     if role == "g":
@@ -153,18 +154,19 @@ def reference_model(loss: LossSpec, role: Role) -> LogitModel:
             term = Term("square", loss.c)
         else:  # hinge and wasserstein: G maximises the critic's score
             term = Term("linear", coef=-1.0)
-        return LogitModel("g", fake=term, scale=loss.g_scale)
+        return LogitModel("g", fake=term, scale=loss.g_scale, reduction=loss.reduction)
     if role != "d":
         raise ValueError(f"reference_model covers roles d and g, not {role!r}")
     if name in ("minimax", "non_saturating"):
-        real, fake = Term("bce", loss.real_target), Term("bce", 0.0)
+        real, fake = Term("bce", loss.real_target), Term("bce", loss.fake_target)
     elif name == "least_squares":
         real, fake = Term("square", loss.b), Term("square", loss.a)
     elif name == "hinge":
-        real, fake = Term("hinge", 1.0, side=1.0), Term("hinge", 1.0, side=-1.0)
+        m = loss.hinge_margin
+        real, fake = Term("hinge", m, side=1.0), Term("hinge", m, side=-1.0)
     else:
         real, fake = Term("linear", coef=-1.0), Term("linear", coef=1.0)
-    return LogitModel("d", fake=fake, real=real, scale=loss.d_scale)
+    return LogitModel("d", fake=fake, real=real, scale=loss.d_scale, reduction=loss.reduction)
 
 
 def with_term(model: LogitModel, side: str, **changes: float) -> LogitModel:

@@ -175,7 +175,12 @@ def _penalty_findings(best: PenaltyForm, ref: PenaltyForm, cases, evals, images)
             Finding("r1_norm", f"{best.kind} with the norm ‖g‖ where Mescheder et al. have the squared norm ‖g‖²")
         )
     if best.reduction != ref.reduction:
-        out.append(Finding("reduction", "sums the penalty over the batch instead of averaging it", "reduction=sum"))
+        if best.reduction == "sum":
+            out.append(Finding("reduction", "sums the penalty over the batch instead of averaging it", "reduction=sum"))
+        else:
+            out.append(
+                Finding("reduction", "averages the penalty over the batch where the spec sums it", "reduction=mean")
+            )
     if best.weight != ref.weight:
         if best.weight == 1.0:
             text = f"returns the penalty without its weight λ = {ref.weight:g} (the caller must multiply it in)"

@@ -154,7 +154,7 @@ def reference_relativistic(loss: LossSpec, role: str) -> RelativisticModel:
     if role not in ("d", "g"):
         raise ValueError(f"a relativistic loss has roles d and g, not {role!r}")
     scale = loss.d_scale if role == "d" else loss.g_scale
-    return RelativisticModel(loss.name, role, scale=scale)  # type: ignore[arg-type]
+    return RelativisticModel(loss.name, role, scale=scale, reduction=loss.reduction)  # type: ignore[arg-type]
 
 
 def variants(ref: RelativisticModel) -> list[RelativisticModel]:

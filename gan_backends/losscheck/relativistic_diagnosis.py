@@ -17,7 +17,7 @@ from .battery import Case
 from .findings import Diagnosis, Finding
 from .fit import nice
 from .judge import judge_logits, skip_unsupported
-from .logit_diagnosis import SWAPPED
+from .logit_diagnosis import SWAPPED, reduction_finding
 from .relativistic import RelativisticModel, variants
 from .runners import Evaluation
 
@@ -102,12 +102,7 @@ def relativistic_findings(best: RelativisticModel, ref: RelativisticModel) -> li
             )
         )
     if best.reduction != ref.reduction:
-        out.append(
-            Finding(
-                "reduction", "sums over the logits instead of averaging them: the loss grows with the batch",
-                "reduction=sum",
-            )
-        )  # fmt: skip
+        out.append(reduction_finding(best.reduction))
     ratio = nice(best.scale / ref.scale) if ref.scale else best.scale
     if ratio != 1.0:
         if ratio == 0.5:

@@ -47,10 +47,17 @@ def batchnorm_mode(spec: GANSpec) -> BatchNormMode:
     return spec.data_parallel.batchnorm  # type: ignore[return-value]
 
 
-def refuse_ema(spec: GANSpec) -> None:
-    """The engines do not keep G's moving average (``spec.ema``): a spec with one is refused
-    here, by every engine's constructor and by ``train --devices N``, rather than trained
-    without it."""
+def refuse_unsupported(spec: GANSpec) -> None:
+    """What the engines do not train is refused here, by every engine's constructor and by
+    ``train --devices N``, rather than trained otherwise: G's moving average (``spec.ema``), and a
+    summed loss (``loss.reduction="sum"``: the engines average the devices' gradients, which is
+    the global gradient of a mean, not of a sum)."""
+    if spec.loss.reduction != "mean":
+        raise SpecError(
+            f"spec {spec.name!r} sums its loss over the batch (loss.reduction = 'sum'); the data-parallel "
+            "engines average the devices' gradients, which is right for a mean only: train it on one device, "
+            'or set "reduction": "mean"'
+        )
     if spec.ema is not None:
         raise SpecError(
             f"spec {spec.name!r} keeps a moving average of G (ema), which the data-parallel engines do not "
@@ -127,7 +134,7 @@ class WrapsBackend:
 
 __all__ = [
     "WrapsBackend",
-    "refuse_ema",
+    "refuse_unsupported",
     "BATCHNORM_MODES",
     "BATCH_AXIS",
     "DATA_PARALLEL_MODES",

@@ -62,6 +62,19 @@ class LossSpec:
     ``label_smoothing`` and ``tf.losses.sigmoid_cross_entropy`` do (labels·(1 - s) + s/2; note
     TF-GAN's D losses default to s = 0.25).
 
+    ``fake_label_smoothing`` s smooths D's fake target toward ½, ``s/2`` (the same cross-entropy
+    on the fake term); with ``label_smoothing`` s as well it is Keras'
+    ``BinaryCrossentropy(label_smoothing=s)`` used for both of D's terms (Keras ``label_smoothing``
+    maps every label y to ``y·(1 - s) + s/2``).
+
+    ``hinge_margin`` m (``hinge`` only): D's terms ``relu(m - l)`` and ``relu(m + l)`` (TF-GAN's
+    ``wasserstein_hinge_discriminator_loss(real_hinge=m, generated_hinge=m)``; 1 in Lim & Ye 2017).
+
+    ``reduction``: ``"mean"`` (every paper, and the default of torch, Keras and TF-GAN losses)
+    averages each term over every logit and the penalty over the samples; ``"sum"`` sums them
+    (torch ``reduction="sum"``, TF-GAN ``Reduction.SUM``), so the loss and its gradients grow with
+    the batch. The averages inside the relativistic losses' ``C_r - mean C_f`` stay means.
+
     WGAN-GP's norm target and one-sided form (``wgan_gp`` only): ``penalty_target`` γ makes the
     penalty ``λ·mean((‖g‖ - γ)²)/γ²`` (Karras et al. 2017, progressive GAN, γ = 750 on CIFAR-10;
     γ = 1 is Gulrajani et al.'s); ``penalty_one_sided`` penalises only norms above the target,
@@ -83,6 +96,9 @@ class LossSpec:
     one_sided_label_smoothing: float = 0.0
     penalty_target: float = 1.0
     penalty_one_sided: bool = False
+    fake_label_smoothing: float = 0.0
+    hinge_margin: float = 1.0
+    reduction: Literal["mean", "sum"] = "mean"
 
     def __post_init__(self) -> None:
         if self.name not in ALL_LOSS_NAMES:
@@ -112,7 +128,7 @@ class LossSpec:
 
     def _check_options(self) -> None:
         """The label-smoothing and penalty-shape options: ranges, and the losses they apply to."""
-        for fname in ("label_smoothing", "one_sided_label_smoothing"):
+        for fname in ("label_smoothing", "one_sided_label_smoothing", "fake_label_smoothing"):
             value = getattr(self, fname)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise SpecError(f"loss.{fname} must be a number in [0, 1), got {value!r}")
@@ -126,6 +142,14 @@ class LossSpec:
                 "loss.label_smoothing (TF-GAN's, target 1 - s/2) and loss.one_sided_label_smoothing "
                 "(Salimans et al.'s, target 1 - s) are two meanings of one option: set one"
             )
+        if self.reduction not in ("mean", "sum"):
+            raise SpecError(f"loss.reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        value = self.hinge_margin
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise SpecError(f"loss.hinge_margin must be a positive number, got {value!r}")
+        object.__setattr__(self, "hinge_margin", float(value))
+        if self.hinge_margin != 1.0 and self.name != "hinge":
+            raise SpecError(f"loss.hinge_margin is the hinge D loss's margin, not {self.name!r}'s")
         value = self.penalty_target
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
             raise SpecError(f"loss.penalty_target must be a positive number, got {value!r}")
@@ -139,6 +163,11 @@ class LossSpec:
     def real_target(self) -> float:
         """D's cross-entropy target for real data: 1, or 1 - s (one-sided), or 1 - s/2 (TF-GAN)."""
         return 1.0 - self.one_sided_label_smoothing - 0.5 * self.label_smoothing
+
+    @property
+    def fake_target(self) -> float:
+        """D's cross-entropy target for generated data: 0, or s/2 (``fake_label_smoothing``)."""
+        return 0.5 * self.fake_label_smoothing
 
     @property
     def relativistic(self) -> bool:

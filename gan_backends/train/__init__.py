@@ -155,9 +155,9 @@ def train(
     keeps its last periodic checkpoint)."""
     check_fits(spec, config.batch_size if on_host(config.device) else None)
     if config.devices > 1:
-        from ..parallel import refuse_ema
+        from ..parallel import refuse_unsupported
 
-        refuse_ema(spec)
+        refuse_unsupported(spec)
     claim_out_dir(Path(out_dir), resumes=resume is not None, overwrite=overwrite)
     if config.devices == 1:
         build = get_backend(config.backend)

@@ -38,7 +38,7 @@ from .ema import EmaArrays, ema_update
 from .layers import BUFFER_NAMES, Sequential
 from .optim import make_optimizer, optax_slot_fields
 
-JAX_OPS = LossOps(softplus=jax.nn.softplus, mean=jnp.mean, relu=jax.nn.relu, sqrt=jnp.sqrt)
+JAX_OPS = LossOps(softplus=jax.nn.softplus, mean=jnp.mean, relu=jax.nn.relu, sqrt=jnp.sqrt, sum=jnp.sum)
 
 
 class TrainState(NamedTuple):

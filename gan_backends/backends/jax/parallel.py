@@ -33,7 +33,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ...losses import LossOps
-from ...parallel import BATCH_AXIS, WrapsBackend, batchnorm_mode, refuse_ema
+from ...parallel import BATCH_AXIS, WrapsBackend, batchnorm_mode, refuse_unsupported
 from ...params import ParamTree
 from ...spec import GANSpec
 from ..base import OptimizerState, TrainBatch
@@ -91,7 +91,7 @@ class JaxDataParallel(WrapsBackend):
         *,
         devices: int | Sequence[jax.Device] | None = None,
     ):
-        refuse_ema(spec)
+        refuse_unsupported(spec)
         self.batchnorm = batchnorm_mode(spec)
         self.mesh = make_mesh(devices)
         self.count = self.mesh.devices.size

@@ -34,7 +34,7 @@ from .ema import TensorFlowEma
 from .layers import Sequential
 from .optim import TorchFormOptimizer, make_optimizer
 
-TF_OPS = LossOps(softplus=tf.math.softplus, mean=tf.reduce_mean, relu=tf.nn.relu, sqrt=tf.sqrt)
+TF_OPS = LossOps(softplus=tf.math.softplus, mean=tf.reduce_mean, relu=tf.nn.relu, sqrt=tf.sqrt, sum=tf.reduce_sum)
 
 # What a port written with Keras' default BCE gets: BinaryCrossentropy(from_logits=False) on
 # sigmoid probabilities, clipped to [1e-7, 1 - 1e-7]. softplus(l) = -log(1 - sigmoid(l)).
@@ -44,6 +44,7 @@ TF_DEFAULT_BCE_OPS = LossOps(
     mean=tf.reduce_mean,
     relu=tf.nn.relu,
     sqrt=tf.sqrt,
+    sum=tf.reduce_sum,
 )
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ...parallel import WrapsBackend, batchnorm_mode, local_rows, refuse_ema
+from ...parallel import WrapsBackend, batchnorm_mode, local_rows, refuse_unsupported
 from ...params import ParamTree
 from ...spec import GANSpec
 from ..base import TrainBatch
@@ -118,7 +118,7 @@ class TensorFlowDataParallel(WrapsBackend):
         *,
         strategy: tf.distribute.Strategy,
     ):
-        refuse_ema(spec)
+        refuse_unsupported(spec)
         self.batchnorm = batchnorm_mode(spec)
         self.spec = spec
         self.strategy = strategy

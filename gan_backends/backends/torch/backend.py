@@ -50,7 +50,7 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return torch.logaddexp(x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
-TORCH_OPS = LossOps(softplus=_softplus, mean=torch.mean, relu=torch.relu, sqrt=torch.sqrt)
+TORCH_OPS = LossOps(softplus=_softplus, mean=torch.mean, relu=torch.relu, sqrt=torch.sqrt, sum=torch.sum)
 
 # What a port written with torch's usual BCE gets: nn.BCELoss on sigmoid probabilities (the
 # PyTorch DCGAN tutorial), whose log is clamped at -100. softplus(l) = -log(1 - sigmoid(l)).
@@ -59,6 +59,7 @@ TORCH_DEFAULT_BCE_OPS = LossOps(
     mean=torch.mean,
     relu=torch.relu,
     sqrt=torch.sqrt,
+    sum=torch.sum,
 )
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ...parallel import WrapsBackend, batchnorm_mode, refuse_ema, shard_batch
+from ...parallel import WrapsBackend, batchnorm_mode, refuse_unsupported, shard_batch
 from ...params import ParamTree
 from ...spec import GANSpec
 from ..base import TrainBatch
@@ -157,7 +157,7 @@ class TorchDataParallel(WrapsBackend):
             raise RuntimeError(
                 "TorchDataParallel needs a process group: run under torchrun and call init_process_group"
             )
-        refuse_ema(spec)
+        refuse_unsupported(spec)
         self.batchnorm = batchnorm_mode(spec)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.spec = spec
