@@ -191,3 +191,38 @@ def test_losscheck_judges_a_summed_spec_and_prints_what_trains_a_found_sum():
     assert report.spec_options() == {"hinge_margin": 2.0, "reduction": "sum"}, report.text()
     assert 'to train it: "loss": {"hinge_margin": 2.0, "reduction": "sum"}' in report.text()
     assert torch.is_tensor(summed(torch.zeros(2, 1), torch.zeros(2, 1)))
+
+
+#: Every LossSpec option at a non-default value, over three specs (options that exclude each
+#: other are apart): the issue's "mlp and dcgan-small" check of them.
+ALL_OPTIONS = {
+    "smoothed": LossSpec(
+        name="non_saturating", d_scale=0.5, g_scale=2.0, label_smoothing=0.2, fake_label_smoothing=0.1,
+        reduction="sum", penalty="wgan_gp", penalty_weight=3.0, penalty_target=0.5, penalty_one_sided=True,
+    ),
+    "one-sided": LossSpec(name="minimax", one_sided_label_smoothing=0.1, penalty="r2", penalty_weight=2.0),
+    "margin": LossSpec(name="hinge", hinge_margin=2.0, reduction="sum", penalty="r1", penalty_weight=1.0),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(ALL_OPTIONS))
+def test_check_agrees_on_the_mlp_with_every_option(framework, case):
+    require_backend(framework)
+    spec = get_preset("mlp-2d")
+    report = run_check(spec.replace(loss=ALL_OPTIONS[case]), [framework, "numpy"], steps=1, batch_size=16, seed=2)
+    (pair,) = report.pairs
+    assert report.passed, [r.quantity for r in pair.rows if not r.passed] or report.lock_rows
+
+
+@pytest.mark.long
+def test_check_agrees_on_dcgan_small_with_every_option(framework):
+    """The options on BatchNorm convolutions (the loss options; the penalties' are the PatchGAN's)."""
+    require_backend(framework)
+    spec = get_preset("dcgan-small")
+    for loss in ALL_OPTIONS.values():
+        # its critic has BatchNorm, which a per-sample penalty refuses (the PatchGAN above checks those)
+        plain = {"penalty": "none", "penalty_weight": 10.0, "penalty_target": 1.0, "penalty_one_sided": False}
+        loss = LossSpec(**{**vars(loss), **plain})
+        report = run_check(spec.replace(loss=loss), [framework, "numpy"], steps=1, batch_size=8, seed=2)
+        (pair,) = report.pairs
+        assert report.passed, (loss, [r.quantity for r in pair.rows if not r.passed] or report.lock_rows)
