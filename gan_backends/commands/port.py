@@ -17,7 +17,13 @@ def port(
     src: Annotated[
         Path, typer.Argument(help="A torch state_dict (.pt/.pth), Keras .weights.h5, Flax .msgpack, or ours.")
     ],
-    to: Annotated[str, typer.Option(help="torch, tensorflow (Keras .weights.h5), jax (Flax msgpack), safetensors.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            help="torch, tensorflow (Keras .weights.h5), jax (Flax msgpack), safetensors, or checkpoint: a training "
+            "checkpoint with both optimisers' state, which train --resume continues in any backend."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="The converted file.")],
     spec: Annotated[
         Optional[str], typer.Option(help="Preset name or spec JSON the weights belong to (default: read from --model).")
@@ -43,14 +49,22 @@ def port(
         bool, typer.Option("--verify/--no-verify", help="Run source and target on the same noise.")
     ] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out (never the source).")] = False,
+    step: Annotated[
+        Optional[int],
+        typer.Option(min=0, help="--to checkpoint: the G step the run stands at, where its optimisers keep no count."),
+    ] = None,
 ) -> None:
     """Convert a checkpoint between stacks with the layouts right, then run the source and the
     converted model on the same inputs and print how far apart they are.
 
     --out is checked first: never the source, named for --to's form, not an existing file unless
-    --overwrite. With --model (your own model) the spec is read from it, or, with --spec too,
-    checked against it: your model runs with the source's weights beside the converted one,
-    and where they part the first layer that differs is named.
+    --overwrite. --to checkpoint reads the optimiser states a training script saved beside the
+    networks (torch: {"netG": ..., "optimizerG": optimizerG.state_dict(), ...}), checks them
+    against the spec's optimisers and writes a checkpoint for train --resume.
+
+    With --model (your own model) the spec is read from it, or, with --spec too, checked against
+    it: your model runs with the source's weights beside the converted one, and where they part
+    the first layer that differs is named.
 
     Exit status: 0 converted (and agreeing within 1e-4 of the outputs' scale), 1 converted but
     disagreeing, 2 bad input (every mismatch named with both names and shapes).
@@ -77,7 +91,7 @@ def port(
         parts = tuple(n.strip() for n in networks.split(",")) if networks else None
         result = convert(
             src, gan, to, out, kind=kind, networks=parts, mapping=mapping or None, check=verify, overwrite=overwrite,
-            models=models,
+            models=models, step=step,
         )  # fmt: skip
     except (PortError, SpecError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None

@@ -46,6 +46,7 @@ from .native import (
     suggested_name,
     write_native,
 )
+from .optimizer_state import canonical_optimizer, write_training_checkpoint
 from .safetensors import read as read_safetensors
 from .verify import Agreement, native_outputs, verify
 from .verify_model import mapping_from_models, verify_against_models
@@ -107,11 +108,16 @@ class PortResult:
         return "\n".join(lines)
 
 
+#: ``--to checkpoint``: a training checkpoint (weights, statistics, both optimisers, the step)
+#: that ``train --resume`` continues; it is a safetensors file, verified as one.
+TRAINING_CHECKPOINT = "checkpoint"
+
+
 def check_out_name(src: str | Path, to: str, out: str | Path, *, overwrite: bool = False) -> None:
     """Refuse an ``out`` that is ``src``, that exists (unless ``overwrite``), that cannot be
     written, or whose name says another form than ``to``."""
     check_output(out, what="--out", inputs=(src,), overwrite=overwrite)
-    target = canonical_kind(to)
+    target = "safetensors" if to == TRAINING_CHECKPOINT else canonical_kind(to)
     try:
         named = detect_kind(out)
     except PortError:
@@ -135,6 +141,7 @@ def port(
     seed: int = 0,
     overwrite: bool = False,
     models: Mapping[str, Any] | None = None,
+    step: int | None = None,
 ) -> PortResult:
     """Read ``src`` (its ``kind`` detected from the name when ``None``), convert it to the
     canonical trees, write it as ``to`` at ``out`` and, with ``check``, run it in the source's
@@ -148,7 +155,11 @@ def port(
     the source's weights against the converted model, and where they part the first layer
     that differs is named (:func:`~gan_backends.port.verify_model.verify_against_models`); without a
     ``mapping``, the file's tensors are matched to the spec by the modules of these models that
-    hold them (:func:`~gan_backends.port.verify_model.mapping_from_models`), then by order."""
+    hold them (:func:`~gan_backends.port.verify_model.mapping_from_models`), then by order.
+
+    ``to="checkpoint"``: a training checkpoint, the file's optimiser states moved with the weights
+    (:mod:`.optimizer_state`; ``step`` where the file does not count its updates); verified as
+    this project's safetensors file."""
     check_out_name(src, to, out, overwrite=overwrite)
     ckpt = read_native(src, kind)
     if mapping is None and models:  # the user's model names each tensor's layer (registration order aside)
@@ -158,7 +169,12 @@ def port(
     if bad:
         raise NonFiniteValues(f"{src}: {', '.join(bad)}; not converted (a port of NaN weights proves nothing)")
     notes = list(ckpt.notes)
-    notes += write_native(params, buffers, spec, to, out)
+    if to == TRAINING_CHECKPOINT:
+        state, g_step = canonical_optimizer(ckpt, spec, mapping, step)
+        notes += write_training_checkpoint(out, src, spec, params, buffers, state, g_step)
+        to = "safetensors"
+    else:
+        notes += write_native(params, buffers, spec, to, out)
     agreement = verify(spec, params, buffers, ckpt.kind, to, out, batch=batch, seed=seed) if check else []
     divergences: list[str] = []
     mine = {net: model for net, model in (models or {}).items() if net in networks_of(params)}
@@ -175,6 +191,7 @@ def port(
 __all__ = [
     "AGREEMENT_TOLERANCE",
     "MODEL_TOLERANCE",
+    "TRAINING_CHECKPOINT",
     "KINDS",
     "KIND_ALIASES",
     "LAYOUT_OF_KIND",

@@ -138,15 +138,42 @@ class NativeRun:
         return np.asarray(self.inputs[net], self.dtype)
 
 
+#: The roles of a network's parameters (what an optimiser updates); the rest are buffers.
+PARAMETER_ROLES: tuple[str, ...] = ("kernel", "bias", "scale")
+
+
+@dataclass
+class NativeOptimizer:
+    """One network's optimiser state as a framework stores it, read into canonical slot names.
+
+    ``name``: ``adam``, ``rmsprop`` or ``sgd``; ``hyper``: its hyper-parameters under the spec's
+    field names (``lr``, ``beta1``, ...), what the file says; ``steps``: the updates taken (None
+    where the file does not count them: torch's SGD); a ``None`` array: no state yet (zeros);
+    ``slots``: per canonical slot (``m``, ``v``, ``grad_avg``, ``momentum``), one array per
+    parameter of the network, in the order of the network's parameter tensors in the file (the
+    order the optimiser was given them), each in the file's native layout; ``key``: where it was
+    found; ``flags``: options the spec has no field for, set (``amsgrad``, ``maximize``, ...)."""
+
+    name: str
+    hyper: dict[str, float | bool]
+    steps: int | None
+    slots: dict[str, list[np.ndarray | None]]
+    key: str = ""
+    flags: tuple[str, ...] = ()
+
+
 @dataclass
 class NativeCheckpoint:
     """What a reader found: the tensors in the file's layer order (as far as it is known), the
-    form, the path and notes on how it was read (wrapper key used, how order was recovered)."""
+    form, the path and notes on how it was read (wrapper key used, how order was recovered);
+    ``optimizers``: the optimisers' states the file holds, per network (a training script's
+    ``{"net_G": ..., "optim_G": ...}``)."""
 
     kind: str
     path: str
     tensors: list[NativeTensor]
     notes: list[str] = field(default_factory=list)
+    optimizers: dict[str, NativeOptimizer] = field(default_factory=dict)
 
     @property
     def layout(self) -> str:
@@ -242,6 +269,14 @@ def network_hint(name: str) -> str | None:
     if key in _D_ALIASES:
         return "discriminator"
     return None
+
+
+def optimizer_hint(name: str) -> str | None:
+    """The network an optimiser's container names (``optimizerG``, ``optim_D``, ``g_optimizer``,
+    ``opt_gen_state_dict``), or None when the name is not an optimiser's."""
+    key = re.sub(r"[_-]?state[_-]?dict$", "", name.strip().lower())
+    rest = re.sub(r"optimi[sz]er|optim|opt", "", key, count=1)
+    return network_hint(rest.strip("_-")) if rest != key and rest.strip("_-") else None
 
 
 def natural_key(text: str) -> tuple:

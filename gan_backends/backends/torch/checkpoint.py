@@ -39,6 +39,7 @@ from ..._io import atomic_write_bytes
 from ...params import ParamTree
 from ...port.native import NativeCheckpoint, NativeRun, NativeTensor, PortError, network_hint, networks_of, state_layers
 from ...spec import BatchNorm, GANSpec
+from .checkpoint_optim import optimizers_in
 from .layers import CanonicalIO, build_network, is_image
 
 #: torch wrapper keys, in the order they are tried.
@@ -202,15 +203,17 @@ def read(path: str | Path) -> NativeCheckpoint:
         raise PortError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
     found = network_states(obj)
     if found:
-        used = {key for key, _ in found.values()}
+        optimizers, optimizer_notes = optimizers_in(obj)
+        used = {key for key, _ in found.values()} | {o.key for o in optimizers.values()}
         rest = [str(key) for key in obj if key not in used]
+        notes += optimizer_notes
         if rest:
-            notes.append(f"not read: {', '.join(rest[:8])} (optimiser states, counters: not network weights)")
+            notes.append(f"not read: {', '.join(rest[:8])} (counters, settings: not network weights)")
         tensors = []
         for network, (key, state) in found.items():
             notes.append(f"{network} state_dict read from key {key!r}")
             tensors += _torch_tensors(state, network, prefix=f"{key}/" if len(found) > 1 else "")
-        return NativeCheckpoint("torch", str(path), tensors, notes)
+        return NativeCheckpoint("torch", str(path), tensors, notes, optimizers)
     for key in TORCH_WRAPPER_KEYS:
         if _is_state_dict(obj.get(key)):
             notes.append(f"state_dict read from key {key!r}")
