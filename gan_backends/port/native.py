@@ -155,7 +155,7 @@ class NativeOptimizer:
     found; ``flags``: options the spec has no field for, set (``amsgrad``, ``maximize``, ...)."""
 
     name: str
-    hyper: dict[str, float | bool]
+    hyper: dict[str, float | bool | str]
     steps: int | None
     slots: dict[str, list[np.ndarray | None]]
     key: str = ""

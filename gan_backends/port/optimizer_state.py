@@ -37,9 +37,11 @@ def _spec_problems(net: str, native: NativeOptimizer, opt: OptimizerSpec) -> lis
     problems = [f"{where} sets {flag}, which the spec's {opt.name} has no field for" for flag in native.flags]
     for field, value in native.hyper.items():
         want = getattr(opt, field)
-        same = value == want if isinstance(want, bool) else math.isclose(float(value), float(want), rel_tol=1e-9)
+        exact = isinstance(want, (bool, str))
+        same = value == want if exact else math.isclose(float(value), float(want), rel_tol=1e-9)  # type: ignore[arg-type]
         if not same:
-            problems.append(f"{where} has {field} {value:g}, the spec's {opt.name}.{field} {want:g}")
+            shown = (value, want) if exact else (f"{value:g}", f"{want:g}")
+            problems.append(f"{where} has {field} {shown[0]}, the spec's {opt.name}.{field} {shown[1]}")
     return problems
 
 

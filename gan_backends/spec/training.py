@@ -184,8 +184,14 @@ class AdamSpec:
         v  <- beta2 * v + (1 - beta2) * g**2
         p  <- p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-    Keras' Adam uses the "epsilon-hat" form, which no eps makes equal to this; the TensorFlow
-    backend therefore writes this update with TF ops.
+    Keras' Adam uses the "epsilon-hat" form (``keras.optimizers.Adam``; Kingma & Ba, the formula
+    before section 2.1), which no eps makes equal to this: ``form="keras"`` trains it, in every
+    stack::
+
+        p  <- p - lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)
+
+    (the moments as above; Keras' default eps is 1e-7). Keras' ``weight_decay`` is decoupled
+    (``p -= lr * wd * p``), so ``form="keras"`` refuses a weight decay.
     """
 
     lr: float
@@ -193,6 +199,7 @@ class AdamSpec:
     beta2: float
     eps: float
     weight_decay: float = 0.0
+    form: Literal["torch", "keras"] = "torch"
     name: Literal["adam"] = "adam"
 
     def __post_init__(self) -> None:
@@ -207,6 +214,7 @@ class AdamSpec:
             raise SpecError(f"adam needs lr > 0, eps > 0, weight_decay >= 0; got {self}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise SpecError(f"adam betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        _check_form(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,6 +230,13 @@ class RMSpropSpec:
 
     Keras' RMSprop defaults to rho 0.9, eps 1e-7; optax's puts eps inside the root
     (``eps_in_sqrt=True``) and starts ``v`` at ``initial_scale``: all set from here.
+    ``form="keras"`` is ``keras.optimizers.RMSprop``'s update (``alpha`` is Keras' ``rho``)::
+
+        d  <- sqrt(v - gc**2 + eps) if centered else sqrt(v + eps)   (eps INSIDE the root)
+        b  <- momentum * b + lr * g / d;  p <- p - b      if momentum (lr inside the buffer)
+        p  <- p - lr * g / d                              otherwise
+
+    so with ``form="keras"`` the ``momentum`` slot holds Keras' buffer (``lr`` included).
     """
 
     lr: float
@@ -230,6 +245,7 @@ class RMSpropSpec:
     momentum: float = 0.0
     centered: bool = False
     weight_decay: float = 0.0
+    form: Literal["torch", "keras"] = "torch"
     name: Literal["rmsprop"] = "rmsprop"
 
     def __post_init__(self) -> None:
@@ -239,6 +255,7 @@ class RMSpropSpec:
             raise SpecError(f"rmsprop needs lr > 0, eps > 0, momentum >= 0, weight_decay >= 0; got {self}")
         if not (0 <= self.alpha < 1):
             raise SpecError(f"rmsprop.alpha must lie in [0, 1), got {self.alpha}")
+        _check_form(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,6 +306,17 @@ def optimizer_from_dict(data: dict[str, Any]) -> OptimizerSpec:
     if cls is None:
         raise SpecError(f"unknown optimiser {name!r}; known: {', '.join(OPTIMIZER_TYPES)}")
     return cls(**kwargs)
+
+
+def _check_form(opt: Any) -> None:
+    """``form`` is torch's or Keras'; Keras' weight decay is decoupled, which the spec has no form for."""
+    if opt.form not in ("torch", "keras"):
+        raise SpecError(f"{opt.name}.form must be 'torch' or 'keras', got {opt.form!r}")
+    if opt.form == "keras" and opt.weight_decay:
+        raise SpecError(
+            f"{opt.name}.form 'keras' with weight_decay {opt.weight_decay}: Keras' weight decay is decoupled "
+            "(p -= lr·wd·p), not torch's L2 on the gradient; the spec has no decoupled form: set weight_decay 0"
+        )
 
 
 def _check_numbers(obj: Any, names: tuple[str, ...]) -> None:

@@ -1,4 +1,5 @@
-"""The reference's optimisers, in torch's form and float64: Adam, RMSprop, SGD.
+"""The reference's optimisers in float64: Adam, RMSprop, SGD, in torch's form (Adam and
+RMSprop also in Keras', ``form="keras"``).
 
 Each is written from the formula in its spec's docstring (:class:`~gan_backends.spec.AdamSpec`,
 :class:`~gan_backends.spec.RMSpropSpec`, :class:`~gan_backends.spec.SGDSpec`), with torch's
@@ -46,6 +47,9 @@ class Adam(Optimizer):
         s, m, v = self.spec, self.slots["m"], self.slots["v"]
         m[name] = s.beta1 * m[name] + (1.0 - s.beta1) * g
         v[name] = s.beta2 * v[name] + (1.0 - s.beta2) * g * g
+        if s.form == "keras":  # epsilon-hat: lr·sqrt(1 - β2^t)/(1 - β1^t) · m/(sqrt(v) + eps)
+            alpha = s.lr * np.sqrt(1.0 - s.beta2**self.t) / (1.0 - s.beta1**self.t)
+            return p - alpha * m[name] / (np.sqrt(v[name]) + s.eps)
         denom = np.sqrt(v[name]) / np.sqrt(1.0 - s.beta2**self.t) + s.eps
         return p - (s.lr / (1.0 - s.beta1**self.t)) * m[name] / denom
 
@@ -58,12 +62,19 @@ class RMSprop(Optimizer):
     def _step(self, name, p, g):
         s, v = self.spec, self.slots["v"]
         v[name] = s.alpha * v[name] + (1.0 - s.alpha) * g * g
+        square = v[name]
         if s.centered:
             avg = self.slots["grad_avg"]
             avg[name] = s.alpha * avg[name] + (1.0 - s.alpha) * g
-            denom = np.sqrt(v[name] - avg[name] * avg[name]) + s.eps
-        else:
-            denom = np.sqrt(v[name]) + s.eps
+            square = v[name] - avg[name] * avg[name]
+        if s.form == "keras":  # eps inside the root, lr inside the momentum buffer
+            increment = s.lr * g / np.sqrt(square + s.eps)
+            if s.momentum:
+                buf = self.slots["momentum"]
+                buf[name] = s.momentum * buf[name] + increment
+                return p - buf[name]
+            return p - increment
+        denom = np.sqrt(square) + s.eps
         if s.momentum:
             buf = self.slots["momentum"]
             buf[name] = s.momentum * buf[name] + g / denom

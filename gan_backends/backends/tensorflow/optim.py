@@ -1,4 +1,5 @@
-"""The TensorFlow backend's optimisers, written in PyTorch's form with TF ops.
+"""The TensorFlow backend's optimisers, written in PyTorch's form with TF ops (Adam and RMSprop
+also in Keras' form, ``form="keras"``, written here too so that the slots stay canonical).
 
 :class:`TorchFormAdam`, :class:`TorchFormRMSprop` and :class:`TorchFormSGD` rather than Keras'
 optimisers: Keras' ``Adam`` uses the epsilon-hat form
@@ -66,6 +67,8 @@ class TorchFormAdam(TorchFormOptimizer):
         bc1 = 1.0 - tf.pow(tf.constant(s.beta1, tf.float64), t)
         bc2_sqrt = tf.sqrt(1.0 - tf.pow(tf.constant(s.beta2, tf.float64), t))
         dtype = self.variables_[0].dtype  # one spec dtype: cast the scalars once, not per variable
+        if s.form == "keras":  # Keras' alpha = lr·sqrt(1 - β2^t)/(1 - β1^t)
+            return tf.cast(s.lr * bc2_sqrt / bc1, dtype), tf.cast(bc2_sqrt, dtype)
         return tf.cast(s.lr / bc1, dtype), tf.cast(bc2_sqrt, dtype)
 
     def update(self, k: int, p: tf.Variable, g: tf.Tensor, scalars: tuple[tf.Tensor, ...]) -> None:
@@ -74,7 +77,10 @@ class TorchFormAdam(TorchFormOptimizer):
         # m ← m + (1 − β₁)(g − m): torch's `exp_avg.lerp_(grad, 1 − β₁)`; in-place adds.
         m.assign_add((1.0 - s.beta1) * (g - m))
         v.assign_add((1.0 - s.beta2) * (tf.square(g) - v))
-        p.assign_sub(step_size * m / (tf.sqrt(v) / bc2_sqrt + s.eps))
+        if s.form == "keras":  # epsilon-hat: eps added to sqrt(v) itself
+            p.assign_sub(step_size * m / (tf.sqrt(v) + s.eps))
+        else:
+            p.assign_sub(step_size * m / (tf.sqrt(v) / bc2_sqrt + s.eps))
 
 
 class TorchFormRMSprop(TorchFormOptimizer):
@@ -85,12 +91,21 @@ class TorchFormRMSprop(TorchFormOptimizer):
         s = self.spec
         v = s.alpha * self.slots["v"][k] + (1.0 - s.alpha) * tf.square(g)
         self.slots["v"][k].assign(v)
+        square = v
         if s.centered:
             grad_avg = s.alpha * self.slots["grad_avg"][k] + (1.0 - s.alpha) * g
             self.slots["grad_avg"][k].assign(grad_avg)
-            avg = tf.sqrt(v - tf.square(grad_avg)) + s.eps
-        else:
-            avg = tf.sqrt(v) + s.eps
+            square = v - tf.square(grad_avg)
+        if s.form == "keras":  # eps inside the root, lr inside the momentum buffer
+            increment = s.lr * g / tf.sqrt(square + s.eps)
+            if s.momentum:
+                buf = s.momentum * self.slots["momentum"][k] + increment
+                self.slots["momentum"][k].assign(buf)
+                p.assign_sub(buf)
+            else:
+                p.assign_sub(increment)
+            return
+        avg = tf.sqrt(square) + s.eps
         if s.momentum:
             buf = s.momentum * self.slots["momentum"][k] + g / avg
             self.slots["momentum"][k].assign(buf)

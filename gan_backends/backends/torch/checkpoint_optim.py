@@ -51,14 +51,14 @@ def _hyper(kind: str, group: Mapping) -> tuple[dict[str, float | bool], list[str
     wd = float(group.get("weight_decay", 0.0))
     if group.get("decoupled_weight_decay") and wd:
         flags.append("decoupled_weight_decay (AdamW)")
-    if kind == "adam":
+    if kind == "adam":  # torch.optim.Adam's form (eps outside the bias-corrected root), not Keras'
         beta1, beta2 = group["betas"]
         return {"lr": float(group["lr"]), "beta1": float(beta1), "beta2": float(beta2), "eps": float(group["eps"]),
-                "weight_decay": wd}, flags  # fmt: skip
+                "weight_decay": wd, "form": "torch"}, flags  # fmt: skip
     if kind == "rmsprop":
         hyper = {"lr": float(group["lr"]), "alpha": float(group["alpha"]), "eps": float(group["eps"]),
                  "weight_decay": wd, "momentum": float(group["momentum"]),
-                 "centered": bool(group["centered"])}  # fmt: skip
+                 "centered": bool(group["centered"]), "form": "torch"}  # fmt: skip
         return hyper, flags
     if float(group.get("dampening", 0.0)):
         flags.append(f"dampening {group['dampening']}")

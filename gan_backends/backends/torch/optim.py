@@ -34,6 +34,9 @@ def make_optimizer(params: list[nn.Parameter], opt: OptimizerSpec, capturable: b
     # capturable=True (the flag then only passes optimizer.step's capture check), so a captured
     # step updates exactly as the eager one. RMSprop has no fused kernel; torch picks foreach on
     # CUDA. SGD keeps no step count and needs no flag.
+    if getattr(opt, "form", "torch") == "keras":
+        form = KerasFormAdam if isinstance(opt, AdamSpec) else KerasFormRMSprop
+        return form(params, opt, capturable)  # type: ignore[arg-type]
     if isinstance(opt, AdamSpec):
         return torch.optim.Adam(
             params,
@@ -64,6 +67,79 @@ def make_optimizer(params: list[nn.Parameter], opt: OptimizerSpec, capturable: b
         nesterov=opt.nesterov,
         fused=True,
     )
+
+
+class KerasFormAdam(torch.optim.Optimizer):
+    """``keras.optimizers.Adam``'s update (the epsilon-hat form, :class:`~gan_backends.spec.AdamSpec`)
+    as a torch optimiser, its state under torch's Adam keys (``step``, ``exp_avg``, ``exp_avg_sq``)
+    so that it exports and loads like ``torch.optim.Adam``'s. Bias corrections are tensors in
+    the parameter's dtype (as Keras casts them), so the step also runs inside a CUDA graph."""
+
+    def __init__(self, params: list[nn.Parameter], spec: AdamSpec, capturable: bool = False):
+        # capturable: torch's load_state_dict then puts `step` on the parameter's device
+        defaults = {"lr": spec.lr, "betas": (spec.beta1, spec.beta2), "eps": spec.eps, "capturable": capturable}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch's interface
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    where = p.device if group["capturable"] else "cpu"
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=where)
+                    state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"].to(p.device, p.dtype)
+                alpha = group["lr"] * torch.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+                m, v, g = state["exp_avg"], state["exp_avg_sq"], p.grad
+                m.add_((g - m) * (1.0 - b1))
+                v.add_((g * g - v) * (1.0 - b2))
+                p.sub_(m * alpha / (v.sqrt() + group["eps"]))
+
+
+class KerasFormRMSprop(torch.optim.Optimizer):
+    """``keras.optimizers.RMSprop``'s update (eps inside the root, lr inside the momentum buffer;
+    :class:`~gan_backends.spec.RMSpropSpec`), its state under torch's RMSprop keys."""
+
+    def __init__(self, params: list[nn.Parameter], spec: RMSpropSpec, capturable: bool = False):
+        super().__init__(params, {"lr": spec.lr, "alpha": spec.alpha, "eps": spec.eps, "momentum": spec.momentum,
+                                  "centered": spec.centered, "capturable": capturable})  # fmt: skip
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch's interface
+        for group in self.param_groups:
+            rho, mom = group["alpha"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state, g = self.state[p], p.grad
+                if not state:
+                    where = p.device if group["capturable"] else "cpu"
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=where)
+                    state["square_avg"] = torch.zeros_like(p)
+                    if group["centered"]:
+                        state["grad_avg"] = torch.zeros_like(p)
+                    if mom:
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                state["step"] += 1
+                v = state["square_avg"]
+                v.copy_(rho * v + (1.0 - rho) * g * g)
+                square = v
+                if group["centered"]:
+                    avg = state["grad_avg"]
+                    avg.copy_(rho * avg + (1.0 - rho) * g)
+                    square = v - avg * avg
+                increment = group["lr"] * g / torch.sqrt(square + group["eps"])
+                if mom:
+                    buf = state["momentum_buffer"]
+                    buf.copy_(mom * buf + increment)
+                    p.sub_(buf)
+                else:
+                    p.sub_(increment)
 
 
 def slot_tensors(
