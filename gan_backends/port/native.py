@@ -160,6 +160,10 @@ class NativeOptimizer:
     slots: dict[str, list[np.ndarray | None]]
     key: str = ""
     flags: tuple[str, ...] = ()
+    #: ``"file"``: the arrays follow the network's parameter tensors in the file, in its layout
+    #: (torch); ``"spec"``: the spec's parameters of the network in order, canonical (Keras, whose
+    #: optimiser follows the model's trainable variables while its file groups layers by class).
+    order: str = "file"
 
 
 @dataclass

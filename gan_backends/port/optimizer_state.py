@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.base import OptimizerState
+from ..params import param_shapes
 from ..spec import GANSpec, OptimizerSpec, optimizer_slots
 from ..train.checkpoint import save_checkpoint
 from .match import to_canonical
@@ -38,7 +39,8 @@ def _spec_problems(net: str, native: NativeOptimizer, opt: OptimizerSpec) -> lis
     for field, value in native.hyper.items():
         want = getattr(opt, field)
         exact = isinstance(want, (bool, str))
-        same = value == want if exact else math.isclose(float(value), float(want), rel_tol=1e-9)  # type: ignore[arg-type]
+        # rel 1e-6: Keras keeps its learning rate as a float32 variable
+        same = value == want if exact else math.isclose(float(value), float(want), rel_tol=1e-6)  # type: ignore[arg-type]
         if not same:
             shown = (value, want) if exact else (f"{value:g}", f"{want:g}")
             problems.append(f"{where} has {field} {shown[0]}, the spec's {opt.name}.{field} {shown[1]}")
@@ -48,6 +50,9 @@ def _spec_problems(net: str, native: NativeOptimizer, opt: OptimizerSpec) -> lis
 def _slot_tree(ckpt: NativeCheckpoint, spec: GANSpec, slot: str, nets: tuple[str, ...], mapping) -> dict:
     """``slot`` of the networks in ``nets`` under canonical names: a shadow of the file whose
     parameters hold the slot's arrays (zeros for the other networks and for no state yet)."""
+    in_spec_order = {net: o for net, o in ckpt.optimizers.items() if o.order == "spec" and net in nets}
+    if in_spec_order:
+        return _spec_ordered(spec, slot, in_spec_order)
     shadow = []
     for net in ("generator", "discriminator"):
         native = ckpt.optimizers.get(net)
@@ -69,6 +74,24 @@ def _slot_tree(ckpt: NativeCheckpoint, spec: GANSpec, slot: str, nets: tuple[str
     rest = [t for t in ckpt.tensors if t.role not in PARAMETER_ROLES]
     tree, _ = to_canonical(NativeCheckpoint(ckpt.kind, ckpt.path, shadow + rest), spec, mapping=mapping)
     return {name: value for name, value in tree.items() if name.split(".", 1)[0] in nets}
+
+
+def _spec_ordered(spec: GANSpec, slot: str, optimizers: Mapping[str, NativeOptimizer]) -> dict:
+    """``slot`` of optimisers whose arrays follow the spec's parameters (canonical layout)."""
+    out = {}
+    for net, native in optimizers.items():
+        shapes = param_shapes(spec, (net,))
+        arrays = native.slots.get(slot) or [None] * len(shapes)
+        if len(arrays) != len(shapes):
+            raise PortError(
+                f"{net} optimiser ({native.key!r}) holds state for {len(arrays)} variables, spec {spec.name!r}'s "
+                f"{net} has {len(shapes)} parameters"
+            )
+        for (name, shape), array in zip(shapes.items(), arrays):
+            if array is not None and tuple(array.shape) != tuple(shape):
+                raise PortError(f"{net} optimiser ({native.key!r}): {name}'s state is {array.shape}, spec {shape}")
+            out[name] = np.zeros(shape, np.float32) if array is None else array
+    return out
 
 
 def canonical_optimizer(

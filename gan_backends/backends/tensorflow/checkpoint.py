@@ -84,6 +84,7 @@ from ...spec import (  # noqa: E402
     conv_pads,
 )
 from .attention import keras_self_attention  # noqa: E402
+from .checkpoint_optim import keras_optimizers  # noqa: E402
 from .keras_spectral import SpectralNormConv2D, SpectralNormDense, is_keras_wrapper, wrapper_tensors  # noqa: E402
 
 _KERAS_TYPES = {
@@ -165,7 +166,8 @@ def _read_keras3(f: Any, path: str) -> NativeCheckpoint:
 
     f.visititems(visit)
     tensors: list[NativeTensor] = []
-    notes: list[str] = []
+    optimizers, optimizer_tops, notes = keras_optimizers(f)
+    skip_top = _KERAS_SKIP_TOP | optimizer_tops
     skipped = sorted({p.split("/", 1)[0] for p, _ in groups if p.split("/", 1)[0] in _KERAS_SKIP_TOP})
     if skipped:
         notes.append(f"skipped {', '.join(skipped)} (not layers)")
@@ -174,7 +176,7 @@ def _read_keras3(f: Any, path: str) -> NativeCheckpoint:
     wrappers = {p for p in by_path if is_keras_wrapper(p) and f"{p}/layer" in by_path}
     for lpath, vars_group in groups:
         parts = lpath.split("/") if lpath else []
-        if not parts or parts[0] in _KERAS_SKIP_TOP or "seed_generator" in parts:
+        if not parts or parts[0] in skip_top or "seed_generator" in parts:
             continue
         if parts[-1] == "layer" and "/".join(parts[:-1]) in wrappers:
             continue  # a SpectralNormalization's wrapped layer: read with its wrapper
@@ -208,7 +210,7 @@ def _read_keras3(f: Any, path: str) -> NativeCheckpoint:
             "counter's, the interleaving of classes is recovered by matching the spec's layer types"
         )
     tensors.sort(key=lambda t: (t.chain, t.rank, ROLE_ORDER[t.role]))
-    return NativeCheckpoint("keras", path, tensors, notes)
+    return NativeCheckpoint("keras", path, tensors, notes, optimizers)
 
 
 # -- the Keras model of a spec -----------------------------------------------------------------
